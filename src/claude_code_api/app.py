@@ -1,0 +1,140 @@
+"""The application factory: routers, error rendering, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from . import __version__
+from .dialects.openai_chat import translate as openai_wire
+from .dialects.openai_chat.models import ROLE_TAGS
+from .dialects.openai_chat.router import router as openai_router
+from .engine.engine import cli_version
+from .errors import GatewayError
+from .gateway import Gateway
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    gateway = Gateway.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        learner = asyncio.create_task(gateway.learn_models(timeout=120))
+        try:
+            yield
+        finally:
+            learner.cancel()
+            await gateway.close()
+
+    app = FastAPI(
+        title="claude-code-api",
+        version=__version__,
+        description="OpenAI- and Anthropic-compatible API served by Claude Code.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.include_router(openai_router)
+    app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
+    _install_error_handlers(app)
+    return app
+
+
+async def health(request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    pool = gateway.engine.pool
+    info = gateway.engine.server_info()
+    counts = pool.counts()
+    status = "ok" if counts["size"] or pool.last_start_error is None else "degraded"
+    body: dict[str, Any] = {
+        "status": status,
+        "version": __version__,
+        "cli_version": info.get("claude_code_version") or cli_version(
+            gateway.settings.claude.cli_path),
+        "pool": counts,
+        "workers": [{"id": w.id, "state": w.state, "pid": w.pid, "turns": w.turns,
+                     "model": w.model, "rss_bytes": w.rss_bytes()} for w in pool.workers],
+    }
+    if pool.last_start_error:
+        body["last_start_error"] = pool.last_start_error
+    return body
+
+
+def _error_response(status: int, message: str, type_: str, param: str | None,
+                    code: str | None, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(openai_wire.error_body(message, type_, param, code), status,
+                        headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status,
+                        exc.message)
+        return _error_response(exc.status, exc.message, exc.type, exc.param, exc.code,
+                               exc.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = describe_validation(exc.errors())
+        return _error_response(400, message, "invalid_request_error", param, None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return _error_response(exc.status_code, str(exc.detail), "invalid_request_error",
+                               None, code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(500, "internal error in the gateway", "api_error", None, None)
+
+
+def describe_validation(errors: Any) -> tuple[str, str | None]:
+    """A message and an OpenAI-style ``param`` ("messages[0].content") for the first error."""
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request: it is not valid JSON.", None
+    loc = [p for p in first.get("loc", ()) if p != "body"]
+    param = _param_path(loc)
+    if first.get("type") == "missing" and not loc:
+        return "The request needs a JSON body.", None
+    detail = first.get("msg", "invalid value")
+    if param:
+        return f"Invalid value for '{param}': {detail}", param
+    return f"Invalid request body: {detail}", None
+
+
+def _param_path(loc: list[Any]) -> str | None:
+    out = ""
+    previous_int = False
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            previous_int = True
+            continue
+        # Discriminated unions add the tag ("user") after the index: not a field.
+        if previous_int and part in ROLE_TAGS:
+            previous_int = False
+            continue
+        if "[" in str(part) or "function-" in str(part):
+            continue
+        out += f".{part}" if out else str(part)
+        previous_int = False
+    return out or None

@@ -1,0 +1,132 @@
+"""Thin routes of the OpenAI dialect: chat completions and models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from openai.types import Model
+
+from ... import sse
+from ...errors import GatewayError, NotFound
+from ...events import TextDelta, TurnEnd, TurnEvent
+from ...gateway import Gateway
+from .models import ChatCompletionRequest
+from .translate import ChunkWriter, completion_body, error_body, new_id, to_turn
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["OpenAI"])
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    if body.model_extra:
+        log.info("chat.completions: ignoring unknown fields %s", sorted(body.model_extra))
+    gateway: Gateway = request.app.state.gateway
+    turn = to_turn(body, gateway.catalog)
+    model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
+    events = gateway.engine.stream(turn)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        first = await _first(events)
+        writer = ChunkWriter(new_id(), model, include_usage)
+        return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    outcome = await _unless_disconnected(request, _collect(events))
+    if outcome is None:
+        return Response(status_code=499)
+    text, end = outcome
+    return JSONResponse(completion_body(new_id(), model, text, end.stop_reason, end.usage))
+
+
+async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
+    """The first event, before any byte is sent, so early errors get a real status."""
+    try:
+        return await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+
+
+async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[str, TurnEnd]:
+    parts: list[str] = []
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif isinstance(event, TurnEnd):
+                return "".join(parts), event
+    finally:
+        await events.aclose()
+    raise GatewayError("Claude Code ended the turn without a result")
+
+
+async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
+                  writer: ChunkWriter) -> AsyncIterator[bytes]:
+    try:
+        yield sse.data(writer.role())
+        event = first
+        while True:
+            if isinstance(event, TextDelta):
+                yield sse.data(writer.text(event.text))
+            elif isinstance(event, TurnEnd):
+                yield sse.data(writer.finish(event.stop_reason))
+                if writer.include_usage:
+                    yield sse.data(writer.usage(event.usage))
+                break
+            event = await anext(events)
+    except GatewayError as exc:
+        # After the first byte the status is sent: the error travels in the stream.
+        yield sse.data(error_body(exc.message, exc.type, exc.param, exc.code))
+    except StopAsyncIteration:
+        yield sse.data(error_body("Claude Code ended the turn without a result",
+                                  "api_error", None, None))
+    finally:
+        await events.aclose()
+    yield sse.DONE
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Run ``work``; cancel it (and so interrupt the turn) if the client hangs up."""
+    task = asyncio.ensure_future(work)
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return {"object": "list", "data": [_model(entry.id, gateway) for entry in
+                                       gateway.catalog.entries()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.catalog.known(model_id):
+        gateway.catalog.resolve(model_id)  # 404 model_not_found for unknown names
+        if not model_id.startswith("claude-"):
+            raise NotFound(f"model `{model_id}` not found", param="model")
+    return _model(model_id, gateway)
+
+
+def _model(model_id: str, gateway: Gateway) -> dict[str, Any]:
+    return Model(id=model_id, object="model", created=gateway.started_at,
+                 owned_by="anthropic").model_dump(mode="json", exclude_none=True)
+

@@ -1,0 +1,301 @@
+"""The pool of warm workers: a bounded set of live CLI processes and a queue.
+
+Modelled on httpcore's connection pool: requests wait in a FIFO queue, a pure
+assignment step (``_dispatch``) hands idle workers to waiters or decides to start
+one, and the I/O (starting, resetting, closing processes) happens in tasks after
+it. A worker is handed back with ``release``; it is reset (``/clear``) off the
+request path and only then becomes idle again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_agent_sdk import ClaudeAgentOptions
+
+from ..errors import GatewayError, Overloaded, UpstreamError
+from ..settings import ClaudeSettings
+from .worker import Worker, WorkerKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY = WorkerKey()
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key: WorkerKey
+    future: asyncio.Future[Worker]
+    spawning: bool = False
+    since: float = field(default_factory=time.monotonic)
+
+
+class Pool:
+    def __init__(
+        self,
+        settings: ClaudeSettings,
+        make_options: Callable[[WorkerKey], ClaudeAgentOptions],
+    ) -> None:
+        self.settings = settings
+        self.make_options = make_options
+        self.workers: list[Worker] = []
+        self.restarts = 0
+        self.started_total = 0
+        self.last_start_error: str | None = None
+        self._waiters: deque[_Waiter] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closed = False
+        self._first_started = asyncio.Event()
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"<Pool size={c['size']} idle={c['idle']} busy={c['busy']} "
+                f"starting={c['starting']} resetting={c['resetting']} queued={c['queued']}>")
+
+    def counts(self) -> dict[str, int]:
+        states = [w.state for w in self.workers]
+        return {
+            "size": len(self.workers),
+            "max": self.settings.max_concurrent_sessions,
+            "idle": states.count("idle"),
+            "busy": states.count("busy"),
+            "starting": states.count("starting"),
+            "resetting": states.count("resetting"),
+            "queued": len(self._waiters),
+            "restarts": self.restarts,
+        }
+
+    # -- public API -----------------------------------------------------------
+    async def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="pool-supervisor")
+        self._top_up()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until one worker has started (used by startup and tests)."""
+        try:
+            await asyncio.wait_for(self._first_started.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def acquire(self, key: WorkerKey) -> Worker:
+        if self._closed:
+            raise Overloaded("the server is shutting down", retry_after=self._retry_after())
+        worker = self._take_idle(key)
+        if worker is not None:
+            return worker
+        if len(self._waiters) >= self.settings.max_queue + self._free_slots():
+            raise Overloaded(
+                f"all {self.settings.max_concurrent_sessions} Claude Code workers are busy "
+                "and the queue is full; retry shortly",
+                retry_after=self._retry_after(),
+            )
+        waiter = _Waiter(key, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        self._dispatch()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future),
+                                          self.settings.queue_timeout_seconds)
+        except TimeoutError:
+            self._abandon(waiter)
+            raise Overloaded(
+                f"no Claude Code worker became free within "
+                f"{self.settings.queue_timeout_seconds:g} seconds",
+                retry_after=self._retry_after(),
+            ) from None
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def release(self, worker: Worker, *, healthy: bool = True) -> None:
+        """Hand a worker back after a turn; it is reset before anyone else gets it."""
+        if not healthy or not worker.alive or self._closed:
+            self._discard(worker, crashed=not worker.alive)
+            return
+        worker.state = "resetting"
+        self._spawn_task(self._reset(worker))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        for waiter in list(self._waiters):
+            if not waiter.future.done():
+                waiter.future.set_exception(Overloaded("the server is shutting down"))
+        self._waiters.clear()
+        workers, self.workers = list(self.workers), []
+        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def server_info(self) -> dict[str, object]:
+        for worker in self.workers:
+            if worker.server_info:
+                return worker.server_info
+        return {}
+
+    # -- assignment -----------------------------------------------------------
+    def _take_idle(self, key: WorkerKey) -> Worker | None:
+        for worker in self.workers:
+            if worker.state == "idle" and worker.key == key and worker.alive:
+                worker.state = "busy"
+                worker.last_used = time.monotonic()
+                return worker
+        return None
+
+    def _free_slots(self) -> int:
+        return max(0, self.settings.max_concurrent_sessions - len(self.workers))
+
+    def _dispatch(self) -> None:
+        """Pure assignment: give idle workers to waiters, start or evict as needed."""
+        # A worker being reset is idle again in milliseconds: wait for it rather
+        # than start a process (hundreds of milliseconds).
+        resetting = Counter(w.key for w in self.workers if w.state == "resetting")
+        for waiter in list(self._waiters):
+            if waiter.future.done():
+                continue
+            worker = self._take_idle(waiter.key)
+            if worker is not None:
+                waiter.future.set_result(worker)
+                continue
+            if waiter.spawning:
+                continue
+            if resetting[waiter.key] > 0:
+                resetting[waiter.key] -= 1
+                continue
+            if not self._free_slots():
+                victim = self._idle_victim()
+                if victim is None:
+                    continue
+                self._discard(victim, crashed=False)
+            waiter.spawning = True
+            self._spawn_worker(waiter.key, waiter)
+
+    def _idle_victim(self) -> Worker | None:
+        idle = [w for w in self.workers if w.state == "idle"]
+        return min(idle, key=lambda w: w.last_used) if idle else None
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """The caller stopped waiting; a worker assigned meanwhile goes back."""
+        fut = waiter.future
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled() and fut.exception() is None:
+            worker = fut.result()
+            worker.state = "idle"
+            self._dispatch()
+
+    # -- I/O after assignment ---------------------------------------------------
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn_worker(self, key: WorkerKey, waiter: _Waiter | None) -> None:
+        worker = Worker(key, self.make_options(key))
+        self.workers.append(worker)
+        self._spawn_task(self._start_worker(worker, waiter))
+
+    async def _start_worker(self, worker: Worker, waiter: _Waiter | None) -> None:
+        try:
+            await worker.start()
+        except Exception as exc:
+            self._remove(worker)
+            self.last_start_error = _describe_start_error(exc)
+            log.error("could not start Claude Code: %s", self.last_start_error)
+            if waiter is not None and not waiter.future.done():
+                waiter.future.set_exception(UpstreamError(
+                    f"could not start Claude Code: {self.last_start_error}"))
+            return
+        self.started_total += 1
+        self.last_start_error = None
+        self._first_started.set()
+        if self._closed:
+            await worker.close()
+            return
+        if waiter is not None and not waiter.future.done():
+            worker.state = "busy"
+            worker.last_used = time.monotonic()
+            waiter.future.set_result(worker)
+        self._dispatch()
+
+    async def _reset(self, worker: Worker) -> None:
+        try:
+            worker.drain()
+            clean = await worker.reset()
+        except (GatewayError, Exception) as exc:
+            log.warning("worker #%s failed to reset (%s); replacing it", worker.id, exc)
+            self._discard(worker, crashed=True)
+            return
+        if not clean:
+            self._discard(worker, crashed=False)
+            return
+        worker.state = "idle"
+        worker.last_used = time.monotonic()
+        self._dispatch()
+
+    def _discard(self, worker: Worker, *, crashed: bool) -> None:
+        if crashed:
+            self.restarts += 1
+        self._remove(worker)
+        self._spawn_task(worker.close())
+        self._dispatch()
+        self._top_up()
+
+    def _remove(self, worker: Worker) -> None:
+        with contextlib.suppress(ValueError):
+            self.workers.remove(worker)
+
+    def _top_up(self) -> None:
+        """Keep ``min_idle_workers`` default workers warm while there is room."""
+        if self._closed:
+            return
+        warm = sum(1 for w in self.workers
+                   if w.key == DEFAULT_KEY and w.state in ("idle", "starting", "resetting"))
+        for _ in range(self.settings.min_idle_workers - warm):
+            if not self._free_slots():
+                return
+            self._spawn_worker(DEFAULT_KEY, None)
+
+    async def _supervise(self) -> None:
+        interval = min(5.0, self.settings.idle_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.state == "idle" and not worker.alive:
+                log.warning("worker #%s died while idle; replacing it", worker.id)
+                self._discard(worker, crashed=True)
+            elif worker.state == "idle" and now - worker.last_used > self.settings.idle_seconds:
+                if worker.key == DEFAULT_KEY and self._default_idle() <= \
+                        self.settings.min_idle_workers:
+                    continue
+                log.info("closing worker #%s after %.0fs idle", worker.id, now - worker.last_used)
+                self._discard(worker, crashed=False)
+        self._top_up()
+
+    def _default_idle(self) -> int:
+        return sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "idle")
+
+    def _retry_after(self) -> int:
+        return self.settings.retry_after_seconds
+
+
+def _describe_start_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,193 @@
+"""Pure translation between the CLI's messages and the neutral turn events.
+
+``TurnTranslator`` is a small state machine fed one SDK message at a time; it
+yields neutral events and raises a ``GatewayError`` for an error result.
+``StopScanner`` applies client stop sequences to streamed text (the CLI has no
+stop-sequence option, so the gateway cuts the text and interrupts the turn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from claude_agent_sdk import (
+    AssistantMessage,
+    ResultMessage,
+    StreamEvent,
+    TextBlock,
+    ThinkingBlock,
+)
+from claude_agent_sdk import (
+    Message as SDKMessage,
+)
+
+from ..errors import (
+    GatewayError,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamOverloaded,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
+from ..events import ReasoningDelta, StopReason, TextDelta, TurnEnd, TurnEvent, Usage
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_use": "tool_use",
+    "refusal": "refusal",
+    "pause_turn": "end_turn",
+    "model_context_window_exceeded": "max_tokens",
+}
+
+AUTH_HELP = ("Claude Code could not authenticate with the Anthropic API. Log in with "
+             "`claude` (then restart the server) or set ANTHROPIC_API_KEY for the server.")
+
+
+class TurnTranslator:
+    """Feeds on one turn's SDK messages; ``done`` once the result has arrived."""
+
+    def __init__(self, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        self.done = False
+        self.model = ""
+        self._streamed = False
+        self._assistant_error: str | None = None
+
+    def feed(self, message: SDKMessage) -> Iterator[TurnEvent]:
+        if isinstance(message, StreamEvent):
+            if message.parent_tool_use_id is None:
+                yield from self._stream_event(message.event)
+        elif isinstance(message, AssistantMessage):
+            if message.parent_tool_use_id is None:
+                yield from self._assistant(message)
+        elif isinstance(message, ResultMessage):
+            self.done = True
+            yield self._result(message)
+
+    def _stream_event(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
+        kind = event.get("type")
+        if kind == "message_start":
+            self._streamed = False
+            self.model = str(event.get("message", {}).get("model") or self.model)
+        elif kind == "content_block_delta":
+            delta = event.get("delta", {})
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                self._streamed = True
+                yield TextDelta(delta["text"])
+            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                self._streamed = True
+                yield ReasoningDelta(delta["thinking"])
+
+    def _assistant(self, message: AssistantMessage) -> Iterator[TurnEvent]:
+        self.model = message.model or self.model
+        if message.error is not None:
+            # The CLI's own error prose ("API Error: ..."), never model output.
+            self._assistant_error = message.error
+            return
+        if self._streamed:
+            return
+        # No partial messages arrived for this message: emit it whole.
+        for block in message.content:
+            if isinstance(block, TextBlock) and block.text:
+                yield TextDelta(block.text)
+            elif isinstance(block, ThinkingBlock) and block.thinking:
+                yield ReasoningDelta(block.thinking)
+
+    def _result(self, result: ResultMessage) -> TurnEnd:
+        if result.is_error:
+            error = result_error(result, self._assistant_error)
+            if isinstance(error, UpstreamRateLimited | UpstreamOverloaded):
+                error.retry_after = self.retry_after
+            raise error
+        return TurnEnd(
+            stop_reason=_STOP_REASONS.get(result.stop_reason or "end_turn", "end_turn"),
+            usage=usage_of(result.usage),
+            model=self.model,
+            cost_usd=result.total_cost_usd or 0.0,
+        )
+
+
+def usage_of(raw: dict[str, Any] | None) -> Usage:
+    raw = raw or {}
+
+    def num(name: str) -> int:
+        value = raw.get(name)
+        return value if isinstance(value, int) else 0
+
+    return Usage(
+        input_tokens=num("input_tokens"),
+        output_tokens=num("output_tokens"),
+        cache_read_input_tokens=num("cache_read_input_tokens"),
+        cache_creation_input_tokens=num("cache_creation_input_tokens"),
+    )
+
+
+def result_error(result: ResultMessage, assistant_error: str | None) -> GatewayError:
+    """Map an error result to the gateway's error, most specific first."""
+    status = result.api_error_status
+    if status == 429 or assistant_error == "rate_limit":
+        return UpstreamRateLimited("the Anthropic API rate limit was reached (429); "
+                                   "retry after a pause")
+    if status in (401, 403) or assistant_error in ("authentication_failed", "billing_error"):
+        if assistant_error == "billing_error":
+            return UpstreamAuthFailed("the Anthropic account behind this server has a "
+                                      "billing problem")
+        return UpstreamAuthFailed(AUTH_HELP)
+    if status == 529 or (status is not None and status >= 500) or \
+            assistant_error == "server_error":
+        return UpstreamOverloaded(f"the Anthropic API is overloaded or failing ({status or 503}); "
+                                  "retry after a pause")
+    if status is not None and 400 <= status < 500:
+        return UpstreamRejected(f"the Anthropic API rejected the request ({status})")
+    if result.subtype == "error_max_budget_usd":
+        return UpstreamError("the turn exceeded its cost budget")
+    return UpstreamError(f"Claude Code ended the turn with an error ({result.subtype})")
+
+
+class StopScanner:
+    """Cuts streamed text at the first stop sequence.
+
+    Text that might be the start of a stop sequence is held back until the next
+    piece decides it, so a client never sees part of a stop sequence.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.matched: str | None = None
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not self.stops:
+            return text
+        if self.matched is not None:
+            return ""
+        buffer = self._held + text
+        first: tuple[int, str] | None = None
+        for stop in self.stops:
+            at = buffer.find(stop)
+            if at != -1 and (first is None or at < first[0]):
+                first = (at, stop)
+        if first is not None:
+            self.matched = first[1]
+            self._held = ""
+            return buffer[: first[0]]
+        keep = self._partial_suffix(buffer)
+        self._held = buffer[len(buffer) - keep:] if keep else ""
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held if self.matched is None else ""
+
+    def _partial_suffix(self, buffer: str) -> int:
+        """Length of the longest buffer suffix that is a proper prefix of a stop."""
+        best = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(buffer)), best, -1):
+                if buffer.endswith(stop[:n]):
+                    best = n
+                    break
+        return best

@@ -1,0 +1,270 @@
+"""One live Claude Code CLI process (a connected ``ClaudeSDKClient``).
+
+The SDK client must be connected and disconnected in the same task (it holds an
+anyio task group), so each worker has an owner task that connects, pumps every
+message the CLI emits into an inbox queue, and on close disconnects. Request
+tasks only write user messages and read the inbox, so a request being cancelled
+(client hung up) never tears the client's task group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psutil
+from claude_agent_sdk import (
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ResultMessage,
+)
+from claude_agent_sdk import (
+    Message as SDKMessage,
+)
+
+from ..errors import WorkerCrashed, WorkerTimeout
+
+log = logging.getLogger(__name__)
+
+State = Literal["starting", "idle", "busy", "resetting", "closed"]
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class WorkerKey:
+    """What a CLI process cannot change after it starts."""
+
+    system: str | None = None
+    max_tokens: int | None = None
+
+
+class _Died:
+    """Inbox marker: the CLI's message stream ended."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def user_message(content: Any, *, query: bool = True) -> dict[str, Any]:
+    """A stream-json user message. ``client_composed`` keeps the text inert: no
+    ``@file`` expansion, no slash commands. ``shouldQuery: false`` only appends
+    it to the conversation (how earlier turns are replayed)."""
+    message: dict[str, Any] = {
+        "type": "user",
+        "message": {"role": "user", "content": content},
+        "parent_tool_use_id": None,
+        "uuid": str(uuid.uuid4()),
+        "client_composed": True,
+    }
+    if not query:
+        message["shouldQuery"] = False
+    return message
+
+
+def assistant_message(content: Any) -> dict[str, Any]:
+    return {
+        "type": "assistant",
+        "message": {"role": "assistant", "content": content},
+        "parent_tool_use_id": None,
+        "uuid": str(uuid.uuid4()),
+    }
+
+
+class Worker:
+    def __init__(self, key: WorkerKey, options: ClaudeAgentOptions) -> None:
+        self.id = next(_ids)
+        self.key = key
+        self.options = options
+        self.state: State = "starting"
+        self.model: str | None = options.model
+        self.pid: int | None = None
+        self.server_info: dict[str, Any] = {}
+        self.turns = 0
+        self.last_used = time.monotonic()
+        self._client: ClaudeSDKClient | None = None
+        self._inbox: asyncio.Queue[SDKMessage | _Died] = asyncio.Queue()
+        self._started: asyncio.Future[None] | None = None
+        self._closing = asyncio.Event()
+        self._owner: asyncio.Task[None] | None = None
+        self._dead = False
+        # The conversation currently held, for reset(): its first and last user uuids.
+        self._first_user: str | None = None
+        self._last_user: str | None = None
+        self._leading_assistant = False
+
+    def __repr__(self) -> str:
+        return f"<Worker #{self.id} {self.state} pid={self.pid} turns={self.turns}>"
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self.state != "closed"
+
+    def rss_bytes(self) -> int:
+        if self.pid is None:
+            return 0
+        try:
+            return int(psutil.Process(self.pid).memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    # -- lifecycle ----------------------------------------------------------
+    async def start(self, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._started = loop.create_future()
+        self._owner = asyncio.create_task(self._own(), name=f"worker-{self.id}")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._started), timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _own(self) -> None:
+        assert self._started is not None
+        client = ClaudeSDKClient(self.options)
+        try:
+            await client.connect()
+            info = await client.get_server_info() or {}
+        except BaseException as exc:  # includes cancellation during start
+            with contextlib.suppress(BaseException):
+                await client.disconnect()
+            self._dead = True
+            self.state = "closed"
+            if not self._started.done():
+                self._started.set_exception(exc)
+            return
+        self._client = client
+        self.server_info = info
+        pid = info.get("pid")
+        self.pid = pid if isinstance(pid, int) else None
+        self.state = "idle"
+        self._started.set_result(None)
+        pump = asyncio.create_task(self._pump(client))
+        try:
+            await self._closing.wait()
+        finally:
+            pump.cancel()
+            # Shielded and bounded: the transport terminates, then kills the CLI.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.wait_for(client.disconnect(), 25))
+            self._kill_if_alive()
+            self.state = "closed"
+
+    async def _pump(self, client: ClaudeSDKClient) -> None:
+        error: BaseException | None = None
+        try:
+            async for message in client.receive_messages():
+                self._inbox.put_nowait(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        self._dead = True
+        log.warning("worker #%s: CLI stream ended (%s)", self.id, error or "exit")
+        self._inbox.put_nowait(_Died(error))
+
+    def _kill_if_alive(self) -> None:
+        if self.pid is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(self.pid)
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                proc.kill()
+
+    async def close(self) -> None:
+        """Stop the CLI. Safe to call more than once, and from any task."""
+        self._closing.set()
+        owner = self._owner
+        if owner is not None and owner is not asyncio.current_task():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(owner)
+        self.state = "closed"
+
+    def kill(self) -> None:
+        """Hard stop for a hung CLI; the owner task then cleans up."""
+        self._dead = True
+        self._kill_if_alive()
+        self._closing.set()
+
+    # -- conversation I/O ---------------------------------------------------
+    async def send(self, message: dict[str, Any]) -> None:
+        client = self._require_client()
+        if message["type"] == "user":
+            self._first_user = self._first_user or message["uuid"]
+            self._last_user = message["uuid"]
+        elif self._first_user is None:
+            self._leading_assistant = True
+
+        async def one() -> AsyncIterator[dict[str, Any]]:
+            yield message
+
+        await client.query(one())
+
+    async def set_model(self, model: str) -> None:
+        if model != self.model:
+            await self._require_client().set_model(model)
+            self.model = model
+
+    async def interrupt(self) -> None:
+        await self._require_client().interrupt()
+
+    async def next_message(self, timeout: float) -> SDKMessage:
+        try:
+            item = await asyncio.wait_for(self._inbox.get(), timeout)
+        except TimeoutError:
+            raise WorkerTimeout(
+                f"Claude Code produced nothing for {timeout:g} seconds"
+            ) from None
+        if isinstance(item, _Died):
+            raise WorkerCrashed("the Claude Code process ended unexpectedly")
+        return item
+
+    async def until_result(self, timeout: float) -> ResultMessage:
+        while True:
+            message = await self.next_message(timeout)
+            if isinstance(message, ResultMessage):
+                return message
+
+    async def reset(self, timeout: float = 10.0) -> bool:
+        """Empty the conversation for the next caller; False if that was not possible.
+
+        ``rewind_conversation`` cut back to before the conversation's first user
+        message takes ~5 ms and, unlike ``/clear``, leaves nothing behind (``/clear``
+        records a local-command caveat that would reach the next conversation's
+        first prompt). The SDK has no public method for this control request.
+        """
+        first, last = self._first_user, self._last_user
+        if self._leading_assistant:
+            return False
+        if first is None or last is None:
+            return True
+        query = getattr(self._require_client(), "_query", None)
+        if query is None:
+            return False
+        request = {"subtype": "rewind_conversation", "target_message_uuid": first,
+                   "last_seen_user_message_uuid": last}
+        response = await asyncio.wait_for(query._send_control_request(request), timeout)
+        if not isinstance(response, dict) or response.get("rewound") is not True:
+            log.warning("worker #%s: rewind refused: %s", self.id, response)
+            return False
+        self._first_user = self._last_user = None
+        return True
+
+    def drain(self) -> None:
+        """Drop anything left in the inbox from an earlier turn."""
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if isinstance(item, _Died):
+                self._inbox.put_nowait(item)
+                return
+
+    def _require_client(self) -> ClaudeSDKClient:
+        if self._client is None or self._dead:
+            raise WorkerCrashed("the Claude Code process is not running")
+        return self._client

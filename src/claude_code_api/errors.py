@@ -1,0 +1,106 @@
+"""The gateway's one exception tree; each dialect renders it in its own envelope.
+
+    GatewayError                      500 api_error
+    ├── InvalidRequest                400 invalid_request_error (param, code)
+    │   └── Unsupported               400 a parameter we cannot honour
+    ├── ModelNotFound                 404 model_not_found
+    ├── NotFound                      404 a route or object that does not exist
+    ├── Overloaded                    429 the pool and its queue are full (Retry-After)
+    └── UpstreamError                 an error from Claude Code or the API behind it
+        ├── UpstreamRateLimited       429 the Anthropic API said 429 (Retry-After)
+        ├── UpstreamOverloaded        503 the Anthropic API is overloaded or failing
+        ├── UpstreamAuthFailed        502 Claude is not logged in / the key is rejected
+        ├── UpstreamRejected          400 the Anthropic API refused the request as built
+        ├── WorkerCrashed             502 the CLI process died mid-turn
+        └── WorkerTimeout             504 the CLI went silent for too long
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unsupported(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Overloaded(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "gateway_busy"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamOverloaded(UpstreamError):
+    status = 503
+    type = "overloaded_error"
+    code = "upstream_overloaded"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    status = 502
+    type = "authentication_error"
+    code = "upstream_auth_failed"
+
+
+class UpstreamRejected(UpstreamError):
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+
+class WorkerCrashed(UpstreamError):
+    code = "worker_crashed"
+
+
+class WorkerTimeout(UpstreamError):
+    status = 504
+    type = "timeout_error"
+    code = "worker_timeout"

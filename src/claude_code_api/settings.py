@@ -1,0 +1,107 @@
+"""Configuration: one pydantic-settings class, from the environment and a TOML file.
+
+Environment names are ``CLAUDE_CODE__SECTION__KEY`` (``CLAUDE_CODE__SERVER__PORT``);
+the TOML file has one table per section (``[server]``, ``[claude]``, ``[models]``).
+Precedence, highest first: constructor arguments (the CLI's ``--host``/``--port``),
+the environment, the TOML file, the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config/local.toml")
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    log_level: str = "info"
+
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class ClaudeSettings(BaseModel):
+    cli_path: str | None = Field(None, description="claude binary; default: the one bundled "
+                                                   "with claude-agent-sdk")
+    default_model: str = Field("sonnet", description="model when a request names none we map")
+    max_concurrent_sessions: int = Field(4, ge=1, description="live CLI processes at most")
+    min_idle_workers: int = Field(1, ge=0, description="warm workers kept ready for new "
+                                                      "conversations")
+    idle_seconds: float = Field(300.0, gt=0, description="close a worker idle this long")
+    max_queue: int = Field(32, ge=0, description="requests that may wait for a worker")
+    queue_timeout_seconds: float = Field(30.0, gt=0, description="longest wait for a worker")
+    timeout_seconds: float = Field(300.0, gt=0, description="longest silence from the CLI "
+                                                           "during a turn before it is "
+                                                           "interrupted")
+    max_retries: int = Field(0, ge=0, description="CLAUDE_CODE_MAX_RETRIES given to the CLI; "
+                                                 "clients retry on their own")
+    retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with 429/503")
+    work_root: Path | None = Field(None, description="parent of the CLI's private working "
+                                                    "and config directories; default a "
+                                                    "temporary directory")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for "
+                                                                  "the CLI")
+
+
+class ModelSettings(BaseModel):
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="client model name -> Claude model (e.g. gpt-4o = 'sonnet')",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLAUDE_CODE__",
+        env_nested_delimiter="__",
+        extra="ignore",
+        toml_file=DEFAULT_CONFIG_FILE,
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the TOML file and explicit overrides.
+
+    ``config_file`` replaces the default ``config/local.toml``; a named file must exist.
+    """
+    if config_file is None:
+        return Settings(**overrides)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    return Settings.model_validate(_FromFile(**overrides).model_dump())
