@@ -59,6 +59,18 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class TextReplaced:
+    """The answer so far is void; this is the whole answer text instead.
+
+    Happens when the upstream stream breaks off mid-answer and Claude Code
+    retries without streaming: the retry's answer differs from what streamed.
+    """
+
+    text: str
+    type: Literal["text_replaced"] = "text_replaced"
+
+
+@dataclass(frozen=True)
 class TurnEnd:
     stop_reason: StopReason
     usage: Usage = field(default_factory=Usage)
@@ -68,4 +80,4 @@ class TurnEnd:
     type: Literal["turn_end"] = "turn_end"
 
 
-TurnEvent = TextDelta | ReasoningDelta | TurnEnd
+TurnEvent = TextDelta | ReasoningDelta | TextReplaced | TurnEnd

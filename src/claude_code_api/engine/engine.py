@@ -119,12 +119,14 @@ class Engine:
                         yield TextDelta(text)
                     if scanner.matched is not None:
                         # Stop sequence: end the answer now; the CLI is interrupted.
-                        yield TurnEnd("stop_sequence", model=translator.model,
-                                      stop_sequence=scanner.matched)
+                        yield translator.cut(scanner.matched)
                         return
                     continue
-                if isinstance(event, TurnEnd) and (tail := scanner.flush()):
-                    yield TextDelta(tail)
+                if isinstance(event, TurnEnd):
+                    if tail := scanner.flush():
+                        yield TextDelta(tail)
+                    yield event
+                    return  # before the result only when cut short: then interrupted
                 yield event
 
     def _abort(self, worker: Worker) -> None:

@@ -30,7 +30,15 @@ from ..errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
-from ..events import ReasoningDelta, StopReason, TextDelta, TurnEnd, TurnEvent, Usage
+from ..events import (
+    ReasoningDelta,
+    StopReason,
+    TextDelta,
+    TextReplaced,
+    TurnEnd,
+    TurnEvent,
+    Usage,
+)
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -53,7 +61,8 @@ class TurnTranslator:
         self.retry_after = retry_after
         self.done = False
         self.model = ""
-        self._streamed = False
+        self._streamed = ""
+        self._usage: dict[str, Any] = {}
         self._assistant_error: str | None = None
 
     def feed(self, message: SDKMessage) -> Iterator[TurnEvent]:
@@ -70,16 +79,28 @@ class TurnTranslator:
     def _stream_event(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
         kind = event.get("type")
         if kind == "message_start":
-            self._streamed = False
-            self.model = str(event.get("message", {}).get("model") or self.model)
+            self._streamed = ""
+            message = event.get("message", {})
+            self.model = str(message.get("model") or self.model)
+            self._usage = dict(message.get("usage") or {})
+        elif kind == "message_delta":
+            self._usage.update(event.get("usage") or {})
+            if event.get("delta", {}).get("stop_reason") == "max_tokens":
+                # The CLI would carry on by itself ("Output token limit hit. Resume
+                # directly"); the client asked for a limit, so the answer ends here.
+                yield TurnEnd("max_tokens", usage_of(self._usage), self.model)
         elif kind == "content_block_delta":
             delta = event.get("delta", {})
             if delta.get("type") == "text_delta" and delta.get("text"):
-                self._streamed = True
+                self._streamed += delta["text"]
                 yield TextDelta(delta["text"])
             elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
-                self._streamed = True
                 yield ReasoningDelta(delta["thinking"])
+
+    def cut(self, stop_sequence: str) -> TurnEnd:
+        """The end of a turn the gateway cuts short at a stop sequence."""
+        return TurnEnd("stop_sequence", usage_of(self._usage), self.model,
+                       stop_sequence=stop_sequence)
 
     def _assistant(self, message: AssistantMessage) -> Iterator[TurnEvent]:
         self.model = message.model or self.model
@@ -87,14 +108,18 @@ class TurnTranslator:
             # The CLI's own error prose ("API Error: ..."), never model output.
             self._assistant_error = message.error
             return
-        if self._streamed:
+        text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
+        streamed, self._streamed = self._streamed, ""
+        if streamed and not text.startswith(streamed):
+            yield TextReplaced(text)
             return
-        # No partial messages arrived for this message: emit it whole.
-        for block in message.content:
-            if isinstance(block, TextBlock) and block.text:
-                yield TextDelta(block.text)
-            elif isinstance(block, ThinkingBlock) and block.thinking:
-                yield ReasoningDelta(block.thinking)
+        if not streamed:
+            # No partial messages arrived for this message: its thinking too.
+            for block in message.content:
+                if isinstance(block, ThinkingBlock) and block.thinking:
+                    yield ReasoningDelta(block.thinking)
+        if text[len(streamed):]:
+            yield TextDelta(text[len(streamed):])
 
     def _result(self, result: ResultMessage) -> TurnEnd:
         if result.is_error:

@@ -73,6 +73,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     # Hold the connection open this long after the last event (slow upstream).
     hang: float = 0.0
+    # Break off the stream with an SSE ``error`` event after this many deltas.
+    fail_after_deltas: int | None = None
+    fail_type: str = "overloaded_error"
 
     @classmethod
     def text(cls, text: str, **kw: Any) -> Reply:
@@ -247,10 +250,17 @@ class FakeUpstream:
             "usage": {**usage, "output_tokens": 1}}
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
+        deltas = 0
         for index, block in enumerate(reply.blocks):
             for event, data in self._block_events(index, block):
-                if event == "content_block_delta" and reply.chunk_delay:
-                    await asyncio.sleep(reply.chunk_delay)
+                if event == "content_block_delta":
+                    if deltas == reply.fail_after_deltas:
+                        error = {"type": reply.fail_type, "message": "scripted failure"}
+                        yield _sse("error", {"type": "error", "error": error})
+                        return
+                    deltas += 1
+                    if reply.chunk_delay:
+                        await asyncio.sleep(reply.chunk_delay)
                 yield _sse(event, data)
         delta = {"type": "message_delta",
                  "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},

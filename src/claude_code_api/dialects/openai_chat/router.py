@@ -12,14 +12,17 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import Model
 
 from ... import sse
-from ...errors import GatewayError, NotFound
-from ...events import TextDelta, TurnEnd, TurnEvent
+from ...errors import GatewayError, NotFound, UpstreamError
+from ...events import TextDelta, TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
 from .models import ChatCompletionRequest
 from .translate import ChunkWriter, completion_body, error_body, new_id, to_turn
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
+
+BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
+                 "retried answer differs from it; retry the request")
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -58,6 +61,8 @@ async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[str, TurnEn
         async for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
+            elif isinstance(event, TextReplaced):
+                parts = [event.text]
             elif isinstance(event, TurnEnd):
                 return "".join(parts), event
     finally:
@@ -73,6 +78,8 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
         while True:
             if isinstance(event, TextDelta):
                 yield sse.data(writer.text(event.text))
+            elif isinstance(event, TextReplaced):
+                raise UpstreamError(BROKEN_STREAM)
             elif isinstance(event, TurnEnd):
                 yield sse.data(writer.finish(event.stop_reason))
                 if writer.include_usage:

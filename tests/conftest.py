@@ -1,0 +1,176 @@
+"""Shared fixtures: the fake Anthropic upstream and real gateways in subprocesses.
+
+Every end-to-end test runs the real bundled Claude Code CLI (through the gateway)
+against the scripted fake upstream on loopback, and calls the gateway over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from claude_code_api.testing.fake_upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT.parent / "shared" / "specs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_processes(pid: int) -> list[psutil.Process]:
+    """The Claude Code CLI processes below a process."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for child in children:
+        try:
+            if "claude" in child.name() or any("_bundled/claude" in a for a in child.cmdline()):
+                out.append(child)
+        except psutil.Error:
+            continue
+    return out
+
+
+@dataclass
+class Gateway:
+    """A `claude-code-api serve` subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    config_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key="test-key", max_retries=0,
+                             timeout=60, **kw)
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url + "/health", timeout=10).json())
+
+    def cli_processes(self) -> list[psutil.Process]:
+        return cli_processes(self.process.pid)
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll /health until ``predicate(health)`` holds; return that health."""
+        deadline = time.monotonic() + timeout
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = self.health()
+            if predicate(health):
+                return health
+            time.sleep(0.05)
+        raise AssertionError(f"condition not reached; last health: {health}")
+
+    def wait_idle(self, idle: int = 1, timeout: float = 30.0) -> dict[str, Any]:
+        return self.wait_for(lambda h: h["pool"]["idle"] >= idle and not h["pool"]["busy"]
+                             and not h["pool"]["resetting"], timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_gateway(upstream: FakeUpstream, tmp: Path, **settings: str) -> Gateway:
+    """Start a gateway; ``settings`` are CLAUDE_CODE__* variables without the prefix."""
+    port = free_port()
+    config_dir = tmp / "claude-config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_CODE__",
+                                                                     "ANTHROPIC_"))}
+    env.update({
+        "ANTHROPIC_BASE_URL": upstream.url,
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "CLAUDE_CONFIG_DIR": str(config_dir),
+        "CLAUDE_CODE__SERVER__LOG_LEVEL": "info",
+        "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(tmp / "work"),
+    })
+    env.update({f"CLAUDE_CODE__{k.upper()}": v for k, v in settings.items()})
+    exe = Path(sys.executable).parent / "claude-code-api"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    gateway = Gateway(f"http://127.0.0.1:{port}", process, config_dir, log_path, env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{gateway.log()}")
+        try:
+            if httpx.get(gateway.url + "/health", timeout=2).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    gateway.stop()
+    raise RuntimeError(f"gateway did not start:\n{gateway.log()}")
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def session_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="cca-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gateway]:
+    """One gateway for the tests that need no special configuration."""
+    gateway = start_gateway(upstream, session_tmp / "shared",
+                            models__aliases='{"gpt-4o": "sonnet"}')
+    gateway.wait_idle()
+    yield gateway
+    gateway.stop()
+    assert not gateway.cli_processes()
+
+
+@pytest.fixture
+def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    upstream.reset()
+    shared_gateway.wait_idle()
+    return shared_gateway
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> openai.OpenAI:
+    return gateway.client()

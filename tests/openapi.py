@@ -1,0 +1,39 @@
+"""Validate bodies against OpenAI's published OpenAPI description."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "specs" / "openai-openapi.yaml"
+
+
+def _denull(node: Any) -> Any:
+    """OpenAPI 3.0 ``nullable: true`` -> JSON Schema ``anyOf [X, null]``."""
+    if isinstance(node, list):
+        return [_denull(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _denull(v) for k, v in node.items()}
+    if node.pop("nullable", False):
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+@functools.cache
+def _registry() -> tuple[Registry, dict[str, Any]]:
+    spec = _denull(yaml.safe_load(SPEC.read_text()))
+    resource = Resource.from_contents(spec, default_specification=DRAFT202012)
+    return Registry().with_resource("openapi.yaml", resource), spec
+
+
+def validate(body: Any, schema_name: str) -> None:
+    registry, _ = _registry()
+    schema = {"$ref": f"openapi.yaml#/components/schemas/{schema_name}"}
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(body)
