@@ -6,7 +6,7 @@ straight to the fake (the floor), the official ``openai`` client through the
 gateway (warm CLI workers), and one ``claude`` process per request through
 ``claude_agent_sdk.query`` (how most peer projects work).
 
-    .venv/bin/python bench/bench_chat.py [--quick]
+    .venv/bin/python bench/bench_chat.py [--quick] [--stock-upstream] [--output FILE]
 
 The output (markdown) is printed and written to ``bench/results/chat.md``.
 """
@@ -26,9 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import anthropic
 import httpx
 import openai
 import psutil
+import uvicorn
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 
 from claude_code_api import __version__
@@ -68,42 +70,48 @@ QUICK = Plan("quick", n=10, n_cli=5, per_level=16)
 
 
 # -- statistics ---------------------------------------------------------------
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else math.nan
+
+
 @dataclass
 class Series:
     key: str
     name: str
     ms: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.ms)
-
-    @property
-    def p95(self) -> float:
-        """Nearest-rank 95th percentile."""
-        ordered = sorted(self.ms)
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    # Milliseconds from sending the request to the upstream receiving its request.
+    to_upstream: list[float] = field(default_factory=list)
 
 
 @dataclass
 class Level:
     concurrency: int
     seconds: float
-    latency: Series
+    latency: list[float]
     errors: Counter[str]
+    # CPU milliseconds per request: the gateway process, its workers together.
+    cpu_gateway: float = math.nan
+    cpu_workers: float = math.nan
 
     @property
     def requests(self) -> int:
-        return len(self.latency.ms) + sum(self.errors.values())
+        return len(self.latency) + sum(self.errors.values())
 
     @property
     def rps(self) -> float:
-        return len(self.latency.ms) / self.seconds
+        return len(self.latency) / self.seconds
 
 
 @dataclass
 class Results:
     plan: Plan
+    upstream: str
     cli_version: str = "?"
     latency: list[Series] = field(default_factory=list)
     levels: list[Level] = field(default_factory=list)
@@ -113,29 +121,39 @@ class Results:
 
 
 def ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
+    return (time.monotonic() - start) * 1000
 
 
-def timed(call: Callable[[], object], n: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
+@dataclass
+class Stopwatch:
+    """Times requests, and when the fake upstream saw each one's first request.
+
+    ``time.monotonic`` is the clock ``FakeUpstream`` stamps requests with."""
+
+    upstream: FakeUpstream
+    totals: list[float] = field(default_factory=list)
+    to_upstream: list[float] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def lap(self) -> Iterator[None]:
+        mark, start = len(self.upstream.requests), time.monotonic()
+        yield
+        self.totals.append(ms_since(start))
+        seen = self.upstream.requests[mark:]
+        self.to_upstream.append((seen[0].at - start) * 1000 if seen else math.nan)
+
+    def series(self, key: str, name: str) -> Series:
+        return Series(key, name, self.totals, self.to_upstream)
+
+
+def timed(call: Callable[[], object], upstream: FakeUpstream, plan: Plan) -> Stopwatch:
+    for _ in range(plan.warmup):
         call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        samples.append(ms_since(start))
-    return samples
-
-
-async def timed_async(call: Callable[[], Awaitable[object]], n: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await call()
-        samples.append(ms_since(start))
-    return samples
+    watch = Stopwatch(upstream)
+    for _ in range(plan.n):
+        with watch.lap():
+            call()
+    return watch
 
 
 def check_reply(text: str | None) -> None:
@@ -143,58 +161,90 @@ def check_reply(text: str | None) -> None:
         raise RuntimeError(f"unexpected reply {text!r}")
 
 
-# -- the measurements ---------------------------------------------------------
-def measure_floor(upstream_url: str, plan: Plan) -> Series:
-    client = anthropic.Anthropic(base_url=upstream_url, api_key=API_KEY, max_retries=0)
+# -- the upstream -------------------------------------------------------------
+class NoDelayUpstream(FakeUpstream):
+    """The fake upstream, served on a socket that uvicorn binds itself.
+
+    ``FakeUpstream.start()`` binds a socket made without ``IPPROTO_TCP``, so
+    asyncio does not set ``TCP_NODELAY`` on the connections it accepts: the body
+    of every response (written after the headers) then waits for the client's
+    delayed ACK, about 40 ms. Real upstreams do not do that.
+    """
+
+    _bench_server: uvicorn.Server
+    _bench_thread: threading.Thread
+
+    def start(self, port: int = 0) -> None:
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off")
+        self._bench_server = uvicorn.Server(config)
+        self._bench_thread = threading.Thread(target=self._bench_server.run, daemon=True,
+                                              name="fake-upstream")
+        self._bench_thread.start()
+        deadline = time.monotonic() + 10
+        while not self._bench_server.started:
+            if time.monotonic() > deadline or not self._bench_thread.is_alive():
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.01)
+        self.port = self._bench_server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self._bench_server.should_exit = True
+        self._bench_thread.join(timeout=10)
+
+
+# -- sequential latency -------------------------------------------------------
+def measure_floor(upstream: FakeUpstream, plan: Plan) -> Series:
+    client = anthropic.Anthropic(base_url=upstream.url, api_key=API_KEY, max_retries=0)
 
     def call() -> None:
-        message = client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+        message = client.messages.create(model="claude-sonnet-4-6", max_tokens=64,
                                          messages=[{"role": "user", "content": PROMPT}])
         block = message.content[0]
         check_reply(block.text if block.type == "text" else None)
 
     with client:
-        samples = timed(call, plan.n, plan.warmup)
-    return Series("floor", "floor: `anthropic` client → fake upstream", samples)
+        watch = timed(call, upstream, plan)
+    return watch.series("floor", "floor: `anthropic` client → fake upstream")
 
 
 def openai_client(base_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0, timeout=60)
 
 
-def measure_gateway(base_url: str, plan: Plan) -> Series:
+def measure_gateway(base_url: str, upstream: FakeUpstream, plan: Plan) -> Series:
     def call() -> None:
         completion = client.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": PROMPT}])
         check_reply(completion.choices[0].message.content)
 
     with openai_client(base_url) as client:
-        return Series("gateway", "gateway (warm)", timed(call, plan.n, plan.warmup))
+        watch = timed(call, upstream, plan)
+    return watch.series("gateway", "gateway (warm)")
 
 
-def streamed_turn(client: openai.OpenAI) -> tuple[float, float]:
-    """Milliseconds to the first content chunk and to the end of the stream."""
-    start = time.perf_counter()
-    first: float | None = None
+def streamed_turn(client: openai.OpenAI) -> float:
+    """Streams one answer; milliseconds to its first content chunk."""
+    start = time.monotonic()
+    first = math.nan
     parts: list[str] = []
     stream = client.chat.completions.create(
         model="sonnet", messages=[{"role": "user", "content": PROMPT}], stream=True)
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            first = first if first is not None else ms_since(start)
+            first = ms_since(start) if math.isnan(first) else first
             parts.append(chunk.choices[0].delta.content)
     check_reply("".join(parts))
-    return first or math.nan, ms_since(start)
+    return first
 
 
-def measure_streaming(base_url: str, plan: Plan) -> list[Series]:
+def measure_streaming(base_url: str, upstream: FakeUpstream, plan: Plan) -> list[Series]:
+    firsts: list[float] = []
     with openai_client(base_url) as client:
-        for _ in range(plan.warmup):
-            streamed_turn(client)
-        pairs = [streamed_turn(client) for _ in range(plan.n)]
-    return [Series("stream", "gateway (warm), streaming: total", [t for _, t in pairs]),
+        watch = timed(lambda: firsts.append(streamed_turn(client)), upstream, plan)
+    return [watch.series("stream", "gateway (warm), streaming: whole answer"),
             Series("first", "gateway (warm), streaming: first content chunk",
-                   [f for f, _ in pairs])]
+                   firsts[plan.warmup:])]
 
 
 def cli_options(root: Path, upstream_url: str) -> ClaudeAgentOptions:
@@ -207,18 +257,26 @@ def cli_options(root: Path, upstream_url: str) -> ClaudeAgentOptions:
                               strict_mcp_config=True, cwd=str(cwd), env=env, model="sonnet")
 
 
-async def measure_cli_per_request(options: ClaudeAgentOptions, plan: Plan) -> Series:
-    async def call() -> None:
-        result: str | None = None
-        async for message in query(prompt=PROMPT, options=options):
-            if isinstance(message, ResultMessage):
-                result = message.result
-        check_reply(result)
-
-    samples = await timed_async(call, plan.n_cli, plan.warmup)
-    return Series("cli", "one CLI per request (`claude_agent_sdk.query`)", samples)
+async def one_cli_turn(options: ClaudeAgentOptions) -> None:
+    result: str | None = None
+    async for message in query(prompt=PROMPT, options=options):
+        if isinstance(message, ResultMessage):
+            result = message.result
+    check_reply(result)
 
 
+async def measure_cli_per_request(options: ClaudeAgentOptions, upstream: FakeUpstream,
+                                  plan: Plan) -> Series:
+    for _ in range(plan.warmup):
+        await one_cli_turn(options)
+    watch = Stopwatch(upstream)
+    for _ in range(plan.n_cli):
+        with watch.lap():
+            await one_cli_turn(options)
+    return watch.series("cli", "one CLI per request (`claude_agent_sdk.query`)")
+
+
+# -- concurrent requests ------------------------------------------------------
 async def run_level(base_url: str, concurrency: int, total: int) -> Level:
     client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0,
                                 timeout=120)
@@ -228,7 +286,7 @@ async def run_level(base_url: str, concurrency: int, total: int) -> Level:
 
     async def lane() -> None:
         for _ in tickets:  # shared: each lane takes the next request
-            start = time.perf_counter()
+            start = time.monotonic()
             try:
                 completion = await client.chat.completions.create(
                     model="sonnet", messages=[{"role": "user", "content": PROMPT}])
@@ -238,12 +296,10 @@ async def run_level(base_url: str, concurrency: int, total: int) -> Level:
                 continue
             latencies.append(ms_since(start))
 
-    start = time.perf_counter()
+    start = time.monotonic()
     async with client:
         await asyncio.gather(*(lane() for _ in range(concurrency)))
-    seconds = time.perf_counter() - start
-    latency = Series("level", f"concurrency {concurrency}", latencies)
-    return Level(concurrency, seconds, latency, errors)
+    return Level(concurrency, time.monotonic() - start, latencies, errors)
 
 
 def describe_error(exc: Exception) -> str:
@@ -251,8 +307,35 @@ def describe_error(exc: Exception) -> str:
     return f"{status} {type(exc).__name__}" if status else type(exc).__name__
 
 
-async def measure_throughput(base_url: str, plan: Plan) -> list[Level]:
-    return [await run_level(base_url, c, plan.per_level) for c in plan.levels]
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure_throughput(gateway: GatewayProcess, plan: Plan) -> list[Level]:
+    levels = []
+    for concurrency in plan.levels:
+        workers = gateway.worker_pids()
+        before = cpu_seconds([gateway.proc.pid]), cpu_seconds(workers)
+        level = asyncio.run(run_level(gateway.base_url, concurrency, plan.per_level))
+        done = max(1, len(level.latency))
+        level.cpu_gateway = (cpu_seconds([gateway.proc.pid]) - before[0]) * 1000 / done
+        level.cpu_workers = (cpu_seconds(workers) - before[1]) * 1000 / done
+        levels.append(level)
+    return levels
+
+
+def measure_fresh_workers(gateway: GatewayProcess) -> Series:
+    """One request per worker, all at once, right after start: every CLI's first turn."""
+    level = asyncio.run(run_level(gateway.base_url, WORKERS, WORKERS))
+    if level.errors:
+        raise RuntimeError(f"first turns failed: {dict(level.errors)}")
+    return Series("fresh", f"gateway, first turn of each fresh worker ({WORKERS} at once)",
+                  level.latency)
 
 
 # -- the gateway process ------------------------------------------------------
@@ -267,6 +350,9 @@ class GatewayProcess:
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
+
+    def worker_pids(self) -> list[int]:
+        return [w["pid"] for w in self.health()["workers"] if w["pid"]]
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -387,49 +473,59 @@ def scrub_environment() -> None:
             del os.environ[name]
 
 
-def run(plan: Plan, results: Results, root: Path, upstream: FakeUpstream) -> None:
-    steps = ["floor", "gateway", "streaming", "one CLI per request", "throughput"]
-    say = progress(steps)
+def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
+    plan = results.plan
+    say = progress()
     with running_gateway(root, upstream.url) as gateway:
         at_ready = gateway.health()
         results.cli_version = str(at_ready.get("cli_version") or "?")
-        say()
-        results.latency.append(measure_floor(upstream.url, plan))
-        say()
-        results.latency.append(measure_gateway(gateway.base_url, plan))
-        say()
-        results.latency.extend(measure_streaming(gateway.base_url, plan))
-        say()
+        say("first turns of fresh workers")
+        fresh = measure_fresh_workers(gateway)
+        say("floor")
+        results.latency.append(measure_floor(upstream, plan))
+        say("gateway")
+        results.latency.append(measure_gateway(gateway.base_url, upstream, plan))
+        say("gateway, streaming")
+        results.latency.extend(measure_streaming(gateway.base_url, upstream, plan))
+        say("one CLI per request")
         options = cli_options(root, upstream.url)
-        results.latency.append(asyncio.run(measure_cli_per_request(options, plan)))
-        say()
-        results.levels = asyncio.run(measure_throughput(gateway.base_url, plan))
+        results.latency.append(asyncio.run(measure_cli_per_request(options, upstream, plan)))
+        results.latency.append(fresh)
+        say("throughput")
+        results.levels = measure_throughput(gateway, plan)
         results.memory = memory_rows(gateway, at_ready)
 
 
-def progress(steps: list[str]) -> Callable[[], None]:
-    remaining = iter(steps)
-    started = time.perf_counter()
+def progress() -> Callable[[str], None]:
+    started = time.monotonic()
 
-    def say() -> None:
-        step = next(remaining, None)
-        if step is not None:
-            print(f"[{time.perf_counter() - started:6.1f} s] {step}...", file=sys.stderr)
+    def say(step: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {step}...", file=sys.stderr)
 
     return say
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    plan = QUICK if parser.parse_args(argv).quick else FULL
+    parser.add_argument("--stock-upstream", action="store_true",
+                        help="serve the fake upstream with FakeUpstream.start() as it is "
+                             "(no TCP_NODELAY: ~40 ms more per upstream response)")
+    parser.add_argument("--output", type=Path, default=RESULTS, metavar="FILE",
+                        help=f"where the report goes (default {RESULTS.relative_to(REPO)})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     scrub_environment()
-    results = Results(plan)
+    upstream_class = FakeUpstream if args.stock_upstream else NoDelayUpstream
+    results = Results(QUICK if args.quick else FULL, upstream_class.__name__)
     root = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    upstream = FakeUpstream(Reply.text(REPLY))
+    upstream = upstream_class(Reply.text(REPLY))
     upstream.start()
     try:
-        run(plan, results, root, upstream)
+        run(results, root, upstream)
     except Exception as exc:  # still report what was measured, and clean up
         results.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -438,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     report = render(results)
     print(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
     return 1 if results.error or results.leftovers else 0
 
 
@@ -449,6 +545,10 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fmt(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.1f}"
 
 
 def render(results: Results) -> str:
@@ -469,8 +569,8 @@ def render_header(results: Results) -> str:
         f"{platform.machine()}",
         f"- Claude Code CLI: {results.cli_version}; claude-code-api {__version__}; "
         f"{WORKERS} warm workers",
-        "- Upstream: the scripted fake Messages API (in-process), replying "
-        f"\"{REPLY}\"",
+        f"- Upstream: the scripted fake Messages API, in-process ({results.upstream}), "
+        f"replying \"{REPLY}\"",
         "",
         "> The machine is shared and noisy: absolute numbers move between runs; "
         "compare the rows of one run (the ratio below), not runs with each other.",
@@ -480,19 +580,24 @@ def render_header(results: Results) -> str:
 def render_latency(results: Results) -> str:
     if not results.latency:
         return ""
-    rows = [[s.name, str(len(s.ms)), f"{s.median:.1f}", f"{s.p95:.1f}"]
-            for s in results.latency]
-    return "## Latency, sequential (ms)\n\n" + table(["Path", "N", "median", "p95"], rows)
+    rows = [[s.name, str(len(s.ms)), fmt(median(s.ms)), fmt(p95(s.ms)),
+             fmt(median(s.to_upstream))] for s in results.latency]
+    return ("## Latency, sequential (ms)\n\n"
+            + table(["Path", "N", "median", "p95", "to upstream (median)"], rows)
+            + "\n\n*to upstream*: from sending the request until the fake upstream "
+              "receives the Messages API call it causes.")
 
 
 def render_throughput(results: Results) -> str:
     if not results.levels:
         return ""
     rows = [[str(lv.concurrency), str(lv.requests), str(sum(lv.errors.values())),
-             f"{lv.rps:.1f}", f"{lv.latency.median:.1f}", f"{lv.latency.p95:.1f}"]
-            for lv in results.levels if lv.latency.ms]
+             f"{lv.rps:.1f}", fmt(median(lv.latency)), fmt(p95(lv.latency)),
+             f"{lv.cpu_gateway:.0f}", f"{lv.cpu_workers:.0f}"] for lv in results.levels]
+    headers = ["Concurrency", "Requests", "Errors", "req/s", "median ms", "p95 ms",
+               "gateway CPU ms/req", "workers CPU ms/req"]
     text = (f"## Throughput through the gateway ({WORKERS} workers, `AsyncOpenAI`)\n\n"
-            + table(["Concurrency", "Requests", "Errors", "req/s", "median ms", "p95 ms"], rows))
+            + table(headers, rows))
     errors = sum((lv.errors for lv in results.levels), Counter[str]())
     if errors:
         text += "\n\nErrors: " + ", ".join(f"{k} × {v}" for k, v in errors.items())
@@ -507,9 +612,9 @@ def render_memory(results: Results) -> str:
 
 
 def overhead_ratio(results: Results) -> float | None:
-    medians = {s.key: s.median for s in results.latency}
+    medians = {s.key: median(s.ms) for s in results.latency}
     floor, gateway, per_request = (medians.get(k) for k in ("floor", "gateway", "cli"))
-    if floor is None or gateway is None or per_request is None or gateway <= floor:
+    if floor is None or gateway is None or per_request is None or not gateway > floor:
         return None
     return (per_request - floor) / (gateway - floor)
 

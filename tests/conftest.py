@@ -60,14 +60,22 @@ class Gateway:
     config_dir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
 
     def client(self, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key="test-key", max_retries=0,
-                             timeout=60, **kw)
+        client = openai.OpenAI(base_url=self.base_url, api_key="test-key", max_retries=0,
+                               timeout=60, **kw)
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
 
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(self.url + "/health", timeout=10).json())
@@ -94,6 +102,7 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        self.close_clients()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -172,5 +181,6 @@ def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
 
 
 @pytest.fixture
-def client(gateway: Gateway) -> openai.OpenAI:
-    return gateway.client()
+def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    yield gateway.client()
+    gateway.close_clients()

@@ -105,10 +105,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def describe_validation(errors: Any) -> tuple[str, str | None]:
-    """A message and an OpenAI-style ``param`` ("messages[0].content") for the first error."""
+    """A message and an OpenAI-style ``param`` ("messages[0].content") for the error.
+
+    A union reports one error per member; the deepest one is the most telling
+    (a list given for ``str | list[part]`` fails inside the list, not as a str).
+    """
     if not errors:
         return "invalid request", None
-    first = errors[0]
+    first = max(errors, key=lambda e: len(e.get("loc", ())))
     if first.get("type") == "json_invalid":
         return "We could not parse the JSON body of your request: it is not valid JSON.", None
     loc = [p for p in first.get("loc", ()) if p != "body"]
@@ -121,6 +125,9 @@ def describe_validation(errors: Any) -> tuple[str, str | None]:
     return f"Invalid request body: {detail}", None
 
 
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
 def _param_path(loc: list[Any]) -> str | None:
     out = ""
     previous_int = False
@@ -129,12 +136,11 @@ def _param_path(loc: list[Any]) -> str | None:
             out += f"[{part}]"
             previous_int = True
             continue
-        # Discriminated unions add the tag ("user") after the index: not a field.
-        if previous_int and part in ROLE_TAGS:
+        # Unions add the member ("str", "list[...]") and discriminated unions the
+        # tag ("user") to the location: neither is a field name.
+        if "[" in part or part in _UNION_MEMBERS or (previous_int and part in ROLE_TAGS):
             previous_int = False
             continue
-        if "[" in str(part) or "function-" in str(part):
-            continue
-        out += f".{part}" if out else str(part)
+        out += f".{part}" if out else part
         previous_int = False
     return out or None

@@ -92,7 +92,9 @@ class Pool:
         worker = self._take_idle(key)
         if worker is not None:
             return worker
-        if len(self._waiters) >= self.settings.max_queue + self._free_slots():
+        # Workers being reset are free in milliseconds: they count as room too.
+        resetting = sum(1 for w in self.workers if w.state == "resetting")
+        if len(self._waiters) >= self.settings.max_queue + self._free_slots() + resetting:
             raise Overloaded(
                 f"all {self.settings.max_concurrent_sessions} Claude Code workers are busy "
                 "and the queue is full; retry shortly",
@@ -179,7 +181,7 @@ class Pool:
                 victim = self._idle_victim()
                 if victim is None:
                     continue
-                self._discard(victim, crashed=False)
+                self._retire(victim, crashed=False)
             waiter.spawning = True
             self._spawn_worker(waiter.key, waiter)
 
@@ -247,12 +249,15 @@ class Pool:
         self._dispatch()
 
     def _discard(self, worker: Worker, *, crashed: bool) -> None:
+        self._retire(worker, crashed=crashed)
+        self._dispatch()
+        self._top_up()
+
+    def _retire(self, worker: Worker, *, crashed: bool) -> None:
         if crashed:
             self.restarts += 1
         self._remove(worker)
         self._spawn_task(worker.close())
-        self._dispatch()
-        self._top_up()
 
     def _remove(self, worker: Worker) -> None:
         with contextlib.suppress(ValueError):
@@ -260,7 +265,7 @@ class Pool:
 
     def _top_up(self) -> None:
         """Keep ``min_idle_workers`` default workers warm while there is room."""
-        if self._closed:
+        if self._closed or any(not w.future.done() for w in self._waiters):
             return
         warm = sum(1 for w in self.workers
                    if w.key == DEFAULT_KEY and w.state in ("idle", "starting", "resetting"))
