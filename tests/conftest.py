@@ -112,7 +112,8 @@ class Gateway:
                 self.process.wait(10)
 
 
-def start_gateway(upstream: FakeUpstream, tmp: Path, **settings: str) -> Gateway:
+def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-ant-test",
+                  **settings: str) -> Gateway:
     """Start a gateway; ``settings`` are CLAUDE_CODE__* variables without the prefix."""
     port = free_port()
     config_dir = tmp / "claude-config"
@@ -122,11 +123,12 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, **settings: str) -> Gateway
                                                                      "ANTHROPIC_"))}
     env.update({
         "ANTHROPIC_BASE_URL": upstream.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test",
         "CLAUDE_CONFIG_DIR": str(config_dir),
         "CLAUDE_CODE__SERVER__LOG_LEVEL": "info",
         "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(tmp / "work"),
     })
+    if api_key is not None:
+        env["ANTHROPIC_API_KEY"] = api_key
     env.update({f"CLAUDE_CODE__{k.upper()}": v for k, v in settings.items()})
     exe = Path(sys.executable).parent / "claude-code-api"
     with log_path.open("wb") as log:

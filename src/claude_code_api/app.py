@@ -62,6 +62,7 @@ async def health(request: Request) -> dict[str, Any]:
         "version": __version__,
         "cli_version": info.get("claude_code_version") or cli_version(
             gateway.settings.claude.cli_path),
+        "account": _account(info),
         "pool": counts,
         "workers": [{"id": w.id, "state": w.state, "pid": w.pid, "turns": w.turns,
                      "model": w.model, "rss_bytes": w.rss_bytes()} for w in pool.workers],
@@ -69,6 +70,15 @@ async def health(request: Request) -> dict[str, Any]:
     if pool.last_start_error:
         body["last_start_error"] = pool.last_start_error
     return body
+
+
+def _account(info: dict[str, Any]) -> dict[str, Any]:
+    """How the CLI authenticates (the kind of credential, never the credential)."""
+    account = info.get("account")
+    if not isinstance(account, dict):
+        return {}
+    return {k: account[k] for k in ("tokenSource", "apiKeySource", "apiProvider")
+            if isinstance(account.get(k), str)}
 
 
 def _error_response(status: int, message: str, type_: str, param: str | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -166,3 +167,31 @@ def test_unknown_route_is_404_in_openai_shape(gateway: Gateway) -> None:
     response = httpx.get(gateway.base_url + "/chat/completions", timeout=10)
     assert response.status_code == 405
     assert set(response.json()) == {"error"}
+
+
+def test_a_server_without_credentials_says_how_to_log_in(upstream: FakeUpstream,
+                                                         tmp_path: Path) -> None:
+    upstream.reset()
+    gateway = start_gateway(upstream, tmp_path, api_key=None)
+    try:
+        health = gateway.wait_idle()
+        assert health["account"].get("apiKeySource") is None
+        error = assert_error(post(gateway, {"model": "sonnet", "messages": USER}), 502,
+                             code="upstream_auth_failed")
+        assert "log in" in error["message"].lower()
+        assert upstream.message_requests() == []  # the CLI never called the API
+    finally:
+        gateway.stop()
+
+
+def test_a_cli_that_cannot_start_is_a_502_and_health_says_why(upstream: FakeUpstream,
+                                                              tmp_path: Path) -> None:
+    gateway = start_gateway(upstream, tmp_path, claude__cli_path=str(tmp_path / "no-claude"))
+    try:
+        health = gateway.wait_for(lambda h: "last_start_error" in h)
+        assert health["status"] == "degraded"
+        error = assert_error(post(gateway, {"model": "sonnet", "messages": USER}), 502)
+        assert "could not start Claude Code" in error["message"]
+        assert "no-claude" not in error["message"]  # paths stay in the log
+    finally:
+        gateway.stop()

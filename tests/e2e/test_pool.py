@@ -105,14 +105,23 @@ def test_client_disconnect_interrupts_the_turn_and_frees_the_worker(
     assert answer.choices[0].message.content == "next caller"
 
 
-def test_non_streaming_disconnect_also_interrupts(small_gateway: Gateway,
-                                                  upstream: FakeUpstream) -> None:
-    upstream.script(Reply.text("never read", first_delay=30))
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(small_gateway.base_url + "/chat/completions", timeout=1.0,
-                   json={"model": "sonnet", "messages": USER})
-    health = small_gateway.wait_idle(timeout=15)
-    assert health["pool"]["size"] == 1
+def test_non_streaming_disconnect_also_interrupts(upstream: FakeUpstream,
+                                                  tmp_path: Path) -> None:
+    upstream.reset()
+    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
+                            claude__timeout_seconds="120")
+    try:
+        pid = gateway.wait_idle()["workers"][0]["pid"]
+        upstream.script(Reply.text("never read", first_delay=60))
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(gateway.base_url + "/chat/completions", timeout=1.0,
+                       json={"model": "sonnet", "messages": USER})
+        # Far sooner than the upstream's 60 s or the 120 s silence timeout: the
+        # hang-up itself interrupted the turn, and the same process is back.
+        health = gateway.wait_idle(timeout=8)
+        assert [w["pid"] for w in health["workers"]] == [pid]
+    finally:
+        gateway.stop()
 
 
 def test_a_crashed_cli_is_a_502_and_the_pool_heals(small_gateway: Gateway,

@@ -218,8 +218,9 @@ class Pool:
             self.last_start_error = _describe_start_error(exc)
             log.error("could not start Claude Code: %s", self.last_start_error)
             if waiter is not None and not waiter.future.done():
+                # The detail (paths, versions) goes to the log and /health only.
                 waiter.future.set_exception(UpstreamError(
-                    f"could not start Claude Code: {self.last_start_error}"))
+                    "could not start Claude Code; the server log says why"))
             return
         self.started_total += 1
         self.last_start_error = None
