@@ -9,6 +9,8 @@ gateway (warm CLI workers), and one ``claude`` process per request through
     .venv/bin/python bench/bench_chat.py [--quick] [--stock-upstream] [--output FILE]
 
 The output (markdown) is printed and written to ``bench/results/chat.md``.
+The fake upstream is served with ``TCP_NODELAY`` (see ``NoDelayUpstream``);
+``--stock-upstream`` uses ``FakeUpstream.start()`` as it is.
 """
 
 from __future__ import annotations
@@ -146,16 +148,6 @@ class Stopwatch:
         return Series(key, name, self.totals, self.to_upstream)
 
 
-def timed(call: Callable[[], object], upstream: FakeUpstream, plan: Plan) -> Stopwatch:
-    for _ in range(plan.warmup):
-        call()
-    watch = Stopwatch(upstream)
-    for _ in range(plan.n):
-        with watch.lap():
-            call()
-    return watch
-
-
 def check_reply(text: str | None) -> None:
     if text != REPLY:
         raise RuntimeError(f"unexpected reply {text!r}")
@@ -176,7 +168,7 @@ class NoDelayUpstream(FakeUpstream):
 
     def start(self, port: int = 0) -> None:
         config = uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
+                                lifespan="off", timeout_graceful_shutdown=1)
         self._bench_server = uvicorn.Server(config)
         self._bench_thread = threading.Thread(target=self._bench_server.run, daemon=True,
                                               name="fake-upstream")
@@ -190,37 +182,36 @@ class NoDelayUpstream(FakeUpstream):
 
     def stop(self) -> None:
         self._bench_server.should_exit = True
+        self._bench_server.force_exit = True
         self._bench_thread.join(timeout=10)
 
 
 # -- sequential latency -------------------------------------------------------
-def measure_floor(upstream: FakeUpstream, plan: Plan) -> Series:
-    client = anthropic.Anthropic(base_url=upstream.url, api_key=API_KEY, max_retries=0)
-
-    def call() -> None:
-        message = client.messages.create(model="claude-sonnet-4-6", max_tokens=64,
-                                         messages=[{"role": "user", "content": PROMPT}])
-        block = message.content[0]
-        check_reply(block.text if block.type == "text" else None)
-
-    with client:
-        watch = timed(call, upstream, plan)
-    return watch.series("floor", "floor: `anthropic` client → fake upstream")
+# The paths, in report order. They are measured interleaved, round by round, so
+# that a noisy neighbour slows them all alike.
+PATHS = {
+    "floor": "floor: `anthropic` client → fake upstream",
+    "gateway": "gateway (warm)",
+    "stream": "gateway (warm), streaming: whole answer",
+    "cli": "one CLI per request (`claude_agent_sdk.query`)",
+}
 
 
 def openai_client(base_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0, timeout=60)
 
 
-def measure_gateway(base_url: str, upstream: FakeUpstream, plan: Plan) -> Series:
-    def call() -> None:
-        completion = client.chat.completions.create(
-            model="sonnet", messages=[{"role": "user", "content": PROMPT}])
-        check_reply(completion.choices[0].message.content)
+def floor_turn(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=64,
+                                     messages=[{"role": "user", "content": PROMPT}])
+    block = message.content[0]
+    check_reply(block.text if block.type == "text" else None)
 
-    with openai_client(base_url) as client:
-        watch = timed(call, upstream, plan)
-    return watch.series("gateway", "gateway (warm)")
+
+def gateway_turn(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": PROMPT}])
+    check_reply(completion.choices[0].message.content)
 
 
 def streamed_turn(client: openai.OpenAI) -> float:
@@ -236,15 +227,6 @@ def streamed_turn(client: openai.OpenAI) -> float:
             parts.append(chunk.choices[0].delta.content)
     check_reply("".join(parts))
     return first
-
-
-def measure_streaming(base_url: str, upstream: FakeUpstream, plan: Plan) -> list[Series]:
-    firsts: list[float] = []
-    with openai_client(base_url) as client:
-        watch = timed(lambda: firsts.append(streamed_turn(client)), upstream, plan)
-    return [watch.series("stream", "gateway (warm), streaming: whole answer"),
-            Series("first", "gateway (warm), streaming: first content chunk",
-                   firsts[plan.warmup:])]
 
 
 def cli_options(root: Path, upstream_url: str) -> ClaudeAgentOptions:
@@ -265,15 +247,45 @@ async def one_cli_turn(options: ClaudeAgentOptions) -> None:
     check_reply(result)
 
 
-async def measure_cli_per_request(options: ClaudeAgentOptions, upstream: FakeUpstream,
-                                  plan: Plan) -> Series:
-    for _ in range(plan.warmup):
-        await one_cli_turn(options)
-    watch = Stopwatch(upstream)
-    for _ in range(plan.n_cli):
-        with watch.lap():
-            await one_cli_turn(options)
-    return watch.series("cli", "one CLI per request (`claude_agent_sdk.query`)")
+def schedule(plan: Plan) -> list[list[str]]:
+    """``plan.n`` rounds of every path; the slow CLI path in ``n_cli`` of them, spread out."""
+    rounds = []
+    for i in range(plan.n):
+        cli = (i + 1) * plan.n_cli // plan.n > i * plan.n_cli // plan.n
+        rounds.append(["floor", "gateway", "stream"] + (["cli"] if cli else []))
+    return rounds
+
+
+def latency_calls(stack: contextlib.ExitStack, base_url: str, upstream_url: str,
+                  options: ClaudeAgentOptions,
+                  firsts: list[float]) -> dict[str, Callable[[], object]]:
+    direct = stack.enter_context(
+        anthropic.Anthropic(base_url=upstream_url, api_key=API_KEY, max_retries=0))
+    client = stack.enter_context(openai_client(base_url))
+    runner = stack.enter_context(asyncio.Runner())
+    return {"floor": lambda: floor_turn(direct),
+            "gateway": lambda: gateway_turn(client),
+            "stream": lambda: firsts.append(streamed_turn(client)),
+            "cli": lambda: runner.run(one_cli_turn(options))}
+
+
+def measure_latency(base_url: str, upstream: FakeUpstream, options: ClaudeAgentOptions,
+                    plan: Plan) -> list[Series]:
+    firsts: list[float] = []
+    watches = {key: Stopwatch(upstream) for key in PATHS}
+    with contextlib.ExitStack() as stack:
+        calls = latency_calls(stack, base_url, upstream.url, options, firsts)
+        for _ in range(plan.warmup):
+            for call in calls.values():
+                call()
+        firsts.clear()
+        for keys in schedule(plan):
+            for key in keys:
+                with watches[key].lap():
+                    calls[key]()
+    series = [watches[key].series(key, name) for key, name in PATHS.items()]
+    series.insert(3, Series("first", "gateway (warm), streaming: first content chunk", firsts))
+    return series
 
 
 # -- concurrent requests ------------------------------------------------------
@@ -481,15 +493,9 @@ def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
         results.cli_version = str(at_ready.get("cli_version") or "?")
         say("first turns of fresh workers")
         fresh = measure_fresh_workers(gateway)
-        say("floor")
-        results.latency.append(measure_floor(upstream, plan))
-        say("gateway")
-        results.latency.append(measure_gateway(gateway.base_url, upstream, plan))
-        say("gateway, streaming")
-        results.latency.extend(measure_streaming(gateway.base_url, upstream, plan))
-        say("one CLI per request")
+        say("sequential latency: floor, gateway, streaming, one CLI per request")
         options = cli_options(root, upstream.url)
-        results.latency.append(asyncio.run(measure_cli_per_request(options, upstream, plan)))
+        results.latency = measure_latency(gateway.base_url, upstream, options, plan)
         results.latency.append(fresh)
         say("throughput")
         results.levels = measure_throughput(gateway, plan)
