@@ -6,11 +6,9 @@ straight to the fake (the floor), the official ``openai`` client through the
 gateway (warm CLI workers), and one ``claude`` process per request through
 ``claude_agent_sdk.query`` (how most peer projects work).
 
-    .venv/bin/python bench/bench_chat.py [--quick] [--stock-upstream] [--output FILE]
+    .venv/bin/python bench/bench_chat.py [--quick] [--output FILE]
 
 The output (markdown) is printed and written to ``bench/results/chat.md``.
-The fake upstream is served with ``TCP_NODELAY`` (see ``NoDelayUpstream``);
-``--stock-upstream`` uses ``FakeUpstream.start()`` as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -40,7 +37,6 @@ import anthropic
 import httpx
 import openai
 import psutil
-import uvicorn
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 
 from claude_code_api import __version__
@@ -154,38 +150,6 @@ def check_reply(text: str | None) -> None:
 
 
 # -- the upstream -------------------------------------------------------------
-class NoDelayUpstream(FakeUpstream):
-    """The fake upstream, served on a socket that uvicorn binds itself.
-
-    ``FakeUpstream.start()`` binds a socket made without ``IPPROTO_TCP``, so
-    asyncio does not set ``TCP_NODELAY`` on the connections it accepts: the body
-    of every response (written after the headers) then waits for the client's
-    delayed ACK, about 40 ms. Real upstreams do not do that.
-    """
-
-    _bench_server: uvicorn.Server
-    _bench_thread: threading.Thread
-
-    def start(self, port: int = 0) -> None:
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", timeout_graceful_shutdown=1)
-        self._bench_server = uvicorn.Server(config)
-        self._bench_thread = threading.Thread(target=self._bench_server.run, daemon=True,
-                                              name="fake-upstream")
-        self._bench_thread.start()
-        deadline = time.monotonic() + 10
-        while not self._bench_server.started:
-            if time.monotonic() > deadline or not self._bench_thread.is_alive():
-                raise RuntimeError("fake upstream did not start")
-            time.sleep(0.01)
-        self.port = self._bench_server.servers[0].sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        self._bench_server.should_exit = True
-        self._bench_server.force_exit = True
-        self._bench_thread.join(timeout=10)
-
-
 # -- sequential latency -------------------------------------------------------
 # The paths, in report order. They are measured interleaved, round by round, so
 # that a noisy neighbour slows them all alike.
@@ -514,9 +478,6 @@ def progress() -> Callable[[str], None]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    parser.add_argument("--stock-upstream", action="store_true",
-                        help="serve the fake upstream with FakeUpstream.start() as it is "
-                             "(no TCP_NODELAY: ~40 ms more per upstream response)")
     parser.add_argument("--output", type=Path, default=RESULTS, metavar="FILE",
                         help=f"where the report goes (default {RESULTS.relative_to(REPO)})")
     return parser.parse_args(argv)
@@ -525,10 +486,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scrub_environment()
-    upstream_class = FakeUpstream if args.stock_upstream else NoDelayUpstream
-    results = Results(QUICK if args.quick else FULL, upstream_class.__name__)
+    results = Results(QUICK if args.quick else FULL, FakeUpstream.__name__)
     root = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    upstream = upstream_class(Reply.text(REPLY))
+    upstream = FakeUpstream(Reply.text(REPLY))
     upstream.start()
     try:
         run(results, root, upstream)

@@ -155,3 +155,11 @@ def test_accepted_parameters_do_not_break_a_request(client: openai.OpenAI,
         n=1, logit_bias={"50256": -100}, parallel_tool_calls=False, store=False,
         extra_body={"some_future_field": True})
     assert completion.choices[0].message.content == "fine"
+
+
+def test_chat_turns_leave_no_transcripts_behind(client: openai.OpenAI,
+                                                gateway: Gateway) -> None:
+    client.chat.completions.create(model="sonnet", messages=[
+        {"role": "user", "content": "private words"}])
+    transcripts = list((gateway.config_dir / "projects").rglob("*.jsonl"))
+    assert transcripts == []

@@ -74,6 +74,9 @@ class Engine:
             include_partial_messages=True,
             model=self.settings.default_model,
             stderr=_log_stderr,
+            # Chat turns are not kept as transcripts in the operator's ~/.claude;
+            # rewind_conversation works the same without them.
+            extra_args={"no-session-persistence": None},
         )
 
     def server_info(self) -> dict[str, Any]:

@@ -150,12 +150,15 @@ class Pool:
 
     # -- assignment -----------------------------------------------------------
     def _take_idle(self, key: WorkerKey) -> Worker | None:
-        for worker in self.workers:
-            if worker.state == "idle" and worker.key == key and worker.alive:
-                worker.state = "busy"
-                worker.last_used = time.monotonic()
-                return worker
-        return None
+        """The most recently used idle worker: it is the warmest, and the others
+        are left to reach ``idle_seconds`` and be closed when load falls."""
+        idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive]
+        if not idle:
+            return None
+        worker = max(idle, key=lambda w: w.last_used)
+        worker.state = "busy"
+        worker.last_used = time.monotonic()
+        return worker
 
     def _free_slots(self) -> int:
         return max(0, self.settings.max_concurrent_sessions - len(self.workers))
