@@ -163,3 +163,13 @@ def test_chat_turns_leave_no_transcripts_behind(client: openai.OpenAI,
         {"role": "user", "content": "private words"}])
     transcripts = list((gateway.config_dir / "projects").rglob("*.jsonl"))
     assert transcripts == []
+
+
+def test_a_system_prompt_larger_than_an_argument_can_hold(client: openai.OpenAI,
+                                                          upstream: FakeUpstream) -> None:
+    system = "Rule: be kind. " * 15_000  # ~225 KB, beyond Linux's 128 KiB per argument
+    upstream.script(Reply.text("kind answer"))
+    completion = client.chat.completions.create(model="sonnet", messages=[
+        {"role": "system", "content": system}, {"role": "user", "content": "hi"}])
+    assert completion.choices[0].message.content == "kind answer"
+    assert system.strip() in upstream.message_requests()[-1].system_text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk.types import SystemPromptFile
 
 from ..errors import GatewayError, WorkerTimeout
 from ..events import TextDelta, TurnEnd, TurnEvent, TurnRequest
@@ -36,6 +38,7 @@ _CLI_ENV_DEFAULTS = {
     "DISABLE_AUTOUPDATER": "1",
 }
 _ABORT_TIMEOUT = 10.0
+_INLINE_SYSTEM_PROMPT_BYTES = 32 * 1024
 
 
 class Engine:
@@ -65,7 +68,7 @@ class Engine:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(key.max_tokens)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
-            system_prompt=key.system or "",
+            system_prompt=self._system_prompt(key.system or ""),
             setting_sources=[],  # no user/project settings, no CLAUDE.md
             strict_mcp_config=True,
             cwd=str(self.work_dir),
@@ -78,6 +81,17 @@ class Engine:
             # rewind_conversation works the same without them.
             extra_args={"no-session-persistence": None},
         )
+
+    def _system_prompt(self, text: str) -> str | SystemPromptFile:
+        """Long prompts go through a file: one argv string is capped at 128 KiB."""
+        if len(text.encode()) <= _INLINE_SYSTEM_PROMPT_BYTES:
+            return text
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        path = self.work_dir.parent / "prompts" / f"{digest}.txt"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+        return {"type": "file", "path": str(path)}
 
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
