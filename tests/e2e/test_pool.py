@@ -214,3 +214,16 @@ def test_shutdown_closes_every_cli_process(upstream: FakeUpstream, tmp_path: Pat
     alive = [p for p in pids if psutil.pid_exists(p)
              and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_at_once(small_gateway: Gateway,
+                                                           upstream: FakeUpstream) -> None:
+    old_pid = small_gateway.health()["workers"][0]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    # Well before the 5 s sweep: the death itself triggers the replacement.
+    health = small_gateway.wait_for(
+        lambda h: h["pool"]["idle"] == 1 and h["workers"][0]["pid"] != old_pid, timeout=4)
+    assert health["pool"]["restarts"] == 1
+    upstream.script(Reply.text("still serving"))
+    answer = small_gateway.client().chat.completions.create(model="sonnet", messages=USER)
+    assert answer.choices[0].message.content == "still serving"

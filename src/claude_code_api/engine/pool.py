@@ -209,7 +209,7 @@ class Pool:
         task.add_done_callback(self._tasks.discard)
 
     def _spawn_worker(self, key: WorkerKey, waiter: _Waiter | None) -> None:
-        worker = Worker(key, self.make_options(key))
+        worker = Worker(key, self.make_options(key), on_exit=self._exited)
         self.workers.append(worker)
         self._spawn_task(self._start_worker(worker, waiter))
 
@@ -236,6 +236,13 @@ class Pool:
             worker.last_used = time.monotonic()
             waiter.future.set_result(worker)
         self._dispatch()
+
+    def _exited(self, worker: Worker) -> None:
+        """A CLI ended by itself. An idle one is replaced now; a busy one's turn
+        fails with WorkerCrashed and the request path hands it back."""
+        if worker.state == "idle" and worker in self.workers and not self._closed:
+            log.warning("worker #%s died while idle; replacing it", worker.id)
+            self._discard(worker, crashed=True)
 
     async def _reset(self, worker: Worker) -> None:
         try:

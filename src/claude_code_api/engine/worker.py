@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,8 +78,10 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 
 class Worker:
-    def __init__(self, key: WorkerKey, options: ClaudeAgentOptions) -> None:
+    def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
+                 on_exit: Callable[[Worker], None] | None = None) -> None:
         self.id = next(_ids)
+        self.on_exit = on_exit
         self.key = key
         self.options = options
         self.state: State = "starting"
@@ -166,8 +168,11 @@ class Worker:
         except Exception as exc:
             error = exc
         self._dead = True
-        log.warning("worker #%s: CLI stream ended (%s)", self.id, error or "exit")
+        if not self._closing.is_set():
+            log.warning("worker #%s: CLI stream ended (%s)", self.id, error or "exit")
         self._inbox.put_nowait(_Died(error))
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     def _kill_if_alive(self) -> None:
         if self.pid is None:
