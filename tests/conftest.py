@@ -95,8 +95,9 @@ class Gateway:
         raise AssertionError(f"condition not reached; last health: {health}")
 
     def wait_idle(self, idle: int = 1, timeout: float = 30.0) -> dict[str, Any]:
-        return self.wait_for(lambda h: h["pool"]["idle"] >= idle and not h["pool"]["busy"]
-                             and not h["pool"]["resetting"], timeout)
+        """Wait until no turn runs (turns paused at tool calls may stay paused)."""
+        return self.wait_for(lambda h: h["pool"]["idle"] >= idle and not h["pool"]["resetting"]
+                             and h["pool"]["busy"] == h["pool"]["paused_tool_turns"], timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

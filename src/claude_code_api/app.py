@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .dialects.openai_chat import translate as openai_wire
+from .dialects.openai_chat import render as openai_wire
 from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
 from .engine.engine import cli_version
@@ -55,7 +55,7 @@ async def health(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     pool = gateway.engine.pool
     info = gateway.engine.server_info()
-    counts = pool.counts()
+    counts = {**pool.counts(), "paused_tool_turns": gateway.engine.parked}
     status = "ok" if counts["size"] or pool.last_start_error is None else "degraded"
     body: dict[str, Any] = {
         "status": status,

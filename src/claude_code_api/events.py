@@ -24,13 +24,36 @@ class Message:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A client-defined function: name, description, JSON schema of its input."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(hash=False, compare=False)
+    # The schema as canonical JSON: what identifies the tool (dicts cannot be hashed).
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "named"] = "auto"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class TurnRequest:
+    """A turn. ``prompt`` is the last user message; it may hold ``tool_result``
+    blocks answering the tool calls of the last assistant message in ``history``.
+    Tool names in ``history`` and ``prompt`` are the client's own."""
+
     model: str
     prompt: tuple[dict[str, Any], ...]
     system: str | None = None
     history: tuple[Message, ...] = ()
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = ToolChoice()
 
 
 @dataclass(frozen=True)
@@ -39,6 +62,17 @@ class Usage:
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(*(max(0, a - b) for a, b in zip(self._values(), other._values(),
+                                                      strict=True)))
+
+    def _values(self) -> tuple[int, int, int, int]:
+        return (self.input_tokens, self.output_tokens, self.cache_read_input_tokens,
+                self.cache_creation_input_tokens)
 
     @property
     def prompt_tokens(self) -> int:
@@ -56,6 +90,25 @@ class TextDelta:
 class ReasoningDelta:
     text: str
     type: Literal["reasoning_delta"] = "reasoning_delta"
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    """Claude calls a client function; ``index`` counts calls within this response."""
+
+    index: int
+    id: str
+    name: str
+    type: Literal["tool_call_start"] = "tool_call_start"
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of the JSON arguments of call ``index``."""
+
+    index: int
+    arguments: str
+    type: Literal["tool_call_delta"] = "tool_call_delta"
 
 
 @dataclass(frozen=True)
@@ -80,4 +133,5 @@ class TurnEnd:
     type: Literal["turn_end"] = "turn_end"
 
 
-TurnEvent = TextDelta | ReasoningDelta | TextReplaced | TurnEnd
+TurnEvent = (TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | TextReplaced
+             | TurnEnd)

@@ -157,9 +157,9 @@ def test_unsupported_features_are_refused_not_ignored(gateway: Gateway) -> None:
     assert_error(post(gateway, {"model": "sonnet", "messages": [
         {"role": "user", "content": [{"type": "text", "text": "what is this"}, image]}]}),
         400, param="messages[0].content[1]")
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert_error(post(gateway, {"model": "sonnet", "messages": USER, "tools": tools}), 400,
-                 param="tools")
+    functions = [{"name": "f", "parameters": {"type": "object"}}]
+    assert_error(post(gateway, {"model": "sonnet", "messages": USER, "functions": functions}),
+                 400, param="functions")
 
 
 def test_unknown_route_is_404_in_openai_shape(gateway: Gateway) -> None:

@@ -8,13 +8,10 @@ import pytest
 
 from claude_code_api.catalog import Catalog
 from claude_code_api.dialects.openai_chat.models import ChatCompletionRequest
-from claude_code_api.dialects.openai_chat.translate import (
-    ChunkWriter,
-    completion_body,
-    to_turn,
-)
+from claude_code_api.dialects.openai_chat.render import ChunkWriter, completion_body
+from claude_code_api.dialects.openai_chat.translate import to_turn
 from claude_code_api.errors import InvalidRequest, ModelNotFound, Unsupported
-from claude_code_api.events import Message, Usage
+from claude_code_api.events import Usage
 from tests.openapi import validate
 
 CATALOG = Catalog({"gpt-4o": "sonnet"})
@@ -31,8 +28,9 @@ def test_system_and_developer_messages_join_into_the_system_prompt() -> None:
                              {"role": "developer", "content": [{"type": "text", "text": "B."}]},
                              {"role": "user", "content": "q2"}])
     assert turn.system == "A.\n\nB."
-    assert turn.history == (Message("user", ({"type": "text", "text": "q1"},)),)
-    assert turn.prompt == ({"type": "text", "text": "q2"},)
+    # Consecutive user messages are one user turn (Anthropic turns alternate).
+    assert turn.history == ()
+    assert turn.prompt == ({"type": "text", "text": "q1"}, {"type": "text", "text": "q2"})
 
 
 def test_no_system_message_means_no_system_prompt() -> None:
@@ -61,8 +59,8 @@ def test_parameters_map_to_the_turn() -> None:
      "top_logprobs"),
     ({"messages": [{"role": "user", "content": "x"}],
       "response_format": {"type": "json_object"}}, Unsupported, "response_format"),
-    ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c"}]}, Unsupported,
-     "messages[0].role"),
+    ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c"}]}, InvalidRequest,
+     "messages[0].tool_call_id"),
     ({"messages": [{"role": "system", "content": "only system"}]}, InvalidRequest, "messages"),
 ])
 def test_refusals_name_their_param(body: dict[str, Any], error: type[Exception],
@@ -88,3 +86,75 @@ def test_chunks_match_the_openapi_schema() -> None:
         validate(chunk, "CreateChatCompletionStreamResponse")
     assert writer.text("x")["usage"] is None
     assert writer.usage(Usage(1, 1))["choices"] == []
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+def test_tool_round_trip_history_becomes_tool_use_and_tool_result_blocks() -> None:
+    turn = turn_of(tools=TOOLS, messages=[
+        {"role": "user", "content": "Weather in Paris and Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "rain"}]},
+    ])
+    assert turn.history[-1].content == (
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Oslo"}})
+    assert turn.prompt == (
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": "rain"})
+    assert [t.name for t in turn.tools] == ["get_weather"]
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+     "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "no-such-type"}}}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "string"}}}]}, "tools[0].function.parameters"),
+    ({"tools": TOOLS + TOOLS}, "tools[1].function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "x" * 60}}]},
+     "tools[0].function.name"),
+])
+def test_bad_tools_are_400_naming_the_param(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        turn_of(messages=[{"role": "user", "content": "x"}], **body)
+    assert caught.value.param == param
+
+
+def test_tool_results_must_answer_the_calls() -> None:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{}"}}
+    with pytest.raises(InvalidRequest) as caught:
+        turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"},
+                                       {"role": "assistant", "tool_calls": [call]},
+                                       {"role": "user", "content": "where is my answer?"}])
+    assert caught.value.param == "messages[1]"
+    with pytest.raises(InvalidRequest) as caught:
+        turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"},
+                                       {"role": "assistant", "tool_calls": [
+                                           {**call, "function": {"name": "get_weather",
+                                                                 "arguments": "{oops"}}]},
+                                       {"role": "tool", "tool_call_id": "call_1",
+                                        "content": "r"}])
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_tool_choice_becomes_an_instruction() -> None:
+    named = turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"}],
+                    tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert named.tool_choice.mode == "named"
+    assert "`get_weather`" in (named.system or "")
+    assert turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"}],
+                   tool_choice="none").tool_choice.mode == "none"

@@ -2,10 +2,17 @@
 
 A turn takes a worker from the pool, switches its model live, replays earlier
 turns as real turns (user messages with ``shouldQuery: false`` and assistant
-messages), sends the new user message and translates what comes back. A turn
-that ends early (client hung up, stop sequence, silence) is interrupted in the
-background and the worker goes back to the pool only once the CLI has answered
-the interrupt; otherwise the process is killed and replaced.
+messages), sends the new user message and translates what comes back.
+
+How a response ends decides what happens to the worker:
+- the turn's result arrived: the worker goes back to the pool (reset there);
+- Claude called client tools: the turn is *parked*, paused inside the tool
+  handlers, until a request brings the results (``_resume``), a timeout, or the
+  pool needs the worker; a request whose results find no parked turn replays
+  the history instead and gets the same answer, cold;
+- anything else (hang-up, stop sequence, max_tokens, silence): the turn is
+  interrupted in the background; the worker returns once the CLI obeys, or is
+  killed and replaced.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +33,18 @@ from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk.types import SystemPromptFile
 
 from ..errors import GatewayError, WorkerTimeout
-from ..events import TextDelta, TurnEnd, TurnEvent, TurnRequest
+from ..events import (
+    Message,
+    TextDelta,
+    ToolCallStart,
+    TurnEnd,
+    TurnEvent,
+    TurnRequest,
+    Usage,
+)
 from ..settings import ClaudeSettings
 from .pool import Pool
+from .tools import ToolBridge, cli_name, mcp_result
 from .turns import StopScanner, TurnTranslator
 from .worker import Worker, WorkerKey, assistant_message, user_message
 
@@ -36,9 +54,22 @@ log = logging.getLogger(__name__)
 _CLI_ENV_DEFAULTS = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     "DISABLE_AUTOUPDATER": "1",
+    # Offer exactly the client's tools: no deferred-loading placeholder tool.
+    "ENABLE_TOOL_SEARCH": "false",
 }
 _ABORT_TIMEOUT = 10.0
 _INLINE_SYSTEM_PROMPT_BYTES = 32 * 1024
+
+
+@dataclass(eq=False)
+class _Parked:
+    """A turn paused inside client tool handlers, waiting for their results."""
+
+    worker: Worker
+    ids: frozenset[str]
+    usage: Usage
+    since: float = field(default_factory=time.monotonic)
+    timer: asyncio.Task[None] | None = None
 
 
 class Engine:
@@ -47,21 +78,31 @@ class Engine:
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
         self.work_dir = root / "chat"
-        self.pool = Pool(settings, self.options_for)
+        self.pool = Pool(settings, self.make_worker)
+        self.pool.reclaim = self._reclaim
         self._aborts: set[asyncio.Task[None]] = set()
+        self._parked: dict[str, _Parked] = {}
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.pool.start()
 
     async def close(self) -> None:
+        for parked in set(self._parked.values()):
+            self._unpark(parked)
+            self._abort(parked.worker)
         if self._aborts:
             await asyncio.wait(self._aborts, timeout=_ABORT_TIMEOUT)
         await self.pool.close()
         if self._own_root:
             shutil.rmtree(self.work_dir.parent, ignore_errors=True)
 
-    def options_for(self, key: WorkerKey) -> ClaudeAgentOptions:
+    # -- workers ----------------------------------------------------------------
+    def make_worker(self, key: WorkerKey) -> Worker:
+        bridge = ToolBridge(key.tools) if key.tools else None
+        return Worker(key, self.options_for(key, bridge), bridge)
+
+    def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None) -> ClaudeAgentOptions:
         env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries)}
         if key.max_tokens is not None:
@@ -71,6 +112,8 @@ class Engine:
             system_prompt=self._system_prompt(key.system or ""),
             setting_sources=[],  # no user/project settings, no CLAUDE.md
             strict_mcp_config=True,
+            mcp_servers={"client": bridge.server()} if bridge else {},
+            allowed_tools=bridge.allowed() if bridge else [],
             cwd=str(self.work_dir),
             cli_path=self.settings.cli_path,
             env=env,
@@ -96,17 +139,41 @@ class Engine:
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
 
+    @property
+    def parked(self) -> int:
+        return len(set(self._parked.values()))
+
+    # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
-        """The turn's events, ending with ``TurnEnd``; errors are raised."""
-        worker = await self.pool.acquire(WorkerKey(request.system, request.max_tokens))
-        translator = TurnTranslator(self.settings.retry_after_seconds)
+        """The response's events, ending with ``TurnEnd``; errors are raised."""
+        key = WorkerKey(request.system, request.max_tokens, request.tools)
+        parked = self._claim(request, key)
+        if parked is not None:
+            worker, before = parked.worker, parked.usage
+        else:
+            worker, before = await self.pool.acquire(key), Usage()
+        translator = TurnTranslator(self.settings.retry_after_seconds, before,
+                                    tools_visible=request.tool_choice.mode != "none")
+        end: TurnEnd | None = None
+        calls: list[str] = []
         try:
-            await self._deliver(worker, request)
+            if worker.bridge is not None:
+                worker.bridge.refuse = request.tool_choice.mode == "none"
+            if parked is not None:
+                self._resume(worker, request)
+            else:
+                await self._deliver(worker, request)
             async for event in self._events(worker, translator, request):
+                if isinstance(event, TurnEnd):
+                    end = event
+                elif isinstance(event, ToolCallStart):
+                    calls.append(event.id)
                 yield event
         finally:
             if translator.done:
                 self.pool.release(worker)
+            elif end is not None and end.stop_reason == "tool_use":
+                self._park(worker, frozenset(calls), before + end.usage)
             else:
                 self._abort(worker)
 
@@ -115,13 +182,13 @@ class Engine:
         worker.drain()
         await worker.set_model(request.model)
         for message in request.history:
-            content = list(message.content)
+            content = _for_cli(message.content)
             if message.role == "assistant":
                 await worker.send(assistant_message(content))
             else:
                 await worker.send(user_message(content, query=False))
                 await worker.until_result(timeout)
-        await worker.send(user_message(list(request.prompt)))
+        await worker.send(user_message(_for_cli(request.prompt)))
         worker.turns += 1
 
     async def _events(self, worker: Worker, translator: TurnTranslator,
@@ -143,9 +210,69 @@ class Engine:
                     if tail := scanner.flush():
                         yield TextDelta(tail)
                     yield event
-                    return  # before the result only when cut short: then interrupted
+                    return  # before the result only when cut short or at tool calls
                 yield event
 
+    # -- paused tool turns --------------------------------------------------------
+    def _park(self, worker: Worker, ids: frozenset[str], usage: Usage) -> None:
+        if worker.bridge is None or not ids:
+            self._abort(worker)
+            return
+        parked = _Parked(worker, ids, usage)
+        for call_id in ids:
+            self._parked[call_id] = parked
+        parked.timer = asyncio.create_task(self._expire(parked))
+
+    def _claim(self, request: TurnRequest, key: WorkerKey) -> _Parked | None:
+        """The parked turn these tool results answer, if it is still paused."""
+        results = _tool_result_ids(request.prompt)
+        if not results:
+            return None
+        parked = self._parked.get(next(iter(results)))
+        if parked is None:
+            return None
+        self._unpark(parked)
+        only_results = all(b.get("type") == "tool_result" for b in request.prompt)
+        if parked.ids <= results and only_results and parked.worker.key == key \
+                and parked.worker.alive:
+            return parked
+        self._abort(parked.worker)  # answered differently: replay instead
+        return None
+
+    def _resume(self, worker: Worker, request: TurnRequest) -> None:
+        assert worker.bridge is not None
+        calls = _tool_calls(request.history[-1]) if request.history else {}
+        supplied = []
+        for block in request.prompt:
+            name, args = calls.get(str(block.get("tool_use_id")), ("", {}))
+            supplied.append((name, args, mcp_result(block.get("content", ""),
+                                                    bool(block.get("is_error")))))
+        worker.bridge.supply(supplied)
+
+    def _unpark(self, parked: _Parked) -> None:
+        for call_id in parked.ids:
+            self._parked.pop(call_id, None)
+        if parked.timer is not None and parked.timer is not asyncio.current_task():
+            parked.timer.cancel()
+
+    async def _expire(self, parked: _Parked) -> None:
+        await asyncio.sleep(self.settings.tool_timeout_seconds)
+        log.info("tool results for worker #%s did not arrive in %gs; ending the turn",
+                 parked.worker.id, self.settings.tool_timeout_seconds)
+        self._unpark(parked)
+        self._abort(parked.worker)
+
+    def _reclaim(self) -> bool:
+        """The pool is full: end the longest-waiting paused tool turn."""
+        if not self._parked:
+            return False
+        oldest = min(set(self._parked.values()), key=lambda p: p.since)
+        log.info("ending the paused tool turn on worker #%s to make room", oldest.worker.id)
+        self._unpark(oldest)
+        self._abort(oldest.worker)
+        return True
+
+    # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker) -> None:
         task = asyncio.create_task(self._interrupt(worker))
         self._aborts.add(task)
@@ -162,7 +289,25 @@ class Engine:
             worker.kill()
             self.pool.release(worker, healthy=False)
             return
+        finally:
+            if worker.bridge is not None:
+                worker.bridge.cancel()
         self.pool.release(worker)
+
+
+def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Content blocks as the CLI needs them: client tool names get their MCP prefix."""
+    return [{**b, "name": cli_name(b["name"])} if b.get("type") == "tool_use" else dict(b)
+            for b in blocks]
+
+
+def _tool_result_ids(blocks: tuple[dict[str, Any], ...]) -> set[str]:
+    return {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
+
+
+def _tool_calls(message: Message) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {str(b["id"]): (str(b["name"]), dict(b.get("input") or {}))
+            for b in message.content if b.get("type") == "tool_use"}
 
 
 def _log_stderr(line: str) -> None:

@@ -18,8 +18,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions
-
 from ..errors import GatewayError, Overloaded, UpstreamError
 from ..settings import ClaudeSettings
 from .worker import Worker, WorkerKey
@@ -41,10 +39,12 @@ class Pool:
     def __init__(
         self,
         settings: ClaudeSettings,
-        make_options: Callable[[WorkerKey], ClaudeAgentOptions],
+        make_worker: Callable[[WorkerKey], Worker],
     ) -> None:
         self.settings = settings
-        self.make_options = make_options
+        self.make_worker = make_worker
+        # Called when a waiter finds no room: may free a worker (a paused tool turn).
+        self.reclaim: Callable[[], bool] = lambda: False
         self.workers: list[Worker] = []
         self.restarts = 0
         self.started_total = 0
@@ -168,6 +168,7 @@ class Pool:
         # A worker being reset is idle again in milliseconds: wait for it rather
         # than start a process (hundreds of milliseconds).
         resetting = Counter(w.key for w in self.workers if w.state == "resetting")
+        starved = False
         for waiter in list(self._waiters):
             if waiter.future.done():
                 continue
@@ -183,10 +184,13 @@ class Pool:
             if not self._free_slots():
                 victim = self._idle_victim()
                 if victim is None:
+                    starved = True
                     continue
                 self._retire(victim, crashed=False)
             waiter.spawning = True
             self._spawn_worker(waiter.key, waiter)
+        if starved:
+            self.reclaim()
 
     def _idle_victim(self) -> Worker | None:
         idle = [w for w in self.workers if w.state == "idle"]
@@ -209,7 +213,8 @@ class Pool:
         task.add_done_callback(self._tasks.discard)
 
     def _spawn_worker(self, key: WorkerKey, waiter: _Waiter | None) -> None:
-        worker = Worker(key, self.make_options(key), on_exit=self._exited)
+        worker = self.make_worker(key)
+        worker.on_exit = self._exited
         self.workers.append(worker)
         self._spawn_task(self._start_worker(worker, waiter))
 

@@ -8,6 +8,7 @@ stop-sequence option, so the gateway cuts the text and interrupts the turn).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from claude_agent_sdk import (
     StreamEvent,
     TextBlock,
     ThinkingBlock,
+    ToolUseBlock,
 )
 from claude_agent_sdk import (
     Message as SDKMessage,
@@ -35,10 +37,13 @@ from ..events import (
     StopReason,
     TextDelta,
     TextReplaced,
+    ToolCallDelta,
+    ToolCallStart,
     TurnEnd,
     TurnEvent,
     Usage,
 )
+from .tools import client_name
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -55,14 +60,28 @@ AUTH_HELP = ("Claude Code could not authenticate with the Anthropic API. Log in 
 
 
 class TurnTranslator:
-    """Feeds on one turn's SDK messages; ``done`` once the result has arrived."""
+    """Feeds on one response's SDK messages; ``done`` once the turn's result arrived.
 
-    def __init__(self, retry_after: int | None = None) -> None:
+    A response can end before the turn does: at the client's tool calls (the
+    turn waits for their results), at ``max_tokens`` or at a stop sequence.
+    ``usage_before`` is what earlier responses of the same turn already reported
+    (the result's usage covers the whole turn).
+    """
+
+    def __init__(self, retry_after: int | None = None, usage_before: Usage | None = None,
+                 *, tools_visible: bool = True) -> None:
         self.retry_after = retry_after
+        # False for tool_choice "none": calls are refused by the bridge and the
+        # turn goes on, so they are neither shown nor an end of the response.
+        self.tools_visible = tools_visible
+        self.usage_before = usage_before or Usage()
         self.done = False
         self.model = ""
+        self.calls = 0  # client tool calls in this response
         self._streamed = ""
         self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, int] = {}  # stream block index -> tool call index
+        self._streamed_ids: set[str] = set()
         self._assistant_error: str | None = None
 
     def feed(self, message: SDKMessage) -> Iterator[TurnEvent]:
@@ -76,31 +95,58 @@ class TurnTranslator:
             self.done = True
             yield self._result(message)
 
+    def usage(self) -> Usage:
+        """What the current API call has used so far (from the stream)."""
+        return usage_of(self._usage)
+
     def _stream_event(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
         kind = event.get("type")
         if kind == "message_start":
             self._streamed = ""
+            self._blocks = {}
             message = event.get("message", {})
             self.model = str(message.get("model") or self.model)
             self._usage = dict(message.get("usage") or {})
         elif kind == "message_delta":
             self._usage.update(event.get("usage") or {})
-            if event.get("delta", {}).get("stop_reason") == "max_tokens":
+            stop = event.get("delta", {}).get("stop_reason")
+            if stop == "max_tokens":
                 # The CLI would carry on by itself ("Output token limit hit. Resume
                 # directly"); the client asked for a limit, so the answer ends here.
-                yield TurnEnd("max_tokens", usage_of(self._usage), self.model)
+                yield TurnEnd("max_tokens", self.usage(), self.model)
+            elif stop == "tool_use" and self._blocks:
+                yield TurnEnd("tool_use", self.usage(), self.model)
+        elif kind == "content_block_start":
+            yield from self._block_start(event)
         elif kind == "content_block_delta":
-            delta = event.get("delta", {})
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                self._streamed += delta["text"]
-                yield TextDelta(delta["text"])
-            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
-                yield ReasoningDelta(delta["thinking"])
+            yield from self._block_delta(event)
+
+    def _block_start(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
+        block = event.get("content_block", {})
+        name = client_name(str(block.get("name", ""))) if block.get("type") == "tool_use" \
+            else None
+        if name is not None and self.tools_visible:
+            self._blocks[int(event.get("index", 0))] = self.calls
+            self._streamed_ids.add(str(block.get("id")))
+            yield ToolCallStart(self.calls, str(block.get("id")), name)
+            self.calls += 1
+
+    def _block_delta(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
+        delta = event.get("delta", {})
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            self._streamed += delta["text"]
+            yield TextDelta(delta["text"])
+        elif kind == "thinking_delta" and delta.get("thinking"):
+            yield ReasoningDelta(delta["thinking"])
+        elif kind == "input_json_delta" and delta.get("partial_json"):
+            call = self._blocks.get(int(event.get("index", -1)))
+            if call is not None:
+                yield ToolCallDelta(call, delta["partial_json"])
 
     def cut(self, stop_sequence: str) -> TurnEnd:
-        """The end of a turn the gateway cuts short at a stop sequence."""
-        return TurnEnd("stop_sequence", usage_of(self._usage), self.model,
-                       stop_sequence=stop_sequence)
+        """The end of a response the gateway cuts short at a stop sequence."""
+        return TurnEnd("stop_sequence", self.usage(), self.model, stop_sequence=stop_sequence)
 
     def _assistant(self, message: AssistantMessage) -> Iterator[TurnEvent]:
         self.model = message.model or self.model
@@ -120,6 +166,18 @@ class TurnTranslator:
                     yield ReasoningDelta(block.thinking)
         if text[len(streamed):]:
             yield TextDelta(text[len(streamed):])
+        yield from self._unstreamed_calls(message)
+
+    def _unstreamed_calls(self, message: AssistantMessage) -> Iterator[TurnEvent]:
+        for block in message.content:
+            if not isinstance(block, ToolUseBlock) or block.id in self._streamed_ids:
+                continue
+            name = client_name(block.name)
+            if name is not None and self.tools_visible:
+                self._streamed_ids.add(block.id)
+                yield ToolCallStart(self.calls, block.id, name)
+                yield ToolCallDelta(self.calls, json.dumps(block.input))
+                self.calls += 1
 
     def _result(self, result: ResultMessage) -> TurnEnd:
         if result.is_error:
@@ -127,12 +185,11 @@ class TurnTranslator:
             if isinstance(error, UpstreamRateLimited | UpstreamOverloaded):
                 error.retry_after = self.retry_after
             raise error
-        return TurnEnd(
-            stop_reason=_STOP_REASONS.get(result.stop_reason or "end_turn", "end_turn"),
-            usage=usage_of(result.usage),
-            model=self.model,
-            cost_usd=result.total_cost_usd or 0.0,
-        )
+        stop = _STOP_REASONS.get(result.stop_reason or "end_turn", "end_turn")
+        if stop == "tool_use" and not self.calls:
+            stop = "end_turn"
+        return TurnEnd(stop, usage_of(result.usage) - self.usage_before, self.model,
+                       result.total_cost_usd or 0.0)
 
 
 def usage_of(raw: dict[str, Any] | None) -> Usage:

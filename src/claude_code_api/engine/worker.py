@@ -30,6 +30,8 @@ from claude_agent_sdk import (
 )
 
 from ..errors import WorkerCrashed, WorkerTimeout
+from ..events import ToolSpec
+from .tools import ToolBridge
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class WorkerKey:
 
     system: str | None = None
     max_tokens: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
 
 
 class _Died:
@@ -79,9 +82,10 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 on_exit: Callable[[Worker], None] | None = None) -> None:
+                 bridge: ToolBridge | None = None) -> None:
         self.id = next(_ids)
-        self.on_exit = on_exit
+        self.bridge = bridge
+        self.on_exit: Callable[[Worker], None] | None = None
         self.key = key
         self.options = options
         self.state: State = "starting"
@@ -244,6 +248,8 @@ class Worker:
         records a local-command caveat that would reach the next conversation's
         first prompt). The SDK has no public method for this control request.
         """
+        if self.bridge is not None:
+            self.bridge.clear()
         first, last = self._first_user, self._last_user
         if self._leading_assistant:
             return False

@@ -102,6 +102,27 @@ ROLE_TAGS = frozenset({"system", "developer", "user", "assistant", "tool", "func
                        "text", "image_url", "input_audio", "file", "refusal"})
 
 
+class FunctionDef(_Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(_Wire):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class StreamOptions(_Wire):
     include_usage: bool | None = None
     include_obfuscation: bool | None = None
@@ -137,8 +158,8 @@ class ChatCompletionRequest(_Wire):
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None

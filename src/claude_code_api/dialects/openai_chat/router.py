@@ -13,10 +13,18 @@ from openai.types import Model
 
 from ... import sse
 from ...errors import GatewayError, NotFound, UpstreamError
-from ...events import TextDelta, TextReplaced, TurnEnd, TurnEvent
+from ...events import (
+    TextDelta,
+    TextReplaced,
+    ToolCallDelta,
+    ToolCallStart,
+    TurnEnd,
+    TurnEvent,
+)
 from ...gateway import Gateway
 from .models import ChatCompletionRequest
-from .translate import ChunkWriter, completion_body, error_body, new_id, to_turn
+from .render import Call, ChunkWriter, completion_body, error_body, new_id
+from .translate import to_turn
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
@@ -42,8 +50,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     outcome = await _unless_disconnected(request, _collect(events))
     if outcome is None:
         return Response(status_code=499)
-    text, end = outcome
-    return JSONResponse(completion_body(new_id(), model, text, end.stop_reason, end.usage))
+    text, calls, end = outcome
+    return JSONResponse(completion_body(new_id(), model, text, end.stop_reason, end.usage,
+                                        calls))
 
 
 async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
@@ -55,16 +64,22 @@ async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
         raise
 
 
-async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[str, TurnEnd]:
+async def _collect(events: AsyncGenerator[TurnEvent, None]
+                   ) -> tuple[str, list[Call], TurnEnd]:
     parts: list[str] = []
+    calls: list[Call] = []
     try:
         async for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             elif isinstance(event, TextReplaced):
                 parts = [event.text]
+            elif isinstance(event, ToolCallStart):
+                calls.append(Call(event.id, event.name))
+            elif isinstance(event, ToolCallDelta):
+                calls[event.index].arguments += event.arguments
             elif isinstance(event, TurnEnd):
-                return "".join(parts), event
+                return "".join(parts), calls, event
     finally:
         await events.aclose()
     raise GatewayError("Claude Code ended the turn without a result")
@@ -78,6 +93,10 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
         while True:
             if isinstance(event, TextDelta):
                 yield sse.data(writer.text(event.text))
+            elif isinstance(event, ToolCallStart):
+                yield sse.data(writer.tool_start(event.index, event.id, event.name))
+            elif isinstance(event, ToolCallDelta):
+                yield sse.data(writer.tool_arguments(event.index, event.arguments))
             elif isinstance(event, TextReplaced):
                 raise UpstreamError(BROKEN_STREAM)
             elif isinstance(event, TurnEnd):

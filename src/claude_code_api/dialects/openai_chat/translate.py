@@ -1,71 +1,53 @@
-"""Pure translation: OpenAI chat request -> neutral turn; neutral events -> OpenAI bodies.
+"""Pure translation of an OpenAI chat request into a neutral turn.
 
-Bodies are built with the openai package's own types and dumped the way OpenAI
-sends them: unused fields left out, but ``logprobs``, ``message.refusal`` and a
-chunk's ``finish_reason`` always present (null when unused).
+System and developer messages become the system prompt; user, assistant and
+tool messages become real turns in Anthropic's block shape (tool calls as
+``tool_use`` blocks, tool messages as ``tool_result`` blocks in the next user
+turn). Every refusal names the offending ``param``.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+import json
 from typing import Any
-
-from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
-from openai.types.chat.chat_completion import Choice
-from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
-from openai.types.chat.chat_completion_chunk import ChoiceDelta
-from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
 
 from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
-from ...events import Message, StopReason, TurnRequest, Usage
+from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
+from ...schemas import tool_spec
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
     SystemMessage,
     TextPart,
+    ToolMessage,
     UserMessage,
 )
 
-FINISH_REASONS: dict[StopReason, str] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-# Parameters we refuse outright rather than silently ignore (see README).
 _LATER = "is not supported by this gateway yet"
+_CHOICE_RULES = {
+    "required": "In this response you must call at least one of the available tools.",
+    "named": "In this response you must call the tool `{name}`.",
+    "none": "In this response do not call any tool; answer directly.",
+}
 
 
 def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
     _refuse_unsupported(request)
     model = catalog.resolve(request.model)
-    system_parts: list[str] = []
-    turns: list[Message] = []
-    for i, message in enumerate(request.messages):
-        if isinstance(message, SystemMessage):
-            system_parts.append(_text_of(message.content))
-        elif isinstance(message, UserMessage):
-            turns.append(Message("user", _user_blocks(message, i)))
-        elif isinstance(message, AssistantMessage):
-            blocks = _assistant_blocks(message, i)
-            if blocks:
-                turns.append(Message("assistant", blocks))
-        else:
-            raise Unsupported(f"messages with role '{message.role}' (tool results) {_LATER}",
-                              param=f"messages[{i}].role")
+    tools = _tools(request)
+    choice = _tool_choice(request, tools)
+    system_parts, turns = _conversation(request)
+    if choice.mode != "auto" and tools:
+        system_parts.append(_CHOICE_RULES[choice.mode].format(name=choice.name))
     if not turns or turns[-1].role != "user":
-        raise InvalidRequest("the last message must have role 'user' (or there must be at "
-                             "least one user message after the system messages)",
-                             param="messages")
+        raise InvalidRequest("the last message must have role 'user' or 'tool' (there must "
+                             "be something for the assistant to answer)", param="messages")
     max_tokens = request.max_completion_tokens or request.max_tokens
     system = "\n\n".join(p for p in system_parts if p) or None
     return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=max_tokens,
-                       stop=request.stop_sequences())
+                       stop=request.stop_sequences(), tools=tools, tool_choice=choice)
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
@@ -74,8 +56,9 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
     if request.logprobs or request.top_logprobs:
         param = "logprobs" if request.logprobs else "top_logprobs"
         raise Unsupported("logprobs are not available from Claude", param=param)
-    if request.tools or request.functions:
-        raise Unsupported(f"tool calling {_LATER}", param="tools")
+    if request.functions or request.function_call:
+        raise Unsupported("the legacy `functions` API is not supported; use `tools`",
+                          param="functions" if request.functions else "function_call")
     fmt = (request.response_format or {}).get("type")
     if fmt not in (None, "text"):
         raise Unsupported(f"response_format '{fmt}' {_LATER}", param="response_format")
@@ -83,6 +66,72 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise Unsupported("audio output is not available from Claude", param="modalities")
     if isinstance(request.stop, list) and len(request.stop) > 4:
         raise InvalidRequest("stop may hold at most 4 sequences", param="stop")
+
+
+def _tools(request: ChatCompletionRequest) -> tuple[ToolSpec, ...]:
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(request.tools or []):
+        fn = tool.function
+        if any(s.name == fn.name for s in specs):
+            raise InvalidRequest(f"two tools are named '{fn.name}'",
+                                 param=f"tools[{i}].function.name")
+        specs.append(tool_spec(fn.name, fn.description, fn.parameters,
+                               f"tools[{i}].function"))
+    return tuple(specs)
+
+
+def _tool_choice(request: ChatCompletionRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+    choice = request.tool_choice
+    if choice is None or choice == "auto":
+        return ToolChoice()
+    if not tools:
+        raise InvalidRequest("tool_choice needs `tools`", param="tool_choice")
+    if isinstance(choice, str):
+        return ToolChoice("none" if choice == "none" else "required")
+    name = choice.function.name
+    if all(spec.name != name for spec in tools):
+        raise InvalidRequest(f"tool_choice names '{name}', which is not in `tools`",
+                             param="tool_choice")
+    return ToolChoice("named", name)
+
+
+def _conversation(request: ChatCompletionRequest) -> tuple[list[str], list[Message]]:
+    """System texts, and the turns with consecutive user content merged."""
+    system: list[str] = []
+    turns: list[Message] = []
+    open_calls: dict[str, int] = {}  # tool call id -> index of the assistant message
+
+    def add(role: Role, blocks: tuple[dict[str, Any], ...]) -> None:
+        if turns and turns[-1].role == role == "user":
+            blocks = turns.pop().content + blocks
+        turns.append(Message(role, blocks))
+
+    for i, message in enumerate(request.messages):
+        if isinstance(message, SystemMessage):
+            system.append(_text_of(message.content))
+        elif isinstance(message, ToolMessage):
+            if open_calls.pop(message.tool_call_id, None) is None:
+                raise InvalidRequest(f"no assistant tool call has the id "
+                                     f"'{message.tool_call_id}'",
+                                     param=f"messages[{i}].tool_call_id")
+            add("user", (_tool_result(message),))
+        elif open_calls:
+            raise InvalidRequest(f"tool calls {sorted(open_calls)} have no tool message with "
+                                 "their result", param=f"messages[{min(open_calls.values())}]")
+        elif isinstance(message, UserMessage):
+            add("user", _user_blocks(message, i))
+        elif isinstance(message, AssistantMessage):
+            blocks = _assistant_blocks(message, i)
+            open_calls = {b["id"]: i for b in blocks if b["type"] == "tool_use"}
+            if blocks:
+                add("assistant", blocks)
+        else:
+            raise Unsupported("messages with role 'function' (the legacy functions API) are "
+                              "not supported; use tool messages", param=f"messages[{i}].role")
+    if open_calls:
+        raise InvalidRequest(f"tool calls {sorted(open_calls)} have no tool message with "
+                             "their result", param=f"messages[{min(open_calls.values())}]")
+    return system, turns
 
 
 def _text_of(content: str | list[TextPart]) -> str:
@@ -108,92 +157,30 @@ def _user_blocks(message: UserMessage, i: int) -> tuple[dict[str, Any], ...]:
 
 
 def _assistant_blocks(message: AssistantMessage, i: int) -> tuple[dict[str, Any], ...]:
-    if message.tool_calls or message.function_call:
-        raise Unsupported(f"assistant tool calls in the history {_LATER}",
-                          param=f"messages[{i}].tool_calls")
+    if message.function_call:
+        raise Unsupported("the legacy `function_call` is not supported; use `tool_calls`",
+                          param=f"messages[{i}].function_call")
     content = message.content
     if content is None:
-        return ()
-    if isinstance(content, str):
+        text = ""
+    elif isinstance(content, str):
         text = content
     else:
         text = "".join(p.text if isinstance(p, TextPart) else p.refusal for p in content)
-    return ({"type": "text", "text": text},) if text else ()
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for j, call in enumerate(message.tool_calls or []):
+        param = f"messages[{i}].tool_calls[{j}].function.arguments"
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except json.JSONDecodeError:
+            raise InvalidRequest("is not valid JSON", param=param) from None
+        if not isinstance(arguments, dict):
+            raise InvalidRequest("must be a JSON object", param=param)
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name,
+                       "input": arguments})
+    return tuple(blocks)
 
 
-# -- responses ---------------------------------------------------------------
-
-def new_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
-
-
-def usage_body(usage: Usage) -> CompletionUsage:
-    prompt = usage.prompt_tokens
-    return CompletionUsage(
-        prompt_tokens=prompt,
-        completion_tokens=usage.output_tokens,
-        total_tokens=prompt + usage.output_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cache_read_input_tokens),
-    )
-
-
-def completion_body(cid: str, model: str, text: str, stop: StopReason, usage: Usage,
-                    created: int | None = None) -> dict[str, Any]:
-    completion = ChatCompletion(
-        id=cid,
-        object="chat.completion",
-        created=created or int(time.time()),
-        model=model,
-        choices=[Choice(index=0, finish_reason=FINISH_REASONS[stop],
-                        message=ChatCompletionMessage(role="assistant", content=text))],
-        usage=usage_body(usage),
-    )
-    body = completion.model_dump(mode="json", exclude_none=True)
-    body["choices"][0]["logprobs"] = None
-    body["choices"][0]["message"]["refusal"] = None
-    return body
-
-
-class ChunkWriter:
-    """Builds the chunks of one streamed completion, in OpenAI's conventions."""
-
-    def __init__(self, cid: str, model: str, include_usage: bool) -> None:
-        self.cid = cid
-        self.model = model
-        self.created = int(time.time())
-        self.include_usage = include_usage
-
-    def _chunk(self, delta: ChoiceDelta, finish: str | None = None) -> dict[str, Any]:
-        chunk = ChatCompletionChunk(
-            id=self.cid, object="chat.completion.chunk", created=self.created, model=self.model,
-            choices=[ChunkChoice(index=0, delta=delta,
-                                 finish_reason=finish)],
-        )
-        body = chunk.model_dump(mode="json", exclude_none=True)
-        body["choices"][0]["finish_reason"] = finish
-        body["choices"][0]["logprobs"] = None
-        if self.include_usage:
-            body["usage"] = None
-        return body
-
-    def role(self) -> dict[str, Any]:
-        body = self._chunk(ChoiceDelta(role="assistant", content=""))
-        body["choices"][0]["delta"]["refusal"] = None
-        return body
-
-    def text(self, text: str) -> dict[str, Any]:
-        return self._chunk(ChoiceDelta(content=text))
-
-    def finish(self, stop: StopReason) -> dict[str, Any]:
-        return self._chunk(ChoiceDelta(), FINISH_REASONS[stop])
-
-    def usage(self, usage: Usage) -> dict[str, Any]:
-        chunk = ChatCompletionChunk(
-            id=self.cid, object="chat.completion.chunk", created=self.created, model=self.model,
-            choices=[], usage=usage_body(usage),
-        )
-        return chunk.model_dump(mode="json", exclude_none=True)
-
-
-def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def _tool_result(message: ToolMessage) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": message.tool_call_id,
+            "content": _text_of(message.content)}

@@ -1,0 +1,39 @@
+"""Checks on JSON schemas that clients send (tool inputs, structured output)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from .errors import InvalidRequest
+from .events import ToolSpec
+
+# Client names get an MCP prefix ("mcp__client__") inside Claude Code, and
+# Anthropic tool names are capped at 64 characters.
+MAX_TOOL_NAME = 64 - len("mcp__client__")
+
+
+def check_schema(schema: Any, param: str, *, want_object: bool = True) -> dict[str, Any]:
+    """The schema if it is a valid JSON schema for an object, else a 400."""
+    if not isinstance(schema, dict):
+        raise InvalidRequest("must be a JSON schema object", param=param)
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequest(f"is not a valid JSON schema: {exc.message}", param=param) from None
+    if want_object and schema.get("type", "object") != "object":
+        raise InvalidRequest("must describe a JSON object (\"type\": \"object\")", param=param)
+    return schema
+
+
+def tool_spec(name: str, description: str | None, parameters: Any, param: str) -> ToolSpec:
+    if len(name) > MAX_TOOL_NAME:
+        raise InvalidRequest(f"tool names may have at most {MAX_TOOL_NAME} characters here",
+                             param=f"{param}.name")
+    schema = check_schema(parameters if parameters is not None else
+                          {"type": "object", "properties": {}}, f"{param}.parameters")
+    schema = {"type": "object", **schema}
+    signature = json.dumps([description or "", schema], sort_keys=True, separators=(",", ":"))
+    return ToolSpec(name, description or "", schema, signature)

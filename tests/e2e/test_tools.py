@@ -1,0 +1,236 @@
+"""Client tools as real tool calls: the turn pauses at the calls and continues with results."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pydantic
+import pytest
+
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
+from tests.conftest import Gateway, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+CLOCK = {"type": "function", "function": {
+    "name": "get_time", "description": "Local time in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+ASK = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def calls(*uses: tuple[str, dict[str, Any], str], text: str = "") -> Reply:
+    blocks: list[Any] = [Text(text)] if text else []
+    blocks += [ToolUse(f"mcp__client__{name}", args, id=cid) for name, args, cid in uses]
+    return Reply(blocks=blocks, stop_reason="tool_use")
+
+
+def tool_results(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    last_user = [m for m in upstream.message_requests()[-1].messages if m["role"] == "user"][-1]
+    return [{k: v for k, v in b.items() if k != "cache_control"}
+            for b in last_user["content"] if b.get("type") == "tool_result"]
+
+
+def paused(gateway: Gateway) -> int:
+    return int(gateway.health()["pool"]["paused_tool_turns"])
+
+
+def test_tools_are_offered_exactly_as_defined(client: openai.OpenAI,
+                                              upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text("no tools needed"))
+    client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER, CLOCK])
+    offered = upstream.message_requests()[-1].body["tools"]
+    assert sorted(t["name"] for t in offered) == ["mcp__client__get_time",
+                                                  "mcp__client__get_weather"]
+    weather = next(t for t in offered if t["name"].endswith("get_weather"))
+    assert weather["input_schema"] == WEATHER["function"]["parameters"]  # type: ignore[index]
+    assert weather["description"] == "Current weather for a city"
+
+
+def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway: Gateway,
+                                                 upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_p1"), text="Checking."),
+                    Reply.text("It is sunny in Paris."))
+    first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Checking."
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function" and call.id == "toolu_p1"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert paused(gateway) == 1
+    turns_before = gateway.health()["workers"]
+
+    second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
+        *ASK, choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"}])
+    assert second.choices[0].message.content == "It is sunny in Paris."
+    assert second.choices[0].finish_reason == "stop"
+    assert tool_results(upstream) == [{"type": "tool_result", "tool_use_id": "toolu_p1",
+                                       "content": [{"type": "text", "text": "sunny, 21C"}]}]
+    health = gateway.wait_idle()
+    assert health["pool"]["paused_tool_turns"] == 0
+    # Continued, not replayed: no worker started a new turn for the second request.
+    assert sum(w["turns"] for w in health["workers"]) == sum(w["turns"] for w in turns_before)
+
+
+def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gateway,
+                                            upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_a"),
+                          ("get_time", {"city": "Oslo"}, "toolu_b")),
+                    Reply.text("Paris is sunny; it is 10:00 in Oslo."))
+    chunks = list(client.chat.completions.create(model="sonnet", messages=ASK,
+                                                 tools=[WEATHER, CLOCK], stream=True))
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    starts = [d for d in deltas if d.id]
+    assert [(d.index, d.id, d.type, d.function.name if d.function else None)
+            for d in starts] == [(0, "toolu_a", "function", "get_weather"),
+                                 (1, "toolu_b", "function", "get_time")]
+    arguments = {i: "".join(d.function.arguments or "" for d in deltas
+                            if d.index == i and d.function) for i in (0, 1)}
+    assert json.loads(arguments[0]) == {"city": "Paris"}
+    assert json.loads(arguments[1]) == {"city": "Oslo"}
+    assert len([d for d in deltas if not d.id]) > 2  # arguments arrive in fragments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    assistant = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": d.id, "type": "function",
+         "function": {"name": d.function.name, "arguments": arguments[d.index]}}
+        for d in starts if d.function]}
+    answer = list(client.chat.completions.create(model="sonnet", stream=True,
+                                                 tools=[WEATHER, CLOCK], messages=[
+        *ASK, assistant, {"role": "tool", "tool_call_id": "toolu_a", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "toolu_b", "content": "10:00"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+    assert text == "Paris is sunny; it is 10:00 in Oslo."
+    assert [r["tool_use_id"] for r in tool_results(upstream)] == ["toolu_a", "toolu_b"]
+    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == 0
+
+
+@pytest.fixture
+def forgetful_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Gateway]:
+    """Paused tool turns end after one second."""
+    upstream.reset()
+    gateway = start_gateway(upstream, tmp_path, claude__tool_timeout_seconds="1")
+    gateway.wait_idle()
+    yield gateway
+    gateway.stop()
+
+
+def test_results_for_a_turn_that_is_gone_rebuild_the_history(
+        forgetful_gateway: Gateway, upstream: FakeUpstream) -> None:
+    client = forgetful_gateway.client()
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_late")))
+    first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
+    assert first.choices[0].finish_reason == "tool_calls"
+    forgetful_gateway.wait_for(lambda h: h["pool"]["paused_tool_turns"] == 0, timeout=10)
+    upstream.script(Reply.text("Rebuilt: sunny in Paris."))
+    second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
+        *ASK, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": "toolu_late", "content": "sunny"}])
+    assert second.choices[0].message.content == "Rebuilt: sunny in Paris."
+    seen = upstream.message_requests()[-1]
+    roles = [m["role"] for m in seen.messages if m["role"] != "system"]
+    assert roles == ["user", "assistant", "user"]
+    assert [(r["tool_use_id"], r["content"]) for r in tool_results(upstream)] == \
+        [("toolu_late", "sunny")]
+
+
+def test_tool_choice_none_refuses_calls_and_answers(client: openai.OpenAI, gateway: Gateway,
+                                                    upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_x")),
+                    Reply.text("I will answer without tools."))
+    completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
+                                                tool_choice="none")
+    assert completion.choices[0].message.content == "I will answer without tools."
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].finish_reason == "stop"
+    [refusal] = tool_results(upstream)
+    assert refusal["is_error"] is True
+    assert "not allowed" in json.dumps(refusal)
+    assert "do not call any tool" in upstream.message_requests()[0].system_text
+    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == 0
+
+
+@pytest.mark.parametrize(("choice", "phrase"), [
+    ("required", "must call at least one"),
+    ({"type": "function", "function": {"name": "get_weather"}}, "must call the tool `get_weather`"),
+])
+def test_tool_choice_required_and_named_instruct_claude(client: openai.OpenAI,
+                                                        upstream: FakeUpstream,
+                                                        choice: Any, phrase: str) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, f"toolu_{time.time_ns()}")))
+    completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
+                                                tool_choice=choice)
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert phrase in upstream.message_requests()[-1].system_text
+
+
+def test_unknown_tool_choice_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
+                                       tool_choice={"type": "function",
+                                                    "function": {"name": "launch_rockets"}})
+    assert caught.value.param == "tool_choice"
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+
+
+def test_openai_sdk_parse_helper_with_a_pydantic_tool(client: openai.OpenAI,
+                                                      upstream: FakeUpstream) -> None:
+    upstream.script(calls(("Weather", {"city": "Lyon"}, "toolu_lyon")))
+    completion = client.chat.completions.parse(
+        model="sonnet", messages=ASK, tools=[openai.pydantic_function_tool(Weather)])
+    [call] = completion.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == Weather(city="Lyon")  # type: ignore[union-attr]
+
+
+def test_openai_sdk_stream_helper_with_tools(client: openai.OpenAI,
+                                             upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Nice"}, "toolu_nice")))
+    done = []
+    with client.chat.completions.stream(model="sonnet", messages=ASK, tools=[WEATHER]) as s:
+        for event in s:
+            if event.type == "tool_calls.function.arguments.done":
+                done.append((event.name, event.arguments))
+        final = s.get_final_completion()
+    assert done == [("get_weather", '{"city": "Nice"}')]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_a_full_pool_takes_back_a_paused_turn(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.reset()
+    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1")
+    try:
+        gateway.wait_idle()
+        client = gateway.client()
+        upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_held")))
+        first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
+        assert gateway.health()["pool"]["paused_tool_turns"] == 1
+        # Another caller needs the only worker: the paused turn gives way.
+        upstream.script(Reply.text("other caller served"))
+        other = client.chat.completions.create(model="sonnet", messages=[
+            {"role": "user", "content": "unrelated"}])
+        assert other.choices[0].message.content == "other caller served"
+        assert gateway.health()["pool"]["paused_tool_turns"] == 0
+        # The first caller's results still get a correct answer, rebuilt from history.
+        upstream.script(Reply.text("sunny, rebuilt"))
+        second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
+            *ASK, first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "toolu_held", "content": "sunny"}])
+        assert second.choices[0].message.content == "sunny, rebuilt"
+        assert len(gateway.cli_processes()) == 1
+    finally:
+        gateway.stop()
