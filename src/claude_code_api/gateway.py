@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog
 from .engine.engine import Engine
+from .media import MediaResolver
 from .settings import Settings
 
 
@@ -15,11 +16,13 @@ class Gateway:
     settings: Settings
     engine: Engine
     catalog: Catalog
+    media: MediaResolver
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
-        return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases))
+        return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases),
+                   MediaResolver(settings.media))
 
     async def start(self) -> None:
         await self.engine.start()
@@ -30,3 +33,4 @@ class Gateway:
 
     async def close(self) -> None:
         await self.engine.close()
+        await self.media.close()

@@ -63,6 +63,17 @@ class ClaudeSettings(BaseModel):
                                                                   "the CLI")
 
 
+class MediaSettings(BaseModel):
+    max_image_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image accepted")
+    fetch_timeout_seconds: float = Field(10.0, gt=0, description="longest fetch of an image "
+                                                                "URL")
+    max_redirects: int = Field(3, ge=0, description="redirects followed when fetching")
+    allowed_hosts: list[str] = Field(default_factory=list, description="hosts fetched even "
+                                     "though they resolve to private addresses")
+    allowed_local_dirs: list[Path] = Field(default_factory=list, description="directories "
+                                           "whose files may be sent as file:// images")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -81,6 +92,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @classmethod
     def settings_customise_sources(

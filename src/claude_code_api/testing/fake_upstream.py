@@ -87,6 +87,17 @@ class Reply:
 
 
 @dataclass
+class Served:
+    """A file the fake serves under /files/<name> (images for image-URL tests)."""
+
+    body: bytes = b""
+    content_type: str = "image/png"
+    status: int = 200
+    location: str | None = None  # a redirect
+    delay: float = 0.0
+
+
+@dataclass
 class Seen:
     """A request the fake received."""
 
@@ -148,6 +159,8 @@ class FakeUpstream:
         # Side requests the CLI makes on its own get the default reply.
         self.is_main: Callable[[Seen], bool] = lambda seen: True
         self.open_streams = 0
+        self.files: dict[str, Served] = {}
+        self.fetched: list[str] = []
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -161,6 +174,8 @@ class FakeUpstream:
         with self._lock:
             self._script.clear()
             self.requests.clear()
+            self.files.clear()
+            self.fetched.clear()
 
     @property
     def pending(self) -> int:
@@ -186,6 +201,7 @@ class FakeUpstream:
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+                Route("/files/{name}", self._file, methods=["GET"]),
                 Route("/{path:path}", self._other, methods=["GET", "POST", "HEAD"]),
             ]
         )
@@ -193,6 +209,17 @@ class FakeUpstream:
     async def _other(self, request: Request) -> Response:
         return JSONResponse({"type": "error", "error": {"type": "not_found_error",
                                                          "message": "not found"}}, 404)
+
+    async def _file(self, request: Request) -> Response:
+        self.fetched.append(request.path_params["name"])
+        served = self.files.get(request.path_params["name"])
+        if served is None:
+            return Response(status_code=404)
+        if served.delay:
+            await asyncio.sleep(served.delay)
+        headers = {"Location": served.location} if served.location else None
+        return Response(served.body, served.status, headers=headers,
+                        media_type=served.content_type)
 
     async def _count_tokens(self, request: Request) -> Response:
         body = await request.json()

@@ -38,7 +38,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.model_extra:
         log.info("chat.completions: ignoring unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
-    turn = to_turn(body, gateway.catalog)
+    turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
     model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
     events = gateway.engine.stream(turn)
     if body.stream:

@@ -14,10 +14,12 @@ from typing import Any
 from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
+from ...media import image_placeholder
 from ...schemas import tool_spec
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
+    ImagePart,
     SystemMessage,
     TextPart,
     ToolMessage,
@@ -146,13 +148,17 @@ def _user_blocks(message: UserMessage, i: int) -> tuple[dict[str, Any], ...]:
     else:
         blocks = []
         for j, part in enumerate(message.content):
-            if not isinstance(part, TextPart):
-                raise Unsupported(f"'{part.type}' content parts {_LATER}",
-                                  param=f"messages[{i}].content[{j}]")
-            if part.text:
+            if isinstance(part, ImagePart):
+                blocks.append(image_placeholder(part.image_url.url,
+                                                f"messages[{i}].content[{j}].image_url.url"))
+            elif not isinstance(part, TextPart):
+                raise Unsupported(f"'{part.type}' content parts are not supported (Claude "
+                                  "reads text and images)", param=f"messages[{i}].content[{j}]")
+            elif part.text:
                 blocks.append({"type": "text", "text": part.text})
     if not blocks:
-        raise InvalidRequest("a user message needs some text", param=f"messages[{i}].content")
+        raise InvalidRequest("a user message needs some text or an image",
+                             param=f"messages[{i}].content")
     return tuple(blocks)
 
 
