@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
 
 
@@ -54,6 +55,9 @@ class TurnRequest:
     stop: tuple[str, ...] = ()
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = ToolChoice()
+    # The answer must be one JSON document matching this schema (canonical JSON text).
+    output_schema: str | None = None
+    effort: Effort | None = None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,11 @@ class MediaSettings(BaseModel):
                                            "whose files may be sent as file:// images")
 
 
+class ChatSettings(BaseModel):
+    reasoning_content: bool = Field(True, description="send Claude's thinking as "
+                                                      "reasoning_content (message and deltas)")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -93,6 +98,7 @@ class Settings(BaseSettings):
     claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @classmethod
     def settings_customise_sources(

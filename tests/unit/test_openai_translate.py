@@ -58,7 +58,7 @@ def test_parameters_map_to_the_turn() -> None:
     ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, Unsupported,
      "top_logprobs"),
     ({"messages": [{"role": "user", "content": "x"}],
-      "response_format": {"type": "json_object"}}, Unsupported, "response_format"),
+      "functions": [{"name": "f"}]}, Unsupported, "functions"),
     ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c"}]}, InvalidRequest,
      "messages[0].tool_call_id"),
     ({"messages": [{"role": "system", "content": "only system"}]}, InvalidRequest, "messages"),

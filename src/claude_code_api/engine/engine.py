@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -119,6 +120,9 @@ class Engine:
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
+            effort=key.effort,
+            output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
+            if key.output_schema else None,
             stderr=_log_stderr,
             # Chat turns are not kept as transcripts in the operator's ~/.claude;
             # rewind_conversation works the same without them.
@@ -146,14 +150,16 @@ class Engine:
     # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         """The response's events, ending with ``TurnEnd``; errors are raised."""
-        key = WorkerKey(request.system, request.max_tokens, request.tools)
+        key = WorkerKey(request.system, request.max_tokens, request.tools,
+                        request.output_schema, request.effort)
         parked = self._claim(request, key)
         if parked is not None:
             worker, before = parked.worker, parked.usage
         else:
             worker, before = await self.pool.acquire(key), Usage()
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
-                                    tools_visible=request.tool_choice.mode != "none")
+                                    tools_visible=request.tool_choice.mode != "none",
+                                    structured=request.output_schema is not None)
         end: TurnEnd | None = None
         calls: list[str] = []
         try:

@@ -55,6 +55,7 @@ _STOP_REASONS: dict[str, StopReason] = {
     "model_context_window_exceeded": "max_tokens",
 }
 
+STRUCTURED_OUTPUT = "StructuredOutput"  # the CLI's tool for output_format
 AUTH_HELP = ("Claude Code could not authenticate with the Anthropic API. Log in with "
              "`claude` (then restart the server) or set ANTHROPIC_API_KEY for the server.")
 
@@ -69,8 +70,13 @@ class TurnTranslator:
     """
 
     def __init__(self, retry_after: int | None = None, usage_before: Usage | None = None,
-                 *, tools_visible: bool = True) -> None:
+                 *, tools_visible: bool = True, structured: bool = False) -> None:
         self.retry_after = retry_after
+        # Structured output: the answer is the input Claude gives the CLI's
+        # StructuredOutput tool, streamed as text; other text is not the answer.
+        self.structured = structured
+        self._structured_block: int | None = None
+        self._structured_sent = False
         # False for tool_choice "none": calls are refused by the bridge and the
         # turn goes on, so they are neither shown nor an end of the response.
         self.tools_visible = tools_visible
@@ -79,6 +85,7 @@ class TurnTranslator:
         self.model = ""
         self.calls = 0  # client tool calls in this response
         self._streamed = ""
+        self._thought = ""  # thinking streamed since the last assistant message
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, int] = {}  # stream block index -> tool call index
         self._streamed_ids: set[str] = set()
@@ -93,7 +100,7 @@ class TurnTranslator:
                 yield from self._assistant(message)
         elif isinstance(message, ResultMessage):
             self.done = True
-            yield self._result(message)
+            yield from self._result(message)
 
     def usage(self) -> Usage:
         """What the current API call has used so far (from the stream)."""
@@ -125,6 +132,10 @@ class TurnTranslator:
         block = event.get("content_block", {})
         name = client_name(str(block.get("name", ""))) if block.get("type") == "tool_use" \
             else None
+        if self.structured and block.get("type") == "tool_use" and \
+                block.get("name") == STRUCTURED_OUTPUT:
+            self._structured_block = int(event.get("index", 0))
+            self._streamed_ids.add(str(block.get("id")))
         if name is not None and self.tools_visible:
             self._blocks[int(event.get("index", 0))] = self.calls
             self._streamed_ids.add(str(block.get("id")))
@@ -136,10 +147,16 @@ class TurnTranslator:
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             self._streamed += delta["text"]
-            yield TextDelta(delta["text"])
+            if not self.structured:
+                yield TextDelta(delta["text"])
         elif kind == "thinking_delta" and delta.get("thinking"):
+            self._thought += delta["thinking"]
             yield ReasoningDelta(delta["thinking"])
         elif kind == "input_json_delta" and delta.get("partial_json"):
+            if self.structured and event.get("index") == self._structured_block:
+                self._structured_sent = True
+                yield TextDelta(delta["partial_json"])
+                return
             call = self._blocks.get(int(event.get("index", -1)))
             if call is not None:
                 yield ToolCallDelta(call, delta["partial_json"])
@@ -154,18 +171,28 @@ class TurnTranslator:
             # The CLI's own error prose ("API Error: ..."), never model output.
             self._assistant_error = message.error
             return
+        thinking = "".join(b.thinking for b in message.content if isinstance(b, ThinkingBlock))
+        thought, self._thought = self._thought, ""
+        if thinking.startswith(thought) and thinking[len(thought):]:
+            yield ReasoningDelta(thinking[len(thought):])
         text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
         streamed, self._streamed = self._streamed, ""
+        if self.structured:
+            yield from self._unstreamed_structured(message)
+            return
         if streamed and not text.startswith(streamed):
             yield TextReplaced(text)
             return
-        if not streamed:
-            # No partial messages arrived for this message: its thinking too.
-            for block in message.content:
-                if isinstance(block, ThinkingBlock) and block.thinking:
-                    yield ReasoningDelta(block.thinking)
         if text[len(streamed):]:
             yield TextDelta(text[len(streamed):])
+        yield from self._unstreamed_calls(message)
+
+    def _unstreamed_structured(self, message: AssistantMessage) -> Iterator[TurnEvent]:
+        for block in message.content:
+            if isinstance(block, ToolUseBlock) and block.name == STRUCTURED_OUTPUT and \
+                    block.id not in self._streamed_ids and not self._structured_sent:
+                self._structured_sent = True
+                yield TextDelta(json.dumps(block.input))
         yield from self._unstreamed_calls(message)
 
     def _unstreamed_calls(self, message: AssistantMessage) -> Iterator[TurnEvent]:
@@ -179,17 +206,21 @@ class TurnTranslator:
                 yield ToolCallDelta(self.calls, json.dumps(block.input))
                 self.calls += 1
 
-    def _result(self, result: ResultMessage) -> TurnEnd:
+    def _result(self, result: ResultMessage) -> Iterator[TurnEvent]:
         if result.is_error:
             error = result_error(result, self._assistant_error)
             if isinstance(error, UpstreamRateLimited | UpstreamOverloaded):
                 error.retry_after = self.retry_after
             raise error
+        if self.structured and not self._structured_sent:
+            if result.structured_output is None:
+                raise UpstreamError("Claude did not produce an answer matching the schema")
+            yield TextDelta(json.dumps(result.structured_output))
         stop = _STOP_REASONS.get(result.stop_reason or "end_turn", "end_turn")
         if stop == "tool_use" and not self.calls:
             stop = "end_turn"
-        return TurnEnd(stop, usage_of(result.usage) - self.usage_before, self.model,
-                       result.total_cost_usd or 0.0)
+        yield TurnEnd(stop, usage_of(result.usage) - self.usage_before, self.model,
+                      result.total_cost_usd or 0.0)
 
 
 def usage_of(raw: dict[str, Any] | None) -> Usage:

@@ -30,7 +30,7 @@ from claude_agent_sdk import (
 )
 
 from ..errors import WorkerCrashed, WorkerTimeout
-from ..events import ToolSpec
+from ..events import Effort, ToolSpec
 from .tools import ToolBridge
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class WorkerKey:
     system: str | None = None
     max_tokens: int | None = None
     tools: tuple[ToolSpec, ...] = ()
+    output_schema: str | None = None
+    effort: Effort | None = None
 
 
 class _Died:

@@ -99,7 +99,8 @@ ChatMessage = Annotated[
     Field(discriminator="role"),
 ]
 ROLE_TAGS = frozenset({"system", "developer", "user", "assistant", "tool", "function",
-                       "text", "image_url", "input_audio", "file", "refusal"})
+                       "text", "image_url", "input_audio", "file", "refusal", "json_object",
+                       "json_schema"})
 
 
 class FunctionDef(_Wire):
@@ -121,6 +122,30 @@ class NamedFunction(_Wire):
 class NamedToolChoice(_Wire):
     type: Literal["function"]
     function: NamedFunction
+
+
+class JSONSchemaSpec(_Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(_Wire):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(_Wire):
+    type: Literal["json_object"]
+
+
+class JSONSchemaFormat(_Wire):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat,
+                           Field(discriminator="type")]
 
 
 class StreamOptions(_Wire):
@@ -151,13 +176,13 @@ class ChatCompletionRequest(_Wire):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     verbosity: str | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None

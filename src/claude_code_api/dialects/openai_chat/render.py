@@ -63,7 +63,7 @@ def usage_body(usage: Usage) -> CompletionUsage:
 
 
 def completion_body(cid: str, model: str, text: str, stop: StopReason, usage: Usage,
-                    calls: list[Call] | None = None) -> dict[str, Any]:
+                    calls: list[Call] | None = None, reasoning: str = "") -> dict[str, Any]:
     tool_calls = [ChatCompletionMessageFunctionToolCall(
         id=c.id, type="function", function=Function(name=c.name, arguments=c.arguments or "{}"))
         for c in calls or []]
@@ -81,6 +81,9 @@ def completion_body(cid: str, model: str, text: str, stop: StopReason, usage: Us
     body["choices"][0]["logprobs"] = None
     body["choices"][0]["message"]["refusal"] = None
     body["choices"][0]["message"].setdefault("content", None)
+    if reasoning:
+        # Not in OpenAI's schema: the field OpenCode, the Vercel AI SDK and others read.
+        body["choices"][0]["message"]["reasoning_content"] = reasoning
     return body
 
 
@@ -113,6 +116,11 @@ class ChunkWriter:
 
     def text(self, text: str) -> dict[str, Any]:
         return self._chunk(ChoiceDelta(content=text))
+
+    def reasoning(self, text: str) -> dict[str, Any]:
+        body = self._chunk(ChoiceDelta())
+        body["choices"][0]["delta"]["reasoning_content"] = text
+        return body
 
     def tool_start(self, index: int, call_id: str, name: str) -> dict[str, Any]:
         return self._chunk(ChoiceDelta(tool_calls=[ChoiceDeltaToolCall(

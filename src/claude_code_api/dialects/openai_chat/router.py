@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from openai.types import Model
 from ... import sse
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import (
+    ReasoningDelta,
     TextDelta,
     TextReplaced,
     ToolCallDelta,
@@ -41,6 +43,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
     model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
     events = gateway.engine.stream(turn)
+    if not gateway.settings.chat.reasoning_content:
+        events = _without_reasoning(events)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         first = await _first(events)
@@ -50,9 +54,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     outcome = await _unless_disconnected(request, _collect(events))
     if outcome is None:
         return Response(status_code=499)
-    text, calls, end = outcome
-    return JSONResponse(completion_body(new_id(), model, text, end.stop_reason, end.usage,
-                                        calls))
+    return JSONResponse(completion_body(new_id(), model, outcome.text, outcome.end.stop_reason,
+                                        outcome.end.usage, outcome.calls, outcome.reasoning))
+
+
+async def _without_reasoning(events: AsyncGenerator[TurnEvent, None]
+                             ) -> AsyncGenerator[TurnEvent, None]:
+    try:
+        async for event in events:
+            if not isinstance(event, ReasoningDelta):
+                yield event
+    finally:
+        await events.aclose()
 
 
 async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
@@ -64,14 +77,24 @@ async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
         raise
 
 
-async def _collect(events: AsyncGenerator[TurnEvent, None]
-                   ) -> tuple[str, list[Call], TurnEnd]:
+@dataclass
+class _Collected:
+    end: TurnEnd
+    text: str
+    calls: list[Call]
+    reasoning: str
+
+
+async def _collect(events: AsyncGenerator[TurnEvent, None]) -> _Collected:
     parts: list[str] = []
+    thinking: list[str] = []
     calls: list[Call] = []
     try:
         async for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
+            elif isinstance(event, ReasoningDelta):
+                thinking.append(event.text)
             elif isinstance(event, TextReplaced):
                 parts = [event.text]
             elif isinstance(event, ToolCallStart):
@@ -79,7 +102,7 @@ async def _collect(events: AsyncGenerator[TurnEvent, None]
             elif isinstance(event, ToolCallDelta):
                 calls[event.index].arguments += event.arguments
             elif isinstance(event, TurnEnd):
-                return "".join(parts), calls, event
+                return _Collected(event, "".join(parts), calls, "".join(thinking))
     finally:
         await events.aclose()
     raise GatewayError("Claude Code ended the turn without a result")
@@ -93,6 +116,8 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
         while True:
             if isinstance(event, TextDelta):
                 yield sse.data(writer.text(event.text))
+            elif isinstance(event, ReasoningDelta):
+                yield sse.data(writer.reasoning(event.text))
             elif isinstance(event, ToolCallStart):
                 yield sse.data(writer.tool_start(event.index, event.id, event.name))
             elif isinstance(event, ToolCallDelta):

@@ -13,20 +13,25 @@ from typing import Any
 
 from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
-from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
+from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import tool_spec
+from ...schemas import check_schema, tool_spec
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
     ImagePart,
+    JSONObjectFormat,
+    JSONSchemaFormat,
     SystemMessage,
     TextPart,
     ToolMessage,
     UserMessage,
 )
 
-_LATER = "is not supported by this gateway yet"
+# OpenAI's reasoning_effort -> the CLI's effort. Claude's thinking cannot be
+# switched off on current models, so "none" and "minimal" are the lowest effort.
+_EFFORTS: dict[str, Effort] = {"none": "low", "minimal": "low", "low": "low",
+                               "medium": "medium", "high": "high", "xhigh": "xhigh"}
 _CHOICE_RULES = {
     "required": "In this response you must call at least one of the available tools.",
     "named": "In this response you must call the tool `{name}`.",
@@ -47,9 +52,23 @@ def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
                              "be something for the assistant to answer)", param="messages")
     max_tokens = request.max_completion_tokens or request.max_tokens
     system = "\n\n".join(p for p in system_parts if p) or None
+    effort = _EFFORTS.get(request.reasoning_effort or "")
     return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=max_tokens,
-                       stop=request.stop_sequences(), tools=tools, tool_choice=choice)
+                       stop=request.stop_sequences(), tools=tools, tool_choice=choice,
+                       output_schema=_output_schema(request), effort=effort)
+
+
+def _output_schema(request: ChatCompletionRequest) -> str | None:
+    fmt = request.response_format
+    if isinstance(fmt, JSONObjectFormat):
+        schema: dict[str, Any] = {"type": "object"}
+    elif isinstance(fmt, JSONSchemaFormat):
+        schema = check_schema(fmt.json_schema.schema_ or {"type": "object"},
+                              "response_format.json_schema.schema")
+    else:
+        return None
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
@@ -61,9 +80,6 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
     if request.functions or request.function_call:
         raise Unsupported("the legacy `functions` API is not supported; use `tools`",
                           param="functions" if request.functions else "function_call")
-    fmt = (request.response_format or {}).get("type")
-    if fmt not in (None, "text"):
-        raise Unsupported(f"response_format '{fmt}' {_LATER}", param="response_format")
     if request.audio is not None or "audio" in (request.modalities or []):
         raise Unsupported("audio output is not available from Claude", param="modalities")
     if isinstance(request.stop, list) and len(request.stop) > 4:
