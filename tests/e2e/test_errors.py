@@ -153,9 +153,9 @@ def test_openai_sdk_raises_on_an_in_stream_error(client: openai.OpenAI,
 
 
 def test_unsupported_features_are_refused_not_ignored(gateway: Gateway) -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
     assert_error(post(gateway, {"model": "sonnet", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "what is this"}, image]}]}),
+        {"role": "user", "content": [{"type": "text", "text": "what is this"}, audio]}]}),
         400, param="messages[0].content[1]")
     functions = [{"name": "f", "parameters": {"type": "object"}}]
     assert_error(post(gateway, {"model": "sonnet", "messages": USER, "functions": functions}),
