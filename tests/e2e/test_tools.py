@@ -234,3 +234,29 @@ def test_a_full_pool_takes_back_a_paused_turn(upstream: FakeUpstream, tmp_path: 
         assert len(gateway.cli_processes()) == 1
     finally:
         gateway.stop()
+
+
+def test_completed_tool_rounds_in_the_history_are_replayed_as_real_turns(
+        client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    def call(cid: str, city: str) -> dict[str, Any]:
+        return {"id": cid, "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+
+    upstream.script(Reply.text("Both were sunny."))
+    completion = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
+        {"role": "user", "content": "Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call("c1", "Paris")]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny in Paris."},
+        {"role": "user", "content": "And Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [call("c2", "Rome")]},
+        {"role": "tool", "tool_call_id": "c2", "content": "sunny too"},
+        {"role": "assistant", "content": "Sunny in Rome."},
+        {"role": "user", "content": "Summarise."}])
+    assert completion.choices[0].message.content == "Both were sunny."
+    seen = [m for m in upstream.message_requests()[-1].messages if m["role"] != "system"]
+    shape = [(m["role"], [b.get("type") for b in m["content"]] if isinstance(m["content"], list)
+              else ["text"]) for m in seen]
+    assert shape == [("user", ["text"]), ("assistant", ["tool_use"]), ("user", ["tool_result"]),
+                     ("assistant", ["text"]), ("user", ["text"]), ("assistant", ["tool_use"]),
+                     ("user", ["tool_result"]), ("assistant", ["text"]), ("user", ["text"])]
