@@ -348,6 +348,7 @@ def gateway_env(root: Path, upstream_url: str) -> dict[str, str]:
             "CLAUDE_CONFIG_DIR": str(root / "config"),
             "CLAUDE_CODE__CLAUDE__MAX_CONCURRENT_SESSIONS": str(WORKERS),
             "CLAUDE_CODE__CLAUDE__MIN_IDLE_WORKERS": str(WORKERS),
+            "CLAUDE_CODE__STORE__PATH": str(root / "gateway.db"),
             "CLAUDE_CODE__SERVER__LOG_LEVEL": "warning"}
 
 

@@ -127,6 +127,7 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-a
         "CLAUDE_CONFIG_DIR": str(config_dir),
         "CLAUDE_CODE__SERVER__LOG_LEVEL": "info",
         "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(tmp / "work"),
+        "CLAUDE_CODE__STORE__PATH": str(tmp / "gateway.db"),
     })
     if api_key is not None:
         env["ANTHROPIC_API_KEY"] = api_key
@@ -179,7 +180,10 @@ def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gatewa
 @pytest.fixture
 def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
     upstream.reset()
-    shared_gateway.wait_idle()
+    # No turn running; turns paused at tool calls by earlier tests may stay paused
+    # (the pool takes their workers back when it needs them).
+    shared_gateway.wait_for(lambda h: h["pool"]["busy"] == h["pool"]["paused_tool_turns"]
+                            and not h["pool"]["resetting"] and not h["pool"]["starting"])
     return shared_gateway
 
 

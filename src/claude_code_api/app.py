@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from . import __version__
+from .conversations.router import router as conversations_router
 from .dialects.openai_chat import render as openai_wire
 from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.gateway = gateway
     app.include_router(openai_router)
+    app.include_router(conversations_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     _install_error_handlers(app)
     return app
@@ -55,7 +57,8 @@ async def health(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     pool = gateway.engine.pool
     info = gateway.engine.server_info()
-    counts = {**pool.counts(), "paused_tool_turns": gateway.engine.parked}
+    counts = {**pool.counts(), "paused_tool_turns": gateway.engine.parked,
+              "holding_conversations": sum(1 for w in pool.workers if w.holds)}
     status = "ok" if counts["size"] or pool.last_start_error is None else "degraded"
     body: dict[str, Any] = {
         "status": status,
@@ -64,6 +67,7 @@ async def health(request: Request) -> dict[str, Any]:
             gateway.settings.claude.cli_path),
         "account": _account(info),
         "pool": counts,
+        "conversations": dict(gateway.engine.stats),
         "workers": [{"id": w.id, "state": w.state, "pid": w.pid, "turns": w.turns,
                      "model": w.model, "rss_bytes": w.rss_bytes()} for w in pool.workers],
     }

@@ -60,6 +60,12 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class Overloaded(GatewayError):
     status = 429
     type = "rate_limit_error"

@@ -8,6 +8,9 @@ because that is what the CLI consumes.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,3 +142,75 @@ class TurnEnd:
 
 TurnEvent = (TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | TextReplaced
              | TurnEnd)
+
+
+@dataclass(frozen=True)
+class Session:
+    """Which conversation state a turn starts from, for warm continuation.
+
+    ``scope`` keeps callers apart (two callers never share a session); the engine
+    continues a live session only if it holds exactly ``fingerprint(scope, ...)``
+    of the request's history.
+    """
+
+    scope: str
+    conversation_id: str | None = None
+
+
+def canonical_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A content block reduced to what identifies it (no cache hints, text results flat)."""
+    kind = block.get("type")
+    if kind == "text":
+        return {"type": "text", "text": block.get("text", "")}
+    if kind == "tool_use":
+        return {"type": "tool_use", "id": block.get("id"), "name": block.get("name"),
+                "input": block.get("input") or {}}
+    if kind == "tool_result":
+        content = block.get("content", "")
+        if isinstance(content, list) and all(isinstance(c, dict) and c.get("type") == "text"
+                                              for c in content):
+            content = "".join(c.get("text", "") for c in content)
+        return {"type": "tool_result", "tool_use_id": block.get("tool_use_id"),
+                "content": content, "is_error": bool(block.get("is_error"))}
+    return {k: v for k, v in block.items() if k not in ("cache_control", "_param")}
+
+
+def fingerprint(scope: str, system: str | None, tools: Iterable[ToolSpec],
+                messages: Iterable[Message]) -> str:
+    """Identifies a conversation state: caller, system prompt, tools and every turn."""
+    state = [scope, system or "", [t.name + t.signature for t in tools],
+             [[m.role, [canonical_block(b) for b in m.content]] for m in messages]]
+    encoded = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+class Answer:
+    """Accumulates a response's events into the assistant message the client sees."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.reasoning = ""
+        self.calls: list[list[str]] = []  # [id, name, arguments JSON text]
+
+    def feed(self, event: TurnEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.text += event.text
+        elif isinstance(event, TextReplaced):
+            self.text = event.text
+        elif isinstance(event, ReasoningDelta):
+            self.reasoning += event.text
+        elif isinstance(event, ToolCallStart):
+            self.calls.append([event.id, event.name, ""])
+        elif isinstance(event, ToolCallDelta):
+            self.calls[event.index][2] += event.arguments
+
+    def message(self) -> Message:
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": self.text}] if self.text else []
+        for call_id, name, arguments in self.calls:
+            try:
+                data = json.loads(arguments or "{}")
+            except json.JSONDecodeError:
+                data = {}
+            blocks.append({"type": "tool_use", "id": call_id, "name": name,
+                           "input": data if isinstance(data, dict) else {}})
+        return Message("assistant", tuple(blocks))

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass, field
 
 from .catalog import Catalog
+from .conversations.service import Conversations
 from .engine.engine import Engine
 from .media import MediaResolver
 from .settings import Settings
+from .store.sqlite import ConversationStore
 
 
 @dataclass
@@ -17,12 +19,14 @@ class Gateway:
     engine: Engine
     catalog: Catalog
     media: MediaResolver
+    conversations: Conversations
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases),
-                   MediaResolver(settings.media))
+                   MediaResolver(settings.media),
+                   Conversations(ConversationStore(settings.store.path)))
 
     async def start(self) -> None:
         await self.engine.start()
@@ -34,3 +38,4 @@ class Gateway:
     async def close(self) -> None:
         await self.engine.close()
         await self.media.close()
+        self.conversations.store.close()

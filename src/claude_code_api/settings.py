@@ -9,6 +9,7 @@ the environment, the TOML file, the defaults below.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class ClaudeSettings(BaseModel):
     min_idle_workers: int = Field(1, ge=0, description="warm workers kept ready for new "
                                                       "conversations")
     idle_seconds: float = Field(300.0, gt=0, description="close a worker idle this long")
+    hold_seconds: float = Field(120.0, gt=0, description="an idle worker keeps its "
+                                                        "conversation loaded this long, for "
+                                                        "a warm continuation")
     max_queue: int = Field(32, ge=0, description="requests that may wait for a worker")
     queue_timeout_seconds: float = Field(30.0, gt=0, description="longest wait for a worker")
     timeout_seconds: float = Field(300.0, gt=0, description="longest silence from the CLI "
@@ -79,6 +83,16 @@ class ChatSettings(BaseModel):
                                                       "reasoning_content (message and deltas)")
 
 
+def _default_store() -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "claude-code-api" / "gateway.db"
+
+
+class StoreSettings(BaseModel):
+    path: Path = Field(default_factory=_default_store, description="SQLite file for "
+                       "conversations (\":memory:\" keeps nothing across restarts)")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -99,6 +113,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ from claude_code_api.dialects.openai_chat.models import ChatCompletionRequest
 from claude_code_api.dialects.openai_chat.render import ChunkWriter, completion_body
 from claude_code_api.dialects.openai_chat.translate import to_turn
 from claude_code_api.errors import InvalidRequest, ModelNotFound, Unsupported
-from claude_code_api.events import Usage
+from claude_code_api.events import Answer, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from tests.openapi import validate
 
 CATALOG = Catalog({"gpt-4o": "sonnet"})
@@ -71,7 +71,9 @@ def test_refusals_name_their_param(body: dict[str, Any], error: type[Exception],
 
 
 def test_completion_body_matches_the_openapi_schema() -> None:
-    body = completion_body("chatcmpl-1", "claude-sonnet-5-5", "hi", "max_tokens",
+    answer = Answer()
+    answer.feed(TextDelta("hi"))
+    body = completion_body("chatcmpl-1", "claude-sonnet-5-5", answer, "max_tokens",
                            Usage(1, 2, 3, 0))
     validate(body, "CreateChatCompletionResponse")
     assert body["choices"][0]["finish_reason"] == "length"
@@ -158,3 +160,17 @@ def test_tool_choice_becomes_an_instruction() -> None:
     assert "`get_weather`" in (named.system or "")
     assert turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"}],
                    tool_choice="none").tool_choice.mode == "none"
+
+
+def test_tool_call_body_matches_the_openapi_schema() -> None:
+    answer = Answer()
+    for event in (ToolCallStart(0, "call_1", "get_weather"), ToolCallDelta(0, '{"city":'),
+                  ToolCallDelta(0, ' "Oslo"}')):
+        answer.feed(event)
+    body = completion_body("chatcmpl-2", "m", answer, "tool_use", Usage(1, 1))
+    validate(body, "CreateChatCompletionResponse")
+    message = body["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": '{"city": "Oslo"}'}}]
+    assert body["choices"][0]["finish_reason"] == "tool_calls"

@@ -22,9 +22,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import shlex
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +35,17 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk.types import SystemPromptFile
 
-from ..errors import GatewayError, WorkerTimeout
+from ..errors import GatewayError, WorkerCrashed, WorkerTimeout
 from ..events import (
+    Answer,
     Message,
+    Session,
     TextDelta,
-    ToolCallStart,
     TurnEnd,
     TurnEvent,
     TurnRequest,
     Usage,
+    fingerprint,
 )
 from ..settings import ClaudeSettings
 from .pool import Pool
@@ -83,9 +87,12 @@ class Engine:
         self.pool.reclaim = self._reclaim
         self._aborts: set[asyncio.Task[None]] = set()
         self._parked: dict[str, _Parked] = {}
+        self._launcher: str | None = None
+        self.stats: Counter[str] = Counter()
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
         await self.pool.start()
 
     async def close(self) -> None:
@@ -116,7 +123,7 @@ class Engine:
             mcp_servers={"client": bridge.server()} if bridge else {},
             allowed_tools=bridge.allowed() if bridge else [],
             cwd=str(self.work_dir),
-            cli_path=self.settings.cli_path,
+            cli_path=self._launcher or self.settings.cli_path,
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
@@ -148,54 +155,77 @@ class Engine:
         return len(set(self._parked.values()))
 
     # -- turns ------------------------------------------------------------------
-    async def stream(self, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
-        """The response's events, ending with ``TurnEnd``; errors are raised."""
+    async def stream(self, request: TurnRequest, session: Session | None = None
+                     ) -> AsyncGenerator[TurnEvent, None]:
+        """The response's events, ending with ``TurnEnd``; errors are raised.
+
+        With a ``session``, a worker whose live session holds exactly this history
+        continues it (only the new turn is delivered), and after a complete answer
+        the worker keeps the conversation loaded for the next request.
+        """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
                         request.output_schema, request.effort)
+        holding = _state(session, request, request.history) if request.history else None
         parked = self._claim(request, key)
         if parked is not None:
             worker, before = parked.worker, parked.usage
         else:
-            worker, before = await self.pool.acquire(key), Usage()
+            worker, before = await self.pool.acquire(key, holding), Usage()
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None)
         end: TurnEnd | None = None
-        calls: list[str] = []
+        answer = Answer()
         try:
             if worker.bridge is not None:
                 worker.bridge.refuse = request.tool_choice.mode == "none"
             if parked is not None:
                 self._resume(worker, request)
             else:
-                await self._deliver(worker, request)
+                await self._deliver(worker, request, holding)
             async for event in self._events(worker, translator, request):
+                answer.feed(event)
                 if isinstance(event, TurnEnd):
                     end = event
-                elif isinstance(event, ToolCallStart):
-                    calls.append(event.id)
                 yield event
         finally:
             if translator.done:
-                self.pool.release(worker)
+                after = (*request.history, Message("user", request.prompt), answer.message())
+                self.pool.release(worker, keep=_state(session, request, after))
             elif end is not None and end.stop_reason == "tool_use":
-                self._park(worker, frozenset(calls), before + end.usage)
+                self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage)
             else:
                 self._abort(worker)
 
-    async def _deliver(self, worker: Worker, request: TurnRequest) -> None:
+    async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
         timeout = self.settings.timeout_seconds
         worker.drain()
+        warm = holding is not None and worker.holds == holding
+        if not warm and worker.holds is not None and not await worker.reset():
+            raise WorkerCrashed("could not clear the Claude Code session for this request")
+        worker.holds = None  # the session is changing: it holds nothing known until done
         await worker.set_model(request.model)
-        for message in request.history:
+        if warm:
+            self.stats["warm_continuations"] += 1
+        else:
+            if request.history:
+                self.stats["replayed_histories"] += 1
+            await self._replay(worker, request.history, timeout)
+        await worker.send(user_message(_for_cli(request.prompt)))
+        worker.turns += 1
+
+    async def _replay(self, worker: Worker, history: tuple[Message, ...], timeout: float) -> None:
+        for message in history:
             content = _for_cli(message.content)
             if message.role == "assistant":
                 await worker.send(assistant_message(content))
             else:
                 await worker.send(user_message(content, query=False))
                 await worker.until_result(timeout)
-        await worker.send(user_message(_for_cli(request.prompt)))
-        worker.turns += 1
+
+    def forget(self, state: str) -> None:
+        """A conversation was deleted: no worker may go on holding it."""
+        self.pool.forget(state)
 
     async def _events(self, worker: Worker, translator: TurnTranslator,
                       request: TurnRequest) -> AsyncIterator[TurnEvent]:
@@ -301,6 +331,14 @@ class Engine:
         self.pool.release(worker)
 
 
+def _state(session: Session | None, request: TurnRequest,
+           messages: tuple[Message, ...]) -> str | None:
+    """The fingerprint of a live session holding ``messages`` for this caller."""
+    if session is None:
+        return None
+    return fingerprint(session.scope, request.system, request.tools, messages)
+
+
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     """Content blocks as the CLI needs them: client tool names get their MCP prefix."""
     return [{**b, "name": cli_name(b["name"])} if b.get("type") == "tool_use" else dict(b)
@@ -316,6 +354,27 @@ def _tool_calls(message: Message) -> dict[str, tuple[str, dict[str, Any]]]:
             for b in message.content if b.get("type") == "tool_use"}
 
 
+def _launcher(root: Path, cli_path: str | None) -> str | None:
+    """A wrapper that runs the CLI with PR_SET_PDEATHSIG, so that no CLI outlives a
+    gateway killed with SIGKILL (the CLI does not exit when its stdin closes while a
+    turn is in flight). Linux with util-linux's setpriv only; elsewhere None."""
+    setpriv = shutil.which("setpriv")
+    real = cli_path or str(bundled_cli())
+    if setpriv is None or not Path(real).is_file():
+        return None
+    script = root / "claude-launcher"
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(setpriv)} --pdeathsig KILL -- "
+                      f"{shlex.quote(real)} \"$@\"\n")
+    script.chmod(0o700)
+    return str(script)
+
+
+def bundled_cli() -> Path:
+    import claude_agent_sdk
+
+    return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+
+
 def _log_stderr(line: str) -> None:
     log.debug("claude: %s", line.rstrip())
 
@@ -324,9 +383,6 @@ def cli_version(cli_path: str | None) -> str | None:
     """The bundled (or configured) CLI's version, without starting it."""
     if cli_path:
         return None
-    with contextlib.suppress(Exception):
-        import claude_agent_sdk
-
-        version_file = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude.version"
-        return version_file.read_text().strip() or None
+    with contextlib.suppress(OSError):
+        return bundled_cli().with_name("claude.version").read_text().strip() or None
     return None

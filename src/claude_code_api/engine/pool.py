@@ -31,6 +31,7 @@ DEFAULT_KEY = WorkerKey()
 class _Waiter:
     key: WorkerKey
     future: asyncio.Future[Worker]
+    holding: str | None = None
     spawning: bool = False
     since: float = field(default_factory=time.monotonic)
 
@@ -86,10 +87,11 @@ class Pool:
             return False
         return True
 
-    async def acquire(self, key: WorkerKey) -> Worker:
+    async def acquire(self, key: WorkerKey, holding: str | None = None) -> Worker:
+        """A worker for ``key``: preferably one whose live session is ``holding``."""
         if self._closed:
             raise Overloaded("the server is shutting down", retry_after=self._retry_after())
-        worker = self._take_idle(key)
+        worker = self._take_idle(key, holding)
         if worker is not None:
             return worker
         # Workers being reset are free in milliseconds: they count as room too.
@@ -100,7 +102,7 @@ class Pool:
                 "and the queue is full; retry shortly",
                 retry_after=self._retry_after(),
             )
-        waiter = _Waiter(key, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(key, asyncio.get_running_loop().create_future(), holding)
         self._waiters.append(waiter)
         self._dispatch()
         try:
@@ -120,10 +122,19 @@ class Pool:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    def release(self, worker: Worker, *, healthy: bool = True) -> None:
-        """Hand a worker back after a turn; it is reset before anyone else gets it."""
+    def release(self, worker: Worker, *, healthy: bool = True, keep: str | None = None) -> None:
+        """Hand a worker back after a turn. With ``keep`` it goes on holding that
+        conversation state for a warm continuation; otherwise it is reset before
+        anyone else gets it."""
         if not healthy or not worker.alive or self._closed:
             self._discard(worker, crashed=not worker.alive)
+            return
+        worker.last_used = time.monotonic()
+        if keep is not None:
+            worker.holds = keep
+            worker.state = "idle"
+            self._dispatch()
+            self._top_up()  # the next new conversation should find a clean worker
             return
         worker.state = "resetting"
         self._spawn_task(self._reset(worker))
@@ -149,16 +160,32 @@ class Pool:
         return {}
 
     # -- assignment -----------------------------------------------------------
-    def _take_idle(self, key: WorkerKey) -> Worker | None:
-        """The most recently used idle worker: it is the warmest, and the others
-        are left to reach ``idle_seconds`` and be closed when load falls."""
+    def _take_idle(self, key: WorkerKey, holding: str | None = None) -> Worker | None:
+        """The worker holding ``holding`` if idle; else the most recently used clean
+        one (the warmest); else, when no new worker may be started, the least
+        recently used one holding another conversation, which the engine resets
+        first (LRU eviction of live sessions)."""
         idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive]
-        if not idle:
+        match = [w for w in idle if holding is not None and w.holds == holding]
+        clean = [w for w in idle if w.holds is None]
+        if match:
+            worker = match[0]
+        elif clean:
+            worker = max(clean, key=lambda w: w.last_used)
+        elif idle and not self._free_slots():
+            worker = min(idle, key=lambda w: w.last_used)
+        else:
             return None
-        worker = max(idle, key=lambda w: w.last_used)
         worker.state = "busy"
         worker.last_used = time.monotonic()
         return worker
+
+    def forget(self, holding: str) -> None:
+        """Reset idle workers that hold this conversation state (it was deleted)."""
+        for worker in self.workers:
+            if worker.state == "idle" and worker.holds == holding:
+                worker.state = "resetting"
+                self._spawn_task(self._reset(worker))
 
     def _free_slots(self) -> int:
         return max(0, self.settings.max_concurrent_sessions - len(self.workers))
@@ -172,7 +199,7 @@ class Pool:
         for waiter in list(self._waiters):
             if waiter.future.done():
                 continue
-            worker = self._take_idle(waiter.key)
+            worker = self._take_idle(waiter.key, waiter.holding)
             if worker is not None:
                 waiter.future.set_result(worker)
                 continue
@@ -261,6 +288,7 @@ class Pool:
             self._discard(worker, crashed=False)
             return
         worker.state = "idle"
+        worker.holds = None
         worker.last_used = time.monotonic()
         self._dispatch()
 
@@ -283,15 +311,15 @@ class Pool:
         """Keep ``min_idle_workers`` default workers warm while there is room."""
         if self._closed or any(not w.future.done() for w in self._waiters):
             return
-        warm = sum(1 for w in self.workers
-                   if w.key == DEFAULT_KEY and w.state in ("idle", "starting", "resetting"))
+        warm = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.holds is None
+                   and w.state in ("idle", "starting", "resetting"))
         for _ in range(self.settings.min_idle_workers - warm):
             if not self._free_slots():
                 return
             self._spawn_worker(DEFAULT_KEY, None)
 
     async def _supervise(self) -> None:
-        interval = min(5.0, self.settings.idle_seconds / 4)
+        interval = min(5.0, self.settings.idle_seconds / 4, self.settings.hold_seconds / 4)
         while True:
             await asyncio.sleep(interval)
             self._sweep()
@@ -302,6 +330,12 @@ class Pool:
             if worker.state == "idle" and not worker.alive:
                 log.warning("worker #%s died while idle; replacing it", worker.id)
                 self._discard(worker, crashed=True)
+            elif worker.state == "idle" and worker.holds is not None and \
+                    now - worker.last_used > self.settings.hold_seconds:
+                log.info("worker #%s: conversation idle %.0fs; resetting", worker.id,
+                         now - worker.last_used)
+                worker.state = "resetting"
+                self._spawn_task(self._reset(worker))
             elif worker.state == "idle" and now - worker.last_used > self.settings.idle_seconds:
                 if worker.key == DEFAULT_KEY and self._default_idle() <= \
                         self.settings.min_idle_workers:

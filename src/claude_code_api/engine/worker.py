@@ -96,6 +96,8 @@ class Worker:
         self.server_info: dict[str, Any] = {}
         self.turns = 0
         self.last_used = time.monotonic()
+        # The fingerprint of the conversation state its live session holds, if any.
+        self.holds: str | None = None
         self._client: ClaudeSDKClient | None = None
         self._inbox: asyncio.Queue[SDKMessage | _Died] = asyncio.Queue()
         self._started: asyncio.Future[None] | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from openai.types.chat import (
@@ -28,7 +27,7 @@ from openai.types.chat.chat_completion_chunk import (
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
 
-from ...events import StopReason, Usage
+from ...events import Answer, StopReason, Usage
 
 FINISH_REASONS: dict[StopReason, str] = {
     "end_turn": "stop",
@@ -37,15 +36,6 @@ FINISH_REASONS: dict[StopReason, str] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-
-
-@dataclass
-class Call:
-    """A tool call as collected for a non-streaming body."""
-
-    id: str
-    name: str
-    arguments: str = ""
 
 
 def new_id() -> str:
@@ -62,11 +52,12 @@ def usage_body(usage: Usage) -> CompletionUsage:
     )
 
 
-def completion_body(cid: str, model: str, text: str, stop: StopReason, usage: Usage,
-                    calls: list[Call] | None = None, reasoning: str = "") -> dict[str, Any]:
+def completion_body(cid: str, model: str, answer: Answer, stop: StopReason,
+                    usage: Usage) -> dict[str, Any]:
+    text, reasoning = answer.text, answer.reasoning
     tool_calls = [ChatCompletionMessageFunctionToolCall(
-        id=c.id, type="function", function=Function(name=c.name, arguments=c.arguments or "{}"))
-        for c in calls or []]
+        id=call_id, type="function", function=Function(name=name, arguments=arguments or "{}"))
+        for call_id, name, arguments in answer.calls]
     message = ChatCompletionMessage(role="assistant", content=text or None if tool_calls else text,
                                     tool_calls=tool_calls or None)
     completion = ChatCompletion(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,8 +12,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import Model
 
 from ... import sse
-from ...errors import GatewayError, NotFound, UpstreamError
+from ...conversations.service import valid_id
+from ...errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from ...events import (
+    Answer,
     ReasoningDelta,
     TextDelta,
     TextReplaced,
@@ -25,7 +26,7 @@ from ...events import (
 )
 from ...gateway import Gateway
 from .models import ChatCompletionRequest
-from .render import Call, ChunkWriter, completion_body, error_body, new_id
+from .render import ChunkWriter, completion_body, error_body, new_id
 from .translate import to_turn
 
 log = logging.getLogger(__name__)
@@ -38,24 +39,54 @@ BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sen
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     if body.model_extra:
-        log.info("chat.completions: ignoring unknown fields %s", sorted(body.model_extra))
+        log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
+    explicit = _conversation_id(body, request)
     turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
     model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
-    events = gateway.engine.stream(turn)
+    located = gateway.conversations.locate(_scope(body), turn, explicit)
+    events = gateway.conversations.recording(
+        located, gateway.engine.stream(located.turn, located.session), model)
     if not gateway.settings.chat.reasoning_content:
         events = _without_reasoning(events)
+    headers = {"X-Conversation-ID": located.conversation.id}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         first = await _first(events)
         writer = ChunkWriter(new_id(), model, include_usage)
         return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache", **headers})
     outcome = await _unless_disconnected(request, _collect(events))
     if outcome is None:
         return Response(status_code=499)
-    return JSONResponse(completion_body(new_id(), model, outcome.text, outcome.end.stop_reason,
-                                        outcome.end.usage, outcome.calls, outcome.reasoning))
+    answer, end = outcome
+    completion = completion_body(new_id(), model, answer, end.stop_reason, end.usage)
+    completion["conversation_id"] = located.conversation.id
+    return JSONResponse(completion, headers=headers)
+
+
+def _scope(body: ChatCompletionRequest) -> str:
+    """Who may continue whose conversations: the caller (no API keys yet) and `user`."""
+    return f"local:{body.user or ''}"
+
+
+def _conversation_id(body: ChatCompletionRequest, request: Request) -> str | None:
+    """An explicit conversation id: body field, header, or model suffix (`sonnet:my-conv`)."""
+    candidates: list[tuple[str, str]] = []
+    extra = (body.model_extra or {}).get("conversation_id")
+    if extra is not None:
+        candidates.append((str(extra), "conversation_id"))
+    if header := request.headers.get("x-conversation-id"):
+        candidates.append((header, "X-Conversation-ID"))
+    model, sep, suffix = body.model.partition(":")
+    if sep:
+        body.model = model
+        candidates.append((suffix, "model"))
+    ids = {valid_id(value, param) for value, param in candidates}
+    if len(ids) > 1:
+        raise InvalidRequest("the request names two different conversations",
+                             param=candidates[1][1])
+    return ids.pop() if ids else None
 
 
 async def _without_reasoning(events: AsyncGenerator[TurnEvent, None]
@@ -77,32 +108,13 @@ async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
         raise
 
 
-@dataclass
-class _Collected:
-    end: TurnEnd
-    text: str
-    calls: list[Call]
-    reasoning: str
-
-
-async def _collect(events: AsyncGenerator[TurnEvent, None]) -> _Collected:
-    parts: list[str] = []
-    thinking: list[str] = []
-    calls: list[Call] = []
+async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[Answer, TurnEnd]:
+    answer = Answer()
     try:
         async for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, ReasoningDelta):
-                thinking.append(event.text)
-            elif isinstance(event, TextReplaced):
-                parts = [event.text]
-            elif isinstance(event, ToolCallStart):
-                calls.append(Call(event.id, event.name))
-            elif isinstance(event, ToolCallDelta):
-                calls[event.index].arguments += event.arguments
-            elif isinstance(event, TurnEnd):
-                return _Collected(event, "".join(parts), calls, "".join(thinking))
+            answer.feed(event)
+            if isinstance(event, TurnEnd):
+                return answer, event
     finally:
         await events.aclose()
     raise GatewayError("Claude Code ended the turn without a result")

@@ -1,0 +1,43 @@
+"""GET /v1/conversations[/{id}], DELETE /v1/conversations/{id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ..gateway import Gateway
+from ..store.sqlite import Conversation
+
+router = APIRouter(tags=["Conversations"])
+
+
+def _summary(conversation: Conversation) -> dict[str, Any]:
+    return {"id": conversation.id, "object": "conversation",
+            "created_at": int(conversation.created_at),
+            "updated_at": int(conversation.updated_at), "model": conversation.model,
+            "turns": conversation.turns, "message_count": len(conversation.messages)}
+
+
+@router.get("/v1/conversations")
+async def list_conversations(request: Request, limit: int = 100) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    found = gateway.conversations.store.recent(limit=max(1, min(limit, 1000)))
+    return {"object": "list", "data": [_summary(c) for c in found]}
+
+
+@router.get("/v1/conversations/{conversation_id}")
+async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    conversation = gateway.conversations.get(conversation_id)
+    return {**_summary(conversation), "system": conversation.system,
+            "messages": [{"role": m.role, "content": list(m.content)}
+                         for m in conversation.messages]}
+
+
+@router.delete("/v1/conversations/{conversation_id}")
+async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    conversation = gateway.conversations.delete(conversation_id)
+    gateway.engine.forget(conversation.fingerprint)  # its live session ends too
+    return {"id": conversation.id, "object": "conversation.deleted", "deleted": True}

@@ -1,0 +1,1 @@
+"""Durable state: conversations (SQLite by default)."""

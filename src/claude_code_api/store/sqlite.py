@@ -1,0 +1,123 @@
+"""Conversations in SQLite (WAL): survives restarts and a kill -9 between turns.
+
+One row per conversation; its turns are kept as JSON in Anthropic block shape.
+A row is written after every completed response, so what was answered is never
+lost; a turn in flight when the process dies is simply not there.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..events import Message
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    system TEXT,
+    model TEXT NOT NULL DEFAULT '',
+    messages TEXT NOT NULL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_scope_fp ON conversations (scope, fingerprint);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations (updated_at);
+"""
+
+
+@dataclass
+class Conversation:
+    id: str
+    scope: str
+    fingerprint: str = ""
+    system: str | None = None
+    model: str = ""
+    messages: list[Message] = field(default_factory=list)
+    turns: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+def _dump(messages: list[Message]) -> str:
+    return json.dumps([{"role": m.role, "content": list(m.content)} for m in messages],
+                      separators=(",", ":"))
+
+
+def _load(text: str) -> list[Message]:
+    return [Message(m["role"], tuple(m["content"])) for m in json.loads(text)]
+
+
+class ConversationStore:
+    """Small synchronous store; every call is a single short transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        return self._one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+
+    def find(self, scope: str, fingerprint: str) -> Conversation | None:
+        return self._one("SELECT * FROM conversations WHERE scope = ? AND fingerprint = ? "
+                         "ORDER BY updated_at DESC LIMIT 1", (scope, fingerprint))
+
+    def save(self, conversation: Conversation) -> None:
+        conversation.updated_at = time.time()
+        row = (conversation.id, conversation.scope, conversation.fingerprint,
+               conversation.system, conversation.model, _dump(conversation.messages),
+               conversation.turns, conversation.created_at, conversation.updated_at)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO conversations (id, scope, fingerprint, system, model, messages, "
+                "turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET scope = excluded.scope, "
+                "fingerprint = excluded.fingerprint, system = excluded.system, "
+                "model = excluded.model, messages = excluded.messages, "
+                "turns = excluded.turns, updated_at = excluded.updated_at", row)
+
+    def delete(self, conversation_id: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM conversations WHERE id = ?",
+                                      (conversation_id,))
+        return cursor.rowcount > 0
+
+    def recent(self, scope: str | None = None, limit: int = 100) -> list[Conversation]:
+        if scope is None:
+            return self._many("SELECT * FROM conversations ORDER BY updated_at DESC LIMIT ?",
+                              (limit,))
+        return self._many("SELECT * FROM conversations WHERE scope = ? "
+                          "ORDER BY updated_at DESC LIMIT ?", (scope, limit))
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Conversation | None:
+        rows = self._many(sql, args)
+        return rows[0] if rows else None
+
+    def _many(self, sql: str, args: tuple[Any, ...]) -> list[Conversation]:
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [Conversation(id=r["id"], scope=r["scope"], fingerprint=r["fingerprint"],
+                             system=r["system"], model=r["model"],
+                             messages=_load(r["messages"]), turns=r["turns"],
+                             created_at=r["created_at"], updated_at=r["updated_at"])
+                for r in rows]
