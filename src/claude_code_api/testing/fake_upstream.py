@@ -16,6 +16,8 @@ the requests the CLI actually sent upstream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import itertools
 import json
 import socket
@@ -143,6 +145,18 @@ def _words(text: str) -> list[str]:
     return [w for w in out if w]
 
 
+def _canonical(value: Any) -> str:
+    """JSON without cache hints, which do not change what the model reads."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "cache_control"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(value), sort_keys=True, separators=(",", ":"))
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -150,7 +164,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 class FakeUpstream:
     """The fake Messages API: a Starlette app served by uvicorn in a thread."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, *, prompt_cache: bool = False) -> None:
         self.default = default or Reply.text("Hello from the fake upstream.")
         self.requests: list[Seen] = []
         self._script: deque[Reply] = deque()
@@ -160,6 +174,11 @@ class FakeUpstream:
         self.is_main: Callable[[Seen], bool] = lambda seen: True
         self.open_streams = 0
         self.files: dict[str, Served] = {}
+        # Emulated prompt caching: usage is computed from each request (about four
+        # characters a token), and the longest message prefix seen before counts as
+        # cache reads, as Anthropic's prompt cache would bill it.
+        self.prompt_cache = prompt_cache
+        self._prefixes: set[str] = set()
         self.fetched: list[str] = []
         self.port = 0
         self._server: uvicorn.Server | None = None
@@ -236,6 +255,8 @@ class FakeUpstream:
                                                   "message": reply.error_message}}
             return JSONResponse(payload, reply.status, headers=reply.headers)
         model = str(body.get("model", "claude-fake"))
+        if self.prompt_cache:
+            reply = self._cached_usage(reply, body)
         if body.get("stream"):
             return StreamingResponse(self._stream(reply, model), media_type="text/event-stream",
                                      headers=reply.headers)
@@ -246,6 +267,22 @@ class FakeUpstream:
         return {"id": f"msg_fake{next(_ids)}", "type": "message", "role": "assistant",
                 "model": model, "content": content, "stop_reason": reply.stop_reason,
                 "stop_sequence": None, "usage": self._usage(reply)}
+
+    def _cached_usage(self, reply: Reply, body: dict[str, Any]) -> Reply:
+        digest = hashlib.sha256(_canonical([body.get("system"), body.get("tools")]).encode())
+        size, cached = len(_canonical([body.get("system"), body.get("tools")])), 0
+        prefixes = []
+        for message in body.get("messages", []):
+            text = _canonical(message)
+            digest.update(text.encode())
+            size += len(text)
+            prefixes.append(digest.hexdigest())
+            if prefixes[-1] in self._prefixes:
+                cached = size
+        with self._lock:
+            self._prefixes.update(prefixes)
+        return dataclasses.replace(reply, input_tokens=(size - cached) // 4,
+                                   cache_read_input_tokens=cached // 4)
 
     def _usage(self, reply: Reply) -> dict[str, int]:
         return {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,

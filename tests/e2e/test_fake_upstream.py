@@ -1,0 +1,69 @@
+"""The scripted fake Messages API itself, checked with the official anthropic client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import pytest
+
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream(prompt_cache=True)
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def client(fake: FakeUpstream) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=fake.url, api_key="sk-test", max_retries=0) as client:
+        yield client
+
+
+def test_streamed_blocks_accumulate_in_the_sdk(fake: FakeUpstream,
+                                               client: anthropic.Anthropic) -> None:
+    fake.script(Reply(blocks=[Thinking("hmm", signature="sig-9"), Text("Hello there"),
+                              ToolUse("lookup", {"q": "x" * 40}, id="toolu_9")],
+                      stop_reason="tool_use"))
+    with client.messages.stream(model="claude-sonnet-5-5", max_tokens=64,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        message = stream.get_final_message()
+    kinds = [b.type for b in message.content]
+    assert kinds == ["thinking", "text", "tool_use"]
+    assert message.content[0].signature == "sig-9"  # type: ignore[union-attr]
+    assert message.content[1].text == "Hello there"  # type: ignore[union-attr]
+    assert message.content[2].input == {"q": "x" * 40}  # type: ignore[union-attr]
+    assert message.stop_reason == "tool_use"
+    assert fake.requests[-1].body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_scripted_errors_reach_the_sdk_as_errors(fake: FakeUpstream,
+                                                 client: anthropic.Anthropic) -> None:
+    fake.script(Reply.error(429, "rate_limit_error", "slow down"))
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model="m", max_tokens=8,
+                               messages=[{"role": "user", "content": "hi"}])
+    fake.script(Reply.text("ok after"))
+    reply = client.messages.create(model="m", max_tokens=8,
+                                   messages=[{"role": "user", "content": "hi"}])
+    assert reply.content[0].text == "ok after"  # type: ignore[union-attr]
+
+
+def test_prompt_cache_emulation_bills_a_repeated_prefix_as_cache_reads(
+        client: anthropic.Anthropic) -> None:
+    first = [{"role": "user", "content": "a long opening message " * 20}]
+    cold = client.messages.create(model="m", max_tokens=8, messages=first)  # type: ignore[arg-type]
+    longer = [*first, {"role": "assistant", "content": "answer"},
+              {"role": "user", "content": "follow-up"}]
+    warm = client.messages.create(model="m", max_tokens=8, messages=longer)  # type: ignore[arg-type]
+    assert cold.usage.cache_read_input_tokens == 0
+    assert cold.usage.input_tokens > 100
+    assert (warm.usage.cache_read_input_tokens or 0) > 100
+    assert warm.usage.input_tokens < 20
+    edited = [{"role": "user", "content": "a different opening"}, *longer[1:]]
+    miss = client.messages.create(model="m", max_tokens=8, messages=edited)  # type: ignore[arg-type]
+    assert miss.usage.cache_read_input_tokens == 0
