@@ -49,6 +49,9 @@ class ClaudeSettings(BaseModel):
     hold_seconds: float = Field(120.0, gt=0, description="an idle worker keeps its "
                                                         "conversation loaded this long, for "
                                                         "a warm continuation")
+    max_live_conversations: int | None = Field(None, ge=0, description="conversations kept "
+                                               "loaded at most (least recently used are "
+                                               "reset first); default: one per worker")
     max_queue: int = Field(32, ge=0, description="requests that may wait for a worker")
     queue_timeout_seconds: float = Field(30.0, gt=0, description="longest wait for a worker")
     timeout_seconds: float = Field(300.0, gt=0, description="longest silence from the CLI "

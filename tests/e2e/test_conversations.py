@@ -292,3 +292,28 @@ def test_openai_client_conversation_round_trip(client: openai.OpenAI,
     assert signatures(upstream.message_requests()[-1]) == ["sig-sdk"]
     assert second.model_extra is not None
     assert second.model_extra["conversation_id"] == first.model_extra["conversation_id"]  # type: ignore[index]
+
+
+def test_least_recently_used_sessions_are_evicted_beyond_the_limit(
+        upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.reset()
+    gateway = start_gateway(upstream, tmp_path, claude__max_live_conversations="1")
+    try:
+        gateway.wait_idle()
+        upstream.script(answer("A noted.", "sig-a"), answer("B noted.", "sig-b"),
+                        Reply.text("A again."), Reply.text("B again."))
+        chat(gateway, [{"role": "user", "content": "Conversation A."}])
+        chat(gateway, [{"role": "user", "content": "Conversation B."}])
+        assert gateway.wait_idle()["pool"]["holding_conversations"] == 1
+        chat(gateway, [{"role": "user", "content": "Conversation A."},
+                       {"role": "assistant", "content": "A noted."},
+                       {"role": "user", "content": "More A."}])
+        assert signatures(upstream.message_requests()[-1]) == []  # A was evicted: replayed
+        chat(gateway, [{"role": "user", "content": "Conversation B."},
+                       {"role": "assistant", "content": "B noted."},
+                       {"role": "user", "content": "More B."}])
+        # B was the live one until A's answer took the only place (LRU again).
+        assert signatures(upstream.message_requests()[-1]) == []
+        assert gateway.wait_idle()["pool"]["holding_conversations"] == 1
+    finally:
+        gateway.stop()

@@ -130,9 +130,10 @@ class Pool:
             self._discard(worker, crashed=not worker.alive)
             return
         worker.last_used = time.monotonic()
-        if keep is not None:
+        if keep is not None and self.settings.max_live_conversations != 0:
             worker.holds = keep
             worker.state = "idle"
+            self._evict_beyond_limit()
             self._dispatch()
             self._top_up()  # the next new conversation should find a clean worker
             return
@@ -179,6 +180,17 @@ class Pool:
         worker.state = "busy"
         worker.last_used = time.monotonic()
         return worker
+
+    def _evict_beyond_limit(self) -> None:
+        """Reset the least recently used idle holders beyond ``max_live_conversations``."""
+        limit = self.settings.max_live_conversations
+        if limit is None:
+            return
+        holders = [w for w in self.workers if w.holds is not None]
+        idle = sorted((w for w in holders if w.state == "idle"), key=lambda w: w.last_used)
+        for worker in idle[:max(0, len(holders) - limit)]:
+            worker.state = "resetting"
+            self._spawn_task(self._reset(worker))
 
     def forget(self, holding: str) -> None:
         """Reset idle workers that hold this conversation state (it was deleted)."""
