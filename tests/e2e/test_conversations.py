@@ -317,3 +317,18 @@ def test_least_recently_used_sessions_are_evicted_beyond_the_limit(
         assert gateway.wait_idle()["pool"]["holding_conversations"] == 1
     finally:
         gateway.stop()
+
+
+def test_a_history_opening_with_an_assistant_greeting_works_twice(
+        gateway: Gateway, upstream: FakeUpstream) -> None:
+    greeting = {"role": "assistant", "content": "Hello! How can I help?"}
+    upstream.script(Reply.text("Sure."), Reply.text("Again."), Reply.text("Unrelated."))
+    first = chat(gateway, [greeting, {"role": "user", "content": "Help me."}])
+    second = chat(gateway, [greeting, {"role": "user", "content": "Help me."},
+                            {"role": "assistant", "content": "Sure."},
+                            {"role": "user", "content": "More."}])
+    assert reply_of(second) == "Again."
+    assert turns(upstream.message_requests()[-1])[0] == ("assistant", "Hello! How can I help?")
+    assert reply_of(chat(gateway, [{"role": "user", "content": "New topic."}])) == "Unrelated."
+    assert turns(upstream.message_requests()[-1]) == [("user", "New topic.")]
+    assert first.headers["x-conversation-id"] == second.headers["x-conversation-id"]

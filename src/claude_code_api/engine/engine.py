@@ -191,7 +191,8 @@ class Engine:
         finally:
             if translator.done:
                 after = (*request.history, Message("user", request.prompt), answer.message())
-                self.pool.release(worker, keep=_state(session, request, after))
+                keep = _state(session, request, after) if worker.rewindable else None
+                self.pool.release(worker, keep=keep)
             elif end is not None and end.stop_reason == "tool_use":
                 self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage)
             else:

@@ -116,6 +116,12 @@ class Worker:
     def alive(self) -> bool:
         return not self._dead and self.state != "closed"
 
+    @property
+    def rewindable(self) -> bool:
+        """False when the session began with an assistant message: it cannot be
+        emptied in place, so the worker must not keep it for later."""
+        return not self._leading_assistant
+
     def rss_bytes(self) -> int:
         if self.pid is None:
             return 0
