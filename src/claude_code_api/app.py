@@ -15,6 +15,9 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .conversations.router import router as conversations_router
+from .dialects.anthropic_messages import render as anthropic_wire
+from .dialects.anthropic_messages.models import BLOCK_TAGS
+from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.openai_chat import render as openai_wire
 from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
@@ -47,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.gateway = gateway
     app.include_router(openai_router)
+    app.include_router(anthropic_router)
     app.include_router(conversations_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     _install_error_handlers(app)
@@ -85,9 +89,14 @@ def _account(info: dict[str, Any]) -> dict[str, Any]:
             if isinstance(account.get(k), str)}
 
 
-def _error_response(status: int, message: str, type_: str, param: str | None,
-                    code: str | None, retry_after: int | None = None) -> JSONResponse:
+def _error_response(request: Request, status: int, message: str, type_: str,
+                    param: str | None, code: str | None,
+                    retry_after: int | None = None) -> JSONResponse:
+    """The error in the dialect of the route: Anthropic's for /v1/messages, else OpenAI's."""
     headers = {"Retry-After": str(retry_after)} if retry_after else None
+    if request.url.path.startswith("/v1/messages"):
+        status = anthropic_wire.error_status(status)
+        return JSONResponse(anthropic_wire.error_body(status, message), status, headers=headers)
     return JSONResponse(openai_wire.error_body(message, type_, param, code), status,
                         headers=headers)
 
@@ -98,24 +107,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500:
             log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status,
                         exc.message)
-        return _error_response(exc.status, exc.message, exc.type, exc.param, exc.code,
-                               exc.retry_after)
+        return _error_response(request, exc.status, exc.message, exc.type, exc.param,
+                               exc.code, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = describe_validation(exc.errors())
-        return _error_response(400, message, "invalid_request_error", param, None)
+        return _error_response(request, 400, message, "invalid_request_error", param, None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return _error_response(exc.status_code, str(exc.detail), "invalid_request_error",
-                               None, code)
+        return _error_response(request, exc.status_code, str(exc.detail),
+                               "invalid_request_error", None, code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(500, "internal error in the gateway", "api_error", None, None)
+        return _error_response(request, 500, "internal error in the gateway", "api_error",
+                               None, None)
 
 
 def describe_validation(errors: Any) -> tuple[str, str | None]:
@@ -140,6 +150,7 @@ def describe_validation(errors: Any) -> tuple[str, str | None]:
 
 
 _UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+_TAGS = ROLE_TAGS | BLOCK_TAGS
 
 
 def _param_path(loc: list[Any]) -> str | None:
@@ -152,7 +163,7 @@ def _param_path(loc: list[Any]) -> str | None:
             continue
         # Unions add the member ("str", "list[...]") and discriminated unions the
         # tag ("user") to the location: neither is a field name.
-        if "[" in part or part in _UNION_MEMBERS or (previous_int and part in ROLE_TAGS):
+        if "[" in part or part in _UNION_MEMBERS or (previous_int and part in _TAGS):
             previous_int = False
             continue
         out += f".{part}" if out else part

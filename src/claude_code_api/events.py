@@ -100,6 +100,15 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningSignature:
+    """Ends a run of reasoning: the opaque signature of that thinking block,
+    carried through so clients that send thinking back can do so validly."""
+
+    signature: str
+    type: Literal["reasoning_signature"] = "reasoning_signature"
+
+
+@dataclass(frozen=True)
 class ToolCallStart:
     """Claude calls a client function; ``index`` counts calls within this response."""
 
@@ -140,8 +149,8 @@ class TurnEnd:
     type: Literal["turn_end"] = "turn_end"
 
 
-TurnEvent = (TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | TextReplaced
-             | TurnEnd)
+TurnEvent = (TextDelta | ReasoningDelta | ReasoningSignature | ToolCallStart | ToolCallDelta
+             | TextReplaced | TurnEnd)
 
 
 @dataclass(frozen=True)
@@ -157,9 +166,12 @@ class Session:
     conversation_id: str | None = None
 
 
-def canonical_block(block: dict[str, Any]) -> dict[str, Any]:
-    """A content block reduced to what identifies it (no cache hints, text results flat)."""
+def canonical_block(block: dict[str, Any]) -> dict[str, Any] | None:
+    """A content block reduced to what identifies it (no cache hints, text results
+    flat); None for thinking, which some clients send back and others never do."""
     kind = block.get("type")
+    if kind in ("thinking", "redacted_thinking"):
+        return None
     if kind == "text":
         return {"type": "text", "text": block.get("text", "")}
     if kind == "tool_use":
@@ -179,7 +191,8 @@ def fingerprint(scope: str, system: str | None, tools: Iterable[ToolSpec],
                 messages: Iterable[Message]) -> str:
     """Identifies a conversation state: caller, system prompt, tools and every turn."""
     state = [scope, system or "", [t.name + t.signature for t in tools],
-             [[m.role, [canonical_block(b) for b in m.content]] for m in messages]]
+             [[m.role, [c for b in m.content if (c := canonical_block(b)) is not None]]
+              for m in messages]]
     encoded = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

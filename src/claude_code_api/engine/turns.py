@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..events import (
     ReasoningDelta,
+    ReasoningSignature,
     StopReason,
     TextDelta,
     TextReplaced,
@@ -86,6 +87,7 @@ class TurnTranslator:
         self.calls = 0  # client tool calls in this response
         self._streamed = ""
         self._thought = ""  # thinking streamed since the last assistant message
+        self._signed = False
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, int] = {}  # stream block index -> tool call index
         self._streamed_ids: set[str] = set()
@@ -152,6 +154,9 @@ class TurnTranslator:
         elif kind == "thinking_delta" and delta.get("thinking"):
             self._thought += delta["thinking"]
             yield ReasoningDelta(delta["thinking"])
+        elif kind == "signature_delta" and delta.get("signature"):
+            self._signed = True
+            yield ReasoningSignature(delta["signature"])
         elif kind == "input_json_delta" and delta.get("partial_json"):
             if self.structured and event.get("index") == self._structured_block:
                 self._structured_sent = True
@@ -173,8 +178,13 @@ class TurnTranslator:
             return
         thinking = "".join(b.thinking for b in message.content if isinstance(b, ThinkingBlock))
         thought, self._thought = self._thought, ""
+        signed, self._signed = self._signed, False
         if thinking.startswith(thought) and thinking[len(thought):]:
             yield ReasoningDelta(thinking[len(thought):])
+        if not signed:
+            for block in message.content:
+                if isinstance(block, ThinkingBlock) and block.signature:
+                    yield ReasoningSignature(block.signature)
         text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
         streamed, self._streamed = self._streamed, ""
         if self.structured:

@@ -109,6 +109,11 @@ class Seen:
     at: float
 
     @property
+    def is_probe(self) -> bool:
+        """The CLI's own start-up check (max_tokens 1, "Hi"), not a turn."""
+        return self.body.get("max_tokens") == 1
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages", []))
 
@@ -171,7 +176,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         # A request counts as "main" (consumes a scripted reply) when this says so.
         # Side requests the CLI makes on its own get the default reply.
-        self.is_main: Callable[[Seen], bool] = lambda seen: True
+        self.is_main: Callable[[Seen], bool] = lambda seen: not seen.is_probe
         self.open_streams = 0
         self.files: dict[str, Served] = {}
         # Emulated prompt caching: usage is computed from each request (about four
@@ -205,7 +210,8 @@ class FakeUpstream:
         return f"http://127.0.0.1:{self.port}"
 
     def message_requests(self) -> list[Seen]:
-        return [r for r in self.requests if r.path.endswith("/v1/messages")]
+        """The turns' requests (without the CLI's start-up probes)."""
+        return [r for r in self.requests if r.path.endswith("/v1/messages") and not r.is_probe]
 
     def _next_reply(self, seen: Seen) -> Reply:
         with self._lock:

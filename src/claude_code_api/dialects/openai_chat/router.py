@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -25,6 +24,7 @@ from ...events import (
     TurnEvent,
 )
 from ...gateway import Gateway
+from ..streams import first_event, unless_disconnected
 from .models import ChatCompletionRequest
 from .render import ChunkWriter, completion_body, error_body, new_id
 from .translate import to_turn
@@ -52,11 +52,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     headers = {"X-Conversation-ID": located.conversation.id}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = await _first(events)
+        first = await first_event(events)
         writer = ChunkWriter(new_id(), model, include_usage)
         return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", **headers})
-    outcome = await _unless_disconnected(request, _collect(events))
+    outcome = await unless_disconnected(request, _collect(events))
     if outcome is None:
         return Response(status_code=499)
     answer, end = outcome
@@ -97,15 +97,6 @@ async def _without_reasoning(events: AsyncGenerator[TurnEvent, None]
                 yield event
     finally:
         await events.aclose()
-
-
-async def _first(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:
-    """The first event, before any byte is sent, so early errors get a real status."""
-    try:
-        return await anext(events)
-    except BaseException:
-        await events.aclose()
-        raise
 
 
 async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[Answer, TurnEnd]:
@@ -151,25 +142,6 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
     finally:
         await events.aclose()
     yield sse.DONE
-
-
-async def _unless_disconnected(request: Request, work: Any) -> Any:
-    """Run ``work``; cancel it (and so interrupt the turn) if the client hangs up."""
-    task = asyncio.ensure_future(work)
-
-    async def hung_up() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(hung_up())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    return None if task.cancelled() else task.result()
 
 
 @router.get("/v1/models")

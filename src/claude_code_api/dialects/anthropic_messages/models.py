@@ -1,0 +1,148 @@
+"""Wire models of an Anthropic Messages request (our own; the SDK's params are TypedDicts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextBlock(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Base64Source(_Wire):
+    type: Literal["base64"]
+    media_type: str
+    data: str
+
+
+class URLSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+class ImageBlock(_Wire):
+    type: Literal["image"]
+    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+
+
+class ToolUseBlock(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResultBlock(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[TextBlock | ImageBlock] = ""
+    is_error: bool | None = None
+
+
+class ThinkingBlock(_Wire):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(_Wire):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+class DocumentBlock(_Wire):
+    type: Literal["document"]
+    source: dict[str, Any]
+
+
+Block = Annotated[TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock
+                  | RedactedThinkingBlock | DocumentBlock, Field(discriminator="type")]
+BLOCK_TAGS = frozenset({"text", "image", "tool_use", "tool_result", "thinking",
+                        "redacted_thinking", "document", "base64", "url", "auto", "any",
+                        "tool", "none", "enabled", "disabled", "adaptive"})
+
+
+class MessageParam(_Wire):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(_Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    input_schema: dict[str, Any]
+    type: Literal["custom"] | None = None
+
+
+class ToolChoiceAuto(_Wire):
+    type: Literal["auto"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(_Wire):
+    type: Literal["any"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(_Wire):
+    type: Literal["tool"]
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(_Wire):
+    type: Literal["none"]
+
+
+ToolChoice = Annotated[ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone,
+                       Field(discriminator="type")]
+
+
+class ThinkingEnabled(_Wire):
+    type: Literal["enabled"]
+    budget_tokens: int = Field(ge=1024)
+
+
+class ThinkingDisabled(_Wire):
+    type: Literal["disabled"]
+
+
+class ThinkingAdaptive(_Wire):
+    type: Literal["adaptive"]
+
+
+Thinking = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive,
+                     Field(discriminator="type")]
+
+
+class MessagesRequest(_Wire):
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    messages: list[MessageParam] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool | None = False
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    metadata: dict[str, Any] | None = None
+    service_tier: str | None = None
+
+
+class CountTokensRequest(_Wire):
+    model: str = Field(min_length=1)
+    messages: list[MessageParam] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None

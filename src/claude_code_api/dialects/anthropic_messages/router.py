@@ -1,0 +1,102 @@
+"""Thin routes of the Anthropic dialect: /v1/messages and /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ... import sse
+from ...errors import GatewayError, UpstreamError
+from ...events import TextReplaced, TurnEnd, TurnEvent
+from ...gateway import Gateway
+from ..streams import first_event, unless_disconnected, with_pings
+from .models import CountTokensRequest, MessagesRequest
+from .render import StreamWriter, error_body, error_status, message_body
+from .translate import estimate_tokens, to_turn
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["Anthropic"])
+
+PING_SECONDS = 10.0
+BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
+                 "retried answer differs from it; retry the request")
+
+
+@router.post("/v1/messages", response_model=None)
+async def messages(body: MessagesRequest, request: Request) -> Response:
+    if body.model_extra:
+        log.info("messages: unknown fields %s", sorted(body.model_extra))
+    gateway: Gateway = request.app.state.gateway
+    turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
+    model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
+    located = gateway.conversations.locate(_scope(body, request), turn,
+                                           request.headers.get("x-conversation-id"))
+    events = gateway.conversations.recording(
+        located, gateway.engine.stream(located.turn, located.session), model)
+    headers = {"X-Conversation-ID": located.conversation.id}
+    if body.stream:
+        first = await first_event(events)
+        return StreamingResponse(_frames(events, first, StreamWriter(model)),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", **headers})
+    collected = await unless_disconnected(request, _collect(events))
+    if collected is None:
+        return Response(status_code=499)
+    return JSONResponse(message_body(model, collected), headers=headers)
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    gateway.catalog.resolve(body.model)
+    return {"input_tokens": estimate_tokens(body)}
+
+
+def _scope(body: MessagesRequest, request: Request) -> str:
+    user = (body.metadata or {}).get("user_id") or ""
+    return f"local:{user}"
+
+
+async def _collect(events: AsyncGenerator[TurnEvent, None]) -> list[TurnEvent]:
+    seen: list[TurnEvent] = []
+    try:
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, TurnEnd):
+                return seen
+    finally:
+        await events.aclose()
+    raise GatewayError("Claude Code ended the turn without a result")
+
+
+async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
+                  writer: StreamWriter) -> AsyncIterator[bytes]:
+    try:
+        for name, data in writer.start():
+            yield sse.event(name, data)
+        async for event in _chain(first, events):
+            if event is None:
+                yield sse.event("ping", {"type": "ping"})
+                continue
+            if isinstance(event, TextReplaced):
+                raise UpstreamError(BROKEN_STREAM)
+            for name, data in writer.feed(event):
+                yield sse.event(name, data)
+            if isinstance(event, TurnEnd):
+                return
+    except GatewayError as exc:
+        # After the first byte the status is sent: the error travels as an event.
+        yield sse.event("error", error_body(error_status(exc.status), exc.message))
+    finally:
+        await events.aclose()
+
+
+async def _chain(first: TurnEvent, events: AsyncGenerator[TurnEvent, None]
+                 ) -> AsyncIterator[TurnEvent | None]:
+    yield first
+    async for event in with_pings(events, PING_SECONDS):
+        yield event

@@ -1,0 +1,169 @@
+"""Pure translation of an Anthropic Messages request into a neutral turn.
+
+The neutral turn already speaks Anthropic's block shape, so most blocks pass
+through; images become placeholders the media resolver checks like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...catalog import Catalog
+from ...errors import InvalidRequest, Unsupported
+from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
+from ...media import image_placeholder
+from ...schemas import tool_spec
+from .models import (
+    Base64Source,
+    Block,
+    CountTokensRequest,
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    TextBlock,
+    ThinkingDisabled,
+    ThinkingEnabled,
+    ToolChoiceAny,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolResultBlock,
+)
+
+_CHOICE_RULES = {
+    "required": "In this response you must call at least one of the available tools.",
+    "named": "In this response you must call the tool `{name}`.",
+    "none": "In this response do not call any tool; answer directly.",
+}
+
+
+def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
+    model = catalog.resolve(request.model)
+    tools = _tools(request)
+    choice = _tool_choice(request, tools)
+    turns = _turns(request)
+    if turns[-1].role != "user":
+        raise InvalidRequest("the last message must be a user message (prefilling the "
+                             "assistant's answer is not supported)", param="messages")
+    system = system_text(request.system)
+    if choice.mode != "auto" and tools:
+        system = "\n\n".join(p for p in (system, _CHOICE_RULES[choice.mode].format(
+            name=choice.name)) if p)
+    return TurnRequest(model=model, prompt=turns[-1].content, system=system or None,
+                       history=tuple(turns[:-1]), max_tokens=request.max_tokens,
+                       stop=tuple(request.stop_sequences or ()), tools=tools,
+                       tool_choice=choice, effort=_effort(request))
+
+
+def system_text(system: str | list[TextBlock] | None) -> str:
+    if system is None:
+        return ""
+    if isinstance(system, str):
+        return system
+    return "\n\n".join(block.text for block in system if block.text)
+
+
+def _tools(request: MessagesRequest) -> tuple[ToolSpec, ...]:
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(request.tools or []):
+        if any(s.name == tool.name for s in specs):
+            raise InvalidRequest(f"two tools are named '{tool.name}'", param=f"tools[{i}].name")
+        spec = tool_spec(tool.name, tool.description, tool.input_schema, f"tools[{i}]")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _tool_choice(request: MessagesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+    choice = request.tool_choice
+    if choice is None or not tools and isinstance(choice, ToolChoiceNone):
+        return ToolChoice()
+    if isinstance(choice, ToolChoiceNone):
+        return ToolChoice("none")
+    if isinstance(choice, ToolChoiceAny):
+        return ToolChoice("required")
+    if isinstance(choice, ToolChoiceTool):
+        if all(spec.name != choice.name for spec in tools):
+            raise InvalidRequest(f"tool_choice names '{choice.name}', which is not in `tools`",
+                                 param="tool_choice.name")
+        return ToolChoice("named", choice.name)
+    return ToolChoice()
+
+
+def _effort(request: MessagesRequest) -> Effort | None:
+    """Claude Code sets thinking by effort; a budget maps to the nearest level."""
+    thinking = request.thinking
+    if isinstance(thinking, ThinkingDisabled):
+        return "low"
+    if isinstance(thinking, ThinkingEnabled):
+        budget = thinking.budget_tokens
+        return "high" if budget >= 16_000 else "medium" if budget >= 4_000 else "low"
+    return None
+
+
+def _turns(request: MessagesRequest | CountTokensRequest) -> list[Message]:
+    turns: list[Message] = []
+    for i, message in enumerate(request.messages):
+        blocks = _blocks(message.content, i)
+        if not blocks:
+            raise InvalidRequest("a message needs content", param=f"messages[{i}].content")
+        role: Role = message.role
+        if turns and turns[-1].role == role:
+            turns[-1] = Message(role, turns[-1].content + blocks)
+        else:
+            turns.append(Message(role, blocks))
+    return turns
+
+
+def _blocks(content: str | list[Block], i: int) -> tuple[dict[str, Any], ...]:
+    if isinstance(content, str):
+        return ({"type": "text", "text": content},) if content else ()
+    out: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        param = f"messages[{i}].content[{j}]"
+        if isinstance(block, ImageBlock):
+            out.append(image_placeholder(_image_url(block), f"{param}.source"))
+        elif isinstance(block, DocumentBlock):
+            raise Unsupported("document blocks are not supported; send text or images",
+                              param=param)
+        elif isinstance(block, ToolResultBlock):
+            out.append(_tool_result(block, param))
+        elif isinstance(block, TextBlock) and not block.text:
+            continue
+        else:
+            out.append(block.model_dump(exclude_none=True, exclude={"cache_control"}))
+    return tuple(out)
+
+
+def _image_url(block: ImageBlock) -> str:
+    source = block.source
+    if isinstance(source, Base64Source):
+        return f"data:{source.media_type};base64,{source.data}"
+    return source.url
+
+
+def _tool_result(block: ToolResultBlock, param: str) -> dict[str, Any]:
+    content: str | list[dict[str, Any]]
+    if isinstance(block.content, str):
+        content = block.content
+    else:
+        content = []
+        for k, part in enumerate(block.content):
+            if isinstance(part, ImageBlock) and not isinstance(part.source, Base64Source):
+                raise Unsupported("images inside tool results must be base64",
+                                  param=f"{param}.content[{k}]")
+            content.append(part.model_dump(exclude_none=True, exclude={"cache_control"}))
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.tool_use_id,
+                              "content": content}
+    if block.is_error:
+        result["is_error"] = True
+    return result
+
+
+def estimate_tokens(request: CountTokensRequest) -> int:
+    """An estimate (~3.5 characters a token): the CLI offers no token counter, and a
+    Claude login cannot call Anthropic's counting endpoint."""
+    parts: list[Any] = [system_text(request.system)]
+    parts += [m.model_dump(exclude_none=True) for m in request.messages]
+    parts += [t.model_dump(exclude_none=True) for t in request.tools or []]
+    size = len(json.dumps(parts, ensure_ascii=False))
+    return max(1, round(size / 3.5))
