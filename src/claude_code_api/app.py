@@ -104,15 +104,16 @@ def _error_response(request: Request, status: int, message: str, type_: str,
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        if exc.status >= 500:
-            log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status,
-                        exc.message)
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        log.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.status,
+                exc.message)
         return _error_response(request, exc.status, exc.message, exc.type, exc.param,
                                exc.code, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = describe_validation(exc.errors())
+        log.info("%s %s -> 400: %s", request.method, request.url.path, message)
         return _error_response(request, 400, message, "invalid_request_error", param, None)
 
     @app.exception_handler(HTTPException)

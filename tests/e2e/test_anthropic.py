@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
+from claude_code_api.engine.engine import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
 from tests.conftest import Gateway
 
@@ -190,3 +194,22 @@ def test_images_reach_claude(claude: anthropic.Anthropic, upstream: FakeUpstream
     blocks = [b for m in upstream.message_requests()[-1].messages if m["role"] == "user"
               for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"]
     assert blocks and blocks[0]["source"]["data"] == png
+
+
+def test_claude_code_itself_is_a_client(gateway: Gateway, upstream: FakeUpstream,
+                                        tmp_path: Path) -> None:
+    """The real CLI, pointed at the gateway, gets its answer from the gateway's own CLI."""
+    upstream.script(Reply.text("Hello from the inner Claude."))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "CLAUDE"))}
+    env.update({"ANTHROPIC_BASE_URL": gateway.url, "ANTHROPIC_API_KEY": "sk-outer",
+                "CLAUDE_CONFIG_DIR": str(tmp_path / "outer-config"),
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_MAX_RETRIES": "0"})
+    done = subprocess.run([str(bundled_cli()), "-p", "Say hello to the gateway",
+                           "--output-format", "json"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "Hello from the inner Claude."
+    inner = upstream.message_requests()[-1]
+    assert "Say hello to the gateway" in inner.last_user_text()
+    offered = {t["name"] for t in inner.body.get("tools", [])}
+    assert "mcp__client__Bash" in offered  # the outer CLI's tools, offered as client tools

@@ -70,7 +70,9 @@ BLOCK_TAGS = frozenset({"text", "image", "tool_use", "tool_result", "thinking",
 
 
 class MessageParam(_Wire):
-    role: Literal["user", "assistant"]
+    # "system" messages inside `messages` are what Claude Code itself sends (its
+    # environment notes); they join the system prompt.
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 

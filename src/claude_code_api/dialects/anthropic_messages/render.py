@@ -135,7 +135,10 @@ def message_body(model: str, events: list[TurnEvent]) -> dict[str, Any]:
             elif name == "content_block_delta":
                 _apply(blocks[data["index"]], data["delta"], partial, data["index"])
     for index, text in partial.items():
-        blocks[index]["input"] = json.loads(text or "{}")
+        try:
+            blocks[index]["input"] = json.loads(text or "{}")
+        except json.JSONDecodeError:  # cut off by max_tokens mid-input
+            blocks[index]["input"] = {}
     message = Message.model_validate({
         "id": writer.id, "type": "message", "role": "assistant", "model": model,
         "content": blocks, "stop_reason": end.stop_reason,

@@ -41,11 +41,11 @@ def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
     model = catalog.resolve(request.model)
     tools = _tools(request)
     choice = _tool_choice(request, tools)
-    turns = _turns(request)
-    if turns[-1].role != "user":
+    turns, notes = _turns(request)
+    if not turns or turns[-1].role != "user":
         raise InvalidRequest("the last message must be a user message (prefilling the "
                              "assistant's answer is not supported)", param="messages")
-    system = system_text(request.system)
+    system = "\n\n".join(p for p in (system_text(request.system), *notes) if p)
     if choice.mode != "auto" and tools:
         system = "\n\n".join(p for p in (system, _CHOICE_RULES[choice.mode].format(
             name=choice.name)) if p)
@@ -100,18 +100,23 @@ def _effort(request: MessagesRequest) -> Effort | None:
     return None
 
 
-def _turns(request: MessagesRequest | CountTokensRequest) -> list[Message]:
+def _turns(request: MessagesRequest | CountTokensRequest) -> tuple[list[Message], list[str]]:
+    """The user/assistant turns, and the text of system-role messages."""
     turns: list[Message] = []
+    notes: list[str] = []
     for i, message in enumerate(request.messages):
         blocks = _blocks(message.content, i)
         if not blocks:
             raise InvalidRequest("a message needs content", param=f"messages[{i}].content")
+        if message.role == "system":
+            notes.append("\n".join(b.get("text", "") for b in blocks if b["type"] == "text"))
+            continue
         role: Role = message.role
         if turns and turns[-1].role == role:
             turns[-1] = Message(role, turns[-1].content + blocks)
         else:
             turns.append(Message(role, blocks))
-    return turns
+    return turns, notes
 
 
 def _blocks(content: str | list[Block], i: int) -> tuple[dict[str, Any], ...]:

@@ -1,0 +1,154 @@
+"""Anthropic dialect: recorded real streams through our translators, and request mapping."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from claude_agent_sdk import StreamEvent
+
+from claude_code_api.catalog import Catalog
+from claude_code_api.dialects.anthropic_messages.models import MessagesRequest
+from claude_code_api.dialects.anthropic_messages.render import StreamWriter, message_body
+from claude_code_api.dialects.anthropic_messages.translate import to_turn
+from claude_code_api.engine.turns import TurnTranslator
+from claude_code_api.errors import InvalidRequest
+from claude_code_api.events import TurnEnd, TurnEvent, Usage
+
+RECORDED = Path(__file__).resolve().parents[3] / "shared" / "specs" / "recorded" / \
+    "anthropic-messages"
+
+
+def recorded(name: str) -> list[dict[str, Any]]:
+    lines = (RECORDED / name).read_text().splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+
+
+def replay(name: str) -> list[TurnEvent]:
+    """A recorded upstream stream through the CLI-side translator (tool names as the
+    CLI would show a client tool)."""
+    translator = TurnTranslator()
+    events: list[TurnEvent] = []
+    for raw in recorded(name):
+        raw = copy.deepcopy(raw)
+        block = raw.get("content_block", {})
+        if block.get("type") == "tool_use":
+            block["name"] = "mcp__client__" + block["name"]
+        events += translator.feed(StreamEvent(uuid="u", session_id="s", event=raw))
+    return events
+
+
+def final_recorded(name: str) -> dict[str, Any]:
+    """What the recorded stream adds up to (the reference)."""
+    blocks: list[dict[str, Any]] = []
+    partial: dict[int, str] = {}
+    for raw in recorded(name):
+        if raw["type"] == "content_block_start":
+            blocks.append(dict(raw["content_block"]))
+        elif raw["type"] == "content_block_delta":
+            delta = raw["delta"]
+            if delta["type"] == "text_delta":
+                blocks[raw["index"]]["text"] += delta["text"]
+            elif delta["type"] == "input_json_delta":
+                partial[raw["index"]] = partial.get(raw["index"], "") + delta["partial_json"]
+    for index, text in partial.items():
+        try:
+            blocks[index]["input"] = json.loads(text)
+        except json.JSONDecodeError:
+            blocks[index]["input"] = {}
+    return {"content": blocks}
+
+
+def test_basic_stream_round_trips() -> None:
+    events = [*replay("basic_response.sse"), TurnEnd("end_turn", Usage(11, 6))]
+    body = message_body("claude-x", events)
+    assert body["content"] == [{"type": "text", "text": "Hello there!"}]
+    assert body["stop_reason"] == "end_turn"
+    assert body["usage"]["input_tokens"] == 11
+
+
+def test_tool_use_stream_round_trips() -> None:
+    events = replay("tool_use_response.sse")
+    assert isinstance(events[-1], TurnEnd) and events[-1].stop_reason == "tool_use"
+    body = message_body("claude-x", events)
+    reference = final_recorded("tool_use_response.sse")["content"]
+    assert [b["type"] for b in body["content"]] == [b["type"] for b in reference]
+    ours, theirs = body["content"][-1], reference[-1]
+    assert (ours["id"], ours["name"], ours["input"]) == (theirs["id"], theirs["name"],
+                                                         theirs["input"])
+    assert body["content"][0]["text"] == reference[0]["text"]
+
+
+def test_max_tokens_mid_tool_input_ends_cleanly() -> None:
+    events = replay("incomplete_partial_json_response.sse")
+    assert isinstance(events[-1], TurnEnd) and events[-1].stop_reason == "max_tokens"
+    body = message_body("claude-x", events)
+    assert body["stop_reason"] == "max_tokens"
+    assert body["content"][-1]["type"] == "tool_use"
+
+
+def test_refusal_keeps_its_stop_reason() -> None:
+    events = [*replay("refusal_response.sse"), TurnEnd("refusal")]
+    assert message_body("claude-x", events)["stop_reason"] == "refusal"
+
+
+def test_stream_writer_orders_blocks_and_closes_each() -> None:
+    writer = StreamWriter("m")
+    frames = writer.start()
+    for event in replay("tool_use_response.sse"):
+        frames += writer.feed(event)
+    names = [name for name, _ in frames]
+    assert names[:2] == ["message_start", "ping"]
+    assert names[-2:] == ["message_delta", "message_stop"]
+    assert names.count("content_block_start") == names.count("content_block_stop")
+    indexes = [d["index"] for n, d in frames if n == "content_block_start"]
+    assert indexes == list(range(len(indexes)))
+
+
+def turn(**body: Any) -> Any:
+    body.setdefault("model", "sonnet")
+    body.setdefault("max_tokens", 100)
+    return to_turn(MessagesRequest.model_validate(body), Catalog({}))
+
+
+def test_system_blocks_and_system_role_messages_form_the_system_prompt() -> None:
+    result = turn(system=[{"type": "text", "text": "A."}, {"type": "text", "text": "B."}],
+                  messages=[{"role": "user", "content": "hi"},
+                            {"role": "system", "content": "Env: linux."},
+                            {"role": "user", "content": "there"}])
+    assert result.system == "A.\n\nB.\n\nEnv: linux."
+    assert result.history == ()
+    assert [b["text"] for b in result.prompt] == ["hi", "there"]
+
+
+def test_thinking_in_history_is_kept_with_its_signature() -> None:
+    result = turn(messages=[
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "text", "text": "a"}]},
+        {"role": "user", "content": "q2"}])
+    assert result.history[1].content[0] == {"type": "thinking", "thinking": "hmm",
+                                            "signature": "sig"}
+
+
+@pytest.mark.parametrize(("thinking", "effort"), [
+    ({"type": "enabled", "budget_tokens": 32000}, "high"),
+    ({"type": "enabled", "budget_tokens": 8000}, "medium"),
+    ({"type": "enabled", "budget_tokens": 1024}, "low"),
+    ({"type": "disabled"}, "low"), ({"type": "adaptive"}, None)])
+def test_thinking_maps_to_effort(thinking: dict[str, Any], effort: str | None) -> None:
+    assert turn(thinking=thinking, messages=[{"role": "user", "content": "x"}]).effort == effort
+
+
+def test_tool_choice_any_and_named() -> None:
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    assert turn(tools=tools, tool_choice={"type": "any"},
+                messages=[{"role": "user", "content": "x"}]).tool_choice.mode == "required"
+    with pytest.raises(InvalidRequest) as caught:
+        turn(tools=tools, tool_choice={"type": "tool", "name": "g"},
+             messages=[{"role": "user", "content": "x"}])
+    assert caught.value.param == "tool_choice.name"
