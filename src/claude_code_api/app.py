@@ -21,6 +21,7 @@ from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.openai_chat import render as openai_wire
 from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
+from .dialects.openai_responses.router import router as responses_router
 from .engine.engine import cli_version
 from .errors import GatewayError
 from .gateway import Gateway
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.gateway = gateway
     app.include_router(openai_router)
+    app.include_router(responses_router)
     app.include_router(anthropic_router)
     app.include_router(conversations_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])

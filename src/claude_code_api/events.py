@@ -227,3 +227,13 @@ class Answer:
             blocks.append({"type": "tool_use", "id": call_id, "name": name,
                            "input": data if isinstance(data, dict) else {}})
         return Message("assistant", tuple(blocks))
+
+
+def after_replacement(events: list[TurnEvent]) -> list[TurnEvent]:
+    """The events with any text before a ``TextReplaced`` voided by it."""
+    for at in range(len(events) - 1, -1, -1):
+        replaced = events[at]
+        if isinstance(replaced, TextReplaced):
+            kept = [e for e in events[:at] if not isinstance(e, TextDelta)]
+            return [*kept, TextDelta(replaced.text), *events[at + 1:]]
+    return events

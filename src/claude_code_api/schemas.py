@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 
 from .errors import InvalidRequest
-from .events import ToolSpec
+from .events import Effort, ToolChoice, ToolSpec
 
 # Client names get an MCP prefix ("mcp__client__") inside Claude Code, and
 # Anthropic tool names are capped at 64 characters.
@@ -37,3 +37,36 @@ def tool_spec(name: str, description: str | None, parameters: Any, param: str) -
     schema = {"type": "object", **schema}
     signature = json.dumps([description or "", schema], sort_keys=True, separators=(",", ":"))
     return ToolSpec(name, description or "", schema, signature)
+
+
+_CHOICE_RULES = {
+    "required": "In this response you must call at least one of the available tools.",
+    "named": "In this response you must call the tool `{name}`.",
+    "none": "In this response do not call any tool; answer directly.",
+}
+
+# OpenAI's reasoning effort -> the CLI's effort. Claude's thinking cannot be
+# switched off on current models, so "none" and "minimal" are the lowest effort.
+OPENAI_EFFORTS: dict[str, Effort] = {"none": "low", "minimal": "low", "low": "low",
+                                     "medium": "medium", "high": "high", "xhigh": "xhigh"}
+
+
+def with_choice_rule(system: str | None, choice: ToolChoice,
+                     tools: tuple[ToolSpec, ...]) -> str | None:
+    """The system prompt plus the instruction a non-auto tool_choice needs (the CLI
+    has no tool_choice option; "none" is also enforced by the tool bridge)."""
+    if choice.mode == "auto" or not tools:
+        return system
+    rule = _CHOICE_RULES[choice.mode].format(name=choice.name)
+    return "\n\n".join(p for p in (system, rule) if p)
+
+
+def output_schema(kind: str | None, schema: dict[str, Any] | None, param: str) -> str | None:
+    """The canonical JSON schema an answer must match, for json_object/json_schema."""
+    if kind == "json_object":
+        checked: dict[str, Any] = {"type": "object"}
+    elif kind == "json_schema":
+        checked = check_schema(schema or {"type": "object"}, param)
+    else:
+        return None
+    return json.dumps(checked, sort_keys=True, separators=(",", ":"))

@@ -31,6 +31,14 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 CREATE INDEX IF NOT EXISTS conversations_scope_fp ON conversations (scope, fingerprint);
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations (updated_at);
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    body TEXT NOT NULL,
+    input_items TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -45,6 +53,15 @@ class Conversation:
     turns: int = 0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class StoredResponse:
+    id: str
+    scope: str
+    body: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    messages: list[Message]  # the whole conversation after this response
 
 
 def _dump(messages: list[Message]) -> str:
@@ -106,6 +123,30 @@ class ConversationStore:
                               (limit,))
         return self._many("SELECT * FROM conversations WHERE scope = ? "
                           "ORDER BY updated_at DESC LIMIT ?", (scope, limit))
+
+    # -- stored Responses (OpenAI Responses API, store=true) ------------------------
+    def save_response(self, response_id: str, scope: str, body: dict[str, Any],
+                      input_items: list[dict[str, Any]], messages: list[Message]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (id, scope, body, input_items, messages, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (response_id, scope, json.dumps(body), json.dumps(input_items),
+                 _dump(messages), time.time()))
+
+    def get_response(self, response_id: str) -> StoredResponse | None:
+        with self._lock:
+            row = self._db.execute("SELECT scope, body, input_items, messages FROM responses "
+                                   "WHERE id = ?", (response_id,)).fetchone()
+        if row is None:
+            return None
+        return StoredResponse(response_id, row[0], json.loads(row[1]), json.loads(row[2]),
+                              _load(row[3]))
+
+    def delete_response(self, response_id: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+        return cursor.rowcount > 0
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Conversation | None:
         rows = self._many(sql, args)

@@ -18,12 +18,12 @@ from ...events import (
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
-    TextReplaced,
     ToolCallDelta,
     ToolCallStart,
     TurnEnd,
     TurnEvent,
     Usage,
+    after_replacement,
 )
 
 Event = tuple[str, dict[str, Any]]
@@ -123,7 +123,7 @@ class StreamWriter:
 
 def message_body(model: str, events: list[TurnEvent]) -> dict[str, Any]:
     """The non-streaming Message: the stream's events folded into blocks."""
-    events = _after_replacement(events)
+    events = after_replacement(events)
     writer = StreamWriter(model)
     blocks: list[dict[str, Any]] = []
     partial: dict[int, str] = {}
@@ -159,13 +159,3 @@ def _apply(block: dict[str, Any], delta: dict[str, Any], partial: dict[int, str]
         block["signature"] = delta["signature"]
     elif kind == "input_json_delta":
         partial[index] = partial.get(index, "") + delta["partial_json"]
-
-
-def _after_replacement(events: list[TurnEvent]) -> list[TurnEvent]:
-    """A replaced answer voids the text before it."""
-    for at in range(len(events) - 1, -1, -1):
-        replaced = events[at]
-        if isinstance(replaced, TextReplaced):
-            kept = [e for e in events[:at] if not isinstance(e, TextDelta)]
-            return [*kept, TextDelta(replaced.text), *events[at + 1:]]
-    return events

@@ -13,7 +13,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import tool_spec
+from ...schemas import tool_spec, with_choice_rule
 from .models import (
     Base64Source,
     Block,
@@ -30,12 +30,6 @@ from .models import (
     ToolResultBlock,
 )
 
-_CHOICE_RULES = {
-    "required": "In this response you must call at least one of the available tools.",
-    "named": "In this response you must call the tool `{name}`.",
-    "none": "In this response do not call any tool; answer directly.",
-}
-
 
 def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
     model = catalog.resolve(request.model)
@@ -45,11 +39,9 @@ def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
     if not turns or turns[-1].role != "user":
         raise InvalidRequest("the last message must be a user message (prefilling the "
                              "assistant's answer is not supported)", param="messages")
-    system = "\n\n".join(p for p in (system_text(request.system), *notes) if p)
-    if choice.mode != "auto" and tools:
-        system = "\n\n".join(p for p in (system, _CHOICE_RULES[choice.mode].format(
-            name=choice.name)) if p)
-    return TurnRequest(model=model, prompt=turns[-1].content, system=system or None,
+    system = "\n\n".join(p for p in (system_text(request.system), *notes) if p) or None
+    return TurnRequest(model=model, prompt=turns[-1].content,
+                       system=with_choice_rule(system, choice, tools),
                        history=tuple(turns[:-1]), max_tokens=request.max_tokens,
                        stop=tuple(request.stop_sequences or ()), tools=tools,
                        tool_choice=choice, effort=_effort(request))

@@ -13,9 +13,9 @@ from typing import Any
 
 from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
-from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
+from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import check_schema, tool_spec
+from ...schemas import OPENAI_EFFORTS, output_schema, tool_spec, with_choice_rule
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -28,16 +28,6 @@ from .models import (
     UserMessage,
 )
 
-# OpenAI's reasoning_effort -> the CLI's effort. Claude's thinking cannot be
-# switched off on current models, so "none" and "minimal" are the lowest effort.
-_EFFORTS: dict[str, Effort] = {"none": "low", "minimal": "low", "low": "low",
-                               "medium": "medium", "high": "high", "xhigh": "xhigh"}
-_CHOICE_RULES = {
-    "required": "In this response you must call at least one of the available tools.",
-    "named": "In this response you must call the tool `{name}`.",
-    "none": "In this response do not call any tool; answer directly.",
-}
-
 
 def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
     _refuse_unsupported(request)
@@ -45,14 +35,12 @@ def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
     tools = _tools(request)
     choice = _tool_choice(request, tools)
     system_parts, turns = _conversation(request)
-    if choice.mode != "auto" and tools:
-        system_parts.append(_CHOICE_RULES[choice.mode].format(name=choice.name))
     if not turns or turns[-1].role != "user":
         raise InvalidRequest("the last message must have role 'user' or 'tool' (there must "
                              "be something for the assistant to answer)", param="messages")
     max_tokens = request.max_completion_tokens or request.max_tokens
-    system = "\n\n".join(p for p in system_parts if p) or None
-    effort = _EFFORTS.get(request.reasoning_effort or "")
+    system = with_choice_rule("\n\n".join(p for p in system_parts if p) or None, choice, tools)
+    effort = OPENAI_EFFORTS.get(request.reasoning_effort or "")
     return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=max_tokens,
                        stop=request.stop_sequences(), tools=tools, tool_choice=choice,
@@ -62,13 +50,11 @@ def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
 def _output_schema(request: ChatCompletionRequest) -> str | None:
     fmt = request.response_format
     if isinstance(fmt, JSONObjectFormat):
-        schema: dict[str, Any] = {"type": "object"}
-    elif isinstance(fmt, JSONSchemaFormat):
-        schema = check_schema(fmt.json_schema.schema_ or {"type": "object"},
-                              "response_format.json_schema.schema")
-    else:
-        return None
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        return output_schema("json_object", None, "response_format")
+    if isinstance(fmt, JSONSchemaFormat):
+        return output_schema("json_schema", fmt.json_schema.schema_,
+                             "response_format.json_schema.schema")
+    return None
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
