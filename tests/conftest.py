@@ -177,14 +177,29 @@ def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gatewa
     assert not gateway.cli_processes()
 
 
+def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    """The gateway with a fresh script: no turn running (turns paused at tool calls by
+    earlier tests may stay paused; the pool takes their workers back when needed)."""
+    upstream.reset()
+    gateway.wait_for(lambda h: h["pool"]["busy"] == h["pool"]["paused_tool_turns"]
+                     and not h["pool"]["resetting"] and not h["pool"]["starting"])
+    return gateway
+
+
+def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
+                   **settings: str) -> Iterator[Gateway]:
+    """A gateway of its own for one test module (tests that leave tool turns paused,
+    or that need predictable live sessions)."""
+    gateway = start_gateway(upstream, factory.mktemp("gateway"), **settings)
+    gateway.wait_idle()
+    yield gateway
+    gateway.stop()
+    assert not gateway.cli_processes()
+
+
 @pytest.fixture
 def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
-    upstream.reset()
-    # No turn running; turns paused at tool calls by earlier tests may stay paused
-    # (the pool takes their workers back when it needs them).
-    shared_gateway.wait_for(lambda h: h["pool"]["busy"] == h["pool"]["paused_tool_turns"]
-                            and not h["pool"]["resetting"] and not h["pool"]["starting"])
-    return shared_gateway
+    return ready(shared_gateway, upstream)
 
 
 @pytest.fixture

@@ -15,9 +15,20 @@ import pytest
 
 from claude_code_api.engine.engine import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway
+from tests.conftest import Gateway, module_gateway, ready
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def own_gateway(upstream: FakeUpstream,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from module_gateway(upstream, tmp_path_factory)
+
+
+@pytest.fixture
+def gateway(own_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    return ready(own_gateway, upstream)
 
 ASK = [{"role": "user", "content": "Hello?"}]
 WEATHER = {"name": "get_weather", "description": "Weather for a city",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,9 +12,20 @@ import pydantic
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway
+from tests.conftest import Gateway, module_gateway, ready
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def own_gateway(upstream: FakeUpstream,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from module_gateway(upstream, tmp_path_factory)
+
+
+@pytest.fixture
+def gateway(own_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    return ready(own_gateway, upstream)
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},

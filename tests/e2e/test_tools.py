@@ -13,9 +13,20 @@ import pydantic
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, module_gateway, ready, start_gateway
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def own_gateway(upstream: FakeUpstream,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from module_gateway(upstream, tmp_path_factory)
+
+
+@pytest.fixture
+def gateway(own_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    return ready(own_gateway, upstream)
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -60,6 +71,7 @@ def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway:
                                                  upstream: FakeUpstream) -> None:
     upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_p1"), text="Checking."),
                     Reply.text("It is sunny in Paris."))
+    before = paused(gateway)  # turns other tests left paused stay so
     first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -68,7 +80,7 @@ def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway:
     assert call.type == "function" and call.id == "toolu_p1"
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
-    assert paused(gateway) == 1
+    assert paused(gateway) == before + 1
     turns_before = gateway.health()["workers"]
 
     second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
@@ -79,7 +91,7 @@ def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway:
     assert tool_results(upstream) == [{"type": "tool_result", "tool_use_id": "toolu_p1",
                                        "content": [{"type": "text", "text": "sunny, 21C"}]}]
     health = gateway.wait_idle()
-    assert health["pool"]["paused_tool_turns"] == 0
+    assert health["pool"]["paused_tool_turns"] == before
     # Continued, not replayed: no worker started a new turn for the second request.
     assert sum(w["turns"] for w in health["workers"]) == sum(w["turns"] for w in turns_before)
 
@@ -89,6 +101,7 @@ def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gate
     upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_a"),
                           ("get_time", {"city": "Oslo"}, "toolu_b")),
                     Reply.text("Paris is sunny; it is 10:00 in Oslo."))
+    before = paused(gateway)
     chunks = list(client.chat.completions.create(model="sonnet", messages=ASK,
                                                  tools=[WEATHER, CLOCK], stream=True))
     deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
@@ -114,7 +127,7 @@ def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gate
     text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
     assert text == "Paris is sunny; it is 10:00 in Oslo."
     assert [r["tool_use_id"] for r in tool_results(upstream)] == ["toolu_a", "toolu_b"]
-    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == 0
+    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == before
 
 
 @pytest.fixture
@@ -150,6 +163,7 @@ def test_tool_choice_none_refuses_calls_and_answers(client: openai.OpenAI, gatew
                                                     upstream: FakeUpstream) -> None:
     upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_x")),
                     Reply.text("I will answer without tools."))
+    before = paused(gateway)
     completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
                                                 tool_choice="none")
     assert completion.choices[0].message.content == "I will answer without tools."
@@ -159,7 +173,7 @@ def test_tool_choice_none_refuses_calls_and_answers(client: openai.OpenAI, gatew
     assert refusal["is_error"] is True
     assert "not allowed" in json.dumps(refusal)
     assert "do not call any tool" in upstream.message_requests()[0].system_text
-    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == 0
+    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == before
 
 
 @pytest.mark.parametrize(("choice", "phrase"), [

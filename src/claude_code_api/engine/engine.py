@@ -257,6 +257,10 @@ class Engine:
             return
         parked = _Parked(worker, ids, usage)
         for call_id in ids:
+            older = self._parked.get(call_id)
+            if older is not None:  # ids are the model's, but a client could reuse one
+                self._unpark(older)
+                self._abort(older.worker)
             self._parked[call_id] = parked
         parked.timer = asyncio.create_task(self._expire(parked))
 
@@ -288,7 +292,8 @@ class Engine:
 
     def _unpark(self, parked: _Parked) -> None:
         for call_id in parked.ids:
-            self._parked.pop(call_id, None)
+            if self._parked.get(call_id) is parked:
+                del self._parked[call_id]
         if parked.timer is not None and parked.timer is not asyncio.current_task():
             parked.timer.cancel()
 
