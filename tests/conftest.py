@@ -197,9 +197,18 @@ def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
     assert not gateway.cli_processes()
 
 
+@pytest.fixture(scope="module")
+def own_gateway(upstream: FakeUpstream,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from module_gateway(upstream, tmp_path_factory)
+
+
 @pytest.fixture
-def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
-    return ready(shared_gateway, upstream)
+def gateway(request: pytest.FixtureRequest, upstream: FakeUpstream) -> Gateway:
+    """The shared gateway, or the module's own for modules marked `own_gateway`."""
+    name = "own_gateway" if request.node.get_closest_marker("own_gateway") else \
+        "shared_gateway"
+    return ready(request.getfixturevalue(name), upstream)
 
 
 @pytest.fixture

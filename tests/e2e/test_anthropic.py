@@ -15,20 +15,10 @@ import pytest
 
 from claude_code_api.engine.engine import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway, module_gateway, ready
+from tests.conftest import Gateway
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def own_gateway(upstream: FakeUpstream,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory)
-
-
-@pytest.fixture
-def gateway(own_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
-    return ready(own_gateway, upstream)
+# Paused tool turns or predictable live sessions: a gateway of its own.
+pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
 
 ASK = [{"role": "user", "content": "Hello?"}]
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
@@ -224,3 +214,8 @@ def test_claude_code_itself_is_a_client(gateway: Gateway, upstream: FakeUpstream
     assert "Say hello to the gateway" in inner.last_user_text()
     offered = {t["name"] for t in inner.body.get("tools", [])}
     assert "mcp__client__Bash" in offered  # the outer CLI's tools, offered as client tools
+
+
+def test_models_list_in_anthropic_shape(claude: anthropic.Anthropic) -> None:
+    ids = [m.id for m in claude.models.list()]
+    assert "claude-sonnet-5-5" in ids and "sonnet" in ids

@@ -20,20 +20,10 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen, Text, Thinking
-from tests.conftest import Gateway, module_gateway, ready, start_gateway
+from tests.conftest import Gateway, start_gateway
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def own_gateway(upstream: FakeUpstream,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory)
-
-
-@pytest.fixture
-def gateway(own_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
-    return ready(own_gateway, upstream)
+# Paused tool turns or predictable live sessions: a gateway of its own.
+pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
 
 
 def answer(text: str, signature: str) -> Reply:

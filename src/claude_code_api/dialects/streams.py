@@ -8,9 +8,26 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from ..events import TurnEvent
+from ..errors import GatewayError
+from ..events import TurnEnd, TurnEvent
 
 T = TypeVar("T")
+
+BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
+                 "retried answer differs from it; retry the request")
+
+
+async def collect_events(events: AsyncGenerator[TurnEvent, None]) -> list[TurnEvent]:
+    """Every event up to and including ``TurnEnd`` (non-streaming responses)."""
+    seen: list[TurnEvent] = []
+    try:
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, TurnEnd):
+                return seen
+    finally:
+        await events.aclose()
+    raise GatewayError("Claude Code ended the turn without a result")
 
 
 async def first_event(events: AsyncGenerator[TurnEvent, None]) -> TurnEvent:

@@ -13,7 +13,7 @@ from ... import sse
 from ...errors import GatewayError, UpstreamError
 from ...events import TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
-from ..streams import first_event, unless_disconnected, with_pings
+from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected, with_pings
 from .models import CountTokensRequest, MessagesRequest
 from .render import StreamWriter, error_body, error_status, message_body
 from .translate import estimate_tokens, to_turn
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["Anthropic"])
 
 PING_SECONDS = 10.0
-BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
-                 "retried answer differs from it; retry the request")
 
 
 @router.post("/v1/messages", response_model=None)
@@ -43,7 +41,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
         return StreamingResponse(_frames(events, first, StreamWriter(model)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", **headers})
-    collected = await unless_disconnected(request, _collect(events))
+    collected = await unless_disconnected(request, collect_events(events))
     if collected is None:
         return Response(status_code=499)
     return JSONResponse(message_body(model, collected), headers=headers)
@@ -59,18 +57,6 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, 
 def _scope(body: MessagesRequest, request: Request) -> str:
     user = (body.metadata or {}).get("user_id") or ""
     return f"local:{user}"
-
-
-async def _collect(events: AsyncGenerator[TurnEvent, None]) -> list[TurnEvent]:
-    seen: list[TurnEvent] = []
-    try:
-        async for event in events:
-            seen.append(event)
-            if isinstance(event, TurnEnd):
-                return seen
-    finally:
-        await events.aclose()
-    raise GatewayError("Claude Code ended the turn without a result")
 
 
 async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,7 +25,7 @@ from ...events import (
     TurnEvent,
 )
 from ...gateway import Gateway
-from ..streams import first_event, unless_disconnected
+from ..streams import BROKEN_STREAM, first_event, unless_disconnected
 from .models import ChatCompletionRequest
 from .render import ChunkWriter, completion_body, error_body, new_id
 from .translate import to_turn
@@ -32,8 +33,6 @@ from .translate import to_turn
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
 
-BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
-                 "retried answer differs from it; retry the request")
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -147,8 +146,19 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
-    return {"object": "list", "data": [_model(entry.id, gateway) for entry in
-                                       gateway.catalog.entries()]}
+    entries = gateway.catalog.entries()
+    if "anthropic-version" in request.headers:
+        # Anthropic's SDKs (and Claude Code) list models in their own shape.
+        data = [{"type": "model", "id": e.id, "display_name": e.description or e.id,
+                 "created_at": _rfc3339(gateway.started_at)} for e in entries]
+        return {"data": data, "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None}
+    return {"object": "list", "data": [_model(entry.id, gateway) for entry in entries]}
+
+
+def _rfc3339(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 @router.get("/v1/models/{model_id:path}")

@@ -14,7 +14,7 @@ from ...conversations.service import Located
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import Answer, Message, TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
-from ..streams import first_event, unless_disconnected
+from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected
 from .models import ResponsesRequest
 from .render import ResponseWriter, collect, new_id
 from .translate import to_turn
@@ -22,8 +22,6 @@ from .translate import to_turn
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI Responses"])
 
-BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent, and the "
-                 "retried answer differs from it; retry the request")
 
 
 @router.post("/v1/responses", response_model=None)
@@ -45,7 +43,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         return StreamingResponse(_frames(events, first, writer, saver),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    seen = await unless_disconnected(request, _collect(events))
+    seen = await unless_disconnected(request, collect_events(events))
     if seen is None:
         return Response(status_code=499)
     final = collect(writer, seen)
@@ -124,18 +122,6 @@ def _items(body: ResponsesRequest) -> list[dict[str, Any]]:
         data.setdefault("id", new_id("msg" if data.get("type") == "message" else "item"))
         out.append(data)
     return out
-
-
-async def _collect(events: AsyncGenerator[TurnEvent, None]) -> list[TurnEvent]:
-    seen: list[TurnEvent] = []
-    try:
-        async for event in events:
-            seen.append(event)
-            if isinstance(event, TurnEnd):
-                return seen
-    finally:
-        await events.aclose()
-    raise GatewayError("Claude Code ended the turn without a result")
 
 
 async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
