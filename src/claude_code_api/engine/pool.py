@@ -320,15 +320,24 @@ class Pool:
             self.workers.remove(worker)
 
     def _top_up(self) -> None:
-        """Keep ``min_idle_workers`` default workers warm while there is room."""
+        """Keep ``min_idle_workers`` clean default workers ready for new conversations:
+        start them while there is room, else empty the least recently used idle
+        holders in the background, so no new conversation pays a reset."""
         if self._closed or any(not w.future.done() for w in self._waiters):
             return
         warm = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.holds is None
                    and w.state in ("idle", "starting", "resetting"))
+        holders = sorted((w for w in self.workers if w.key == DEFAULT_KEY and w.holds
+                          and w.state == "idle"), key=lambda w: w.last_used)
         for _ in range(self.settings.min_idle_workers - warm):
-            if not self._free_slots():
+            if self._free_slots():
+                self._spawn_worker(DEFAULT_KEY, None)
+            elif holders:
+                worker = holders.pop(0)
+                worker.state = "resetting"
+                self._spawn_task(self._reset(worker))
+            else:
                 return
-            self._spawn_worker(DEFAULT_KEY, None)
 
     async def _supervise(self) -> None:
         interval = min(5.0, self.settings.idle_seconds / 4, self.settings.hold_seconds / 4)
