@@ -163,7 +163,6 @@ class Session:
     """
 
     scope: str
-    conversation_id: str | None = None
 
 
 def canonical_block(block: dict[str, Any]) -> dict[str, Any] | None:

@@ -54,21 +54,21 @@ class Conversations:
         state = fingerprint(scope, turn.system, turn.tools, turn.history)
         found = self.store.find(scope, state) if turn.history else None
         if found is not None:
-            return Located(found, turn, Session(scope, found.id))
+            return Located(found, turn, Session(scope))
         conversation = Conversation(id="conv_" + uuid.uuid4().hex[:24], scope=scope)
-        return Located(conversation, turn, Session(scope, conversation.id), created=True)
+        return Located(conversation, turn, Session(scope), created=True)
 
     def _explicit(self, scope: str, turn: TurnRequest, conversation_id: str) -> Located:
         stored = self.store.get(conversation_id)
         if stored is None:
             fresh = Conversation(id=conversation_id, scope=scope)
-            return Located(fresh, turn, Session(scope, conversation_id), created=True)
+            return Located(fresh, turn, Session(scope), created=True)
         if stored.scope != scope:
             raise Conflict(f"the conversation id `{conversation_id}` is taken",
                            param="conversation_id")
         sent = [*turn.history, Message("user", turn.prompt)]
         known = stored.messages
-        session = Session(scope, conversation_id)
+        session = Session(scope)
         if _same(sent[:len(known)], known) and len(sent) > len(known):
             return Located(stored, turn, session)
         if not any(m.role == "assistant" for m in turn.history):
