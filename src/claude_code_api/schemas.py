@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
@@ -26,6 +27,16 @@ def check_schema(schema: Any, param: str, *, want_object: bool = True) -> dict[s
     if want_object and schema.get("type", "object") != "object":
         raise InvalidRequest("must describe a JSON object (\"type\": \"object\")", param=param)
     return schema
+
+
+def tool_specs(tools: Iterable[tuple[str, str | None, Any, str]]) -> tuple[ToolSpec, ...]:
+    """Specs for (name, description, schema, param prefix) entries; names must differ."""
+    specs: list[ToolSpec] = []
+    for name, description, parameters, param in tools:
+        if any(spec.name == name for spec in specs):
+            raise InvalidRequest(f"two tools are named '{name}'", param=f"{param}.name")
+        specs.append(tool_spec(name, description, parameters, param))
+    return tuple(specs)
 
 
 def tool_spec(name: str, description: str | None, parameters: Any, param: str) -> ToolSpec:

@@ -29,12 +29,9 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("messages: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
-    turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
-    model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
-    located = gateway.conversations.locate(_scope(body, request), turn,
-                                           request.headers.get("x-conversation-id"))
-    events = gateway.conversations.recording(
-        located, gateway.engine.stream(located.turn, located.session), model)
+    run = await gateway.run(to_turn(body, gateway.catalog), _scope(body, request),
+                            request.headers.get("x-conversation-id"))
+    located, model, events = run.located, run.model, run.events
     headers = {"X-Conversation-ID": located.conversation.id}
     if body.stream:
         first = await first_event(events)

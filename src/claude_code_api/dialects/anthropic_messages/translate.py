@@ -13,7 +13,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import tool_spec, with_choice_rule
+from ...schemas import tool_specs, with_choice_rule
 from .models import (
     Base64Source,
     Block,
@@ -56,13 +56,8 @@ def system_text(system: str | list[TextBlock] | None) -> str:
 
 
 def _tools(request: MessagesRequest) -> tuple[ToolSpec, ...]:
-    specs: list[ToolSpec] = []
-    for i, tool in enumerate(request.tools or []):
-        if any(s.name == tool.name for s in specs):
-            raise InvalidRequest(f"two tools are named '{tool.name}'", param=f"tools[{i}].name")
-        spec = tool_spec(tool.name, tool.description, tool.input_schema, f"tools[{i}]")
-        specs.append(spec)
-    return tuple(specs)
+    return tool_specs((t.name, t.description, t.input_schema, f"tools[{i}]")
+                      for i, t in enumerate(request.tools or []))
 
 
 def _tool_choice(request: MessagesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:

@@ -41,11 +41,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
     explicit = _conversation_id(body, request)
-    turn = await gateway.media.resolve(to_turn(body, gateway.catalog))
-    model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
-    located = gateway.conversations.locate(_scope(body), turn, explicit)
-    events = gateway.conversations.recording(
-        located, gateway.engine.stream(located.turn, located.session), model)
+    run = await gateway.run(to_turn(body, gateway.catalog), _scope(body), explicit)
+    located, model, events = run.located, run.model, run.events
     if not gateway.settings.chat.reasoning_content:
         events = _without_reasoning(events)
     headers = {"X-Conversation-ID": located.conversation.id}

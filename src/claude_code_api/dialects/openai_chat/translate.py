@@ -15,7 +15,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import OPENAI_EFFORTS, output_schema, tool_spec, with_choice_rule
+from ...schemas import OPENAI_EFFORTS, output_schema, tool_specs, with_choice_rule
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -73,15 +73,8 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
 
 
 def _tools(request: ChatCompletionRequest) -> tuple[ToolSpec, ...]:
-    specs: list[ToolSpec] = []
-    for i, tool in enumerate(request.tools or []):
-        fn = tool.function
-        if any(s.name == fn.name for s in specs):
-            raise InvalidRequest(f"two tools are named '{fn.name}'",
-                                 param=f"tools[{i}].function.name")
-        specs.append(tool_spec(fn.name, fn.description, fn.parameters,
-                               f"tools[{i}].function"))
-    return tuple(specs)
+    return tool_specs((t.function.name, t.function.description, t.function.parameters,
+                       f"tools[{i}].function") for i, t in enumerate(request.tools or []))
 
 
 def _tool_choice(request: ChatCompletionRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:

@@ -31,11 +31,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     scope = f"local:{body.user or ''}"
     previous = _previous(gateway, body.previous_response_id)
-    turn = await gateway.media.resolve(to_turn(body, gateway.catalog, previous))
-    model = gateway.catalog.cli_aliases.get(turn.model, turn.model)
-    located = gateway.conversations.locate(scope, turn)
-    events = gateway.conversations.recording(
-        located, gateway.engine.stream(located.turn, located.session), model)
+    run = await gateway.run(to_turn(body, gateway.catalog, previous), scope)
+    located, model, events = run.located, run.model, run.events
     writer = ResponseWriter(body, model, body.previous_response_id)
     saver = _Saver(gateway, body, located, scope)
     if body.stream:

@@ -14,7 +14,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import OPENAI_EFFORTS, output_schema, tool_spec, with_choice_rule
+from ...schemas import OPENAI_EFFORTS, output_schema, tool_specs, with_choice_rule
 from .models import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -48,12 +48,8 @@ def to_turn(request: ResponsesRequest, catalog: Catalog,
 
 
 def _tools(request: ResponsesRequest) -> tuple[ToolSpec, ...]:
-    specs: list[ToolSpec] = []
-    for i, tool in enumerate(request.tools or []):
-        if any(s.name == tool.name for s in specs):
-            raise InvalidRequest(f"two tools are named '{tool.name}'", param=f"tools[{i}].name")
-        specs.append(tool_spec(tool.name, tool.description, tool.parameters, f"tools[{i}]"))
-    return tuple(specs)
+    return tool_specs((t.name, t.description, t.parameters, f"tools[{i}]")
+                      for i, t in enumerate(request.tools or []))
 
 
 def _tool_choice(request: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
