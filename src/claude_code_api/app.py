@@ -10,15 +10,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from . import __version__
+from .access.caller import caller_of
+from .access.middleware import AccessMiddleware
 from .conversations.router import router as conversations_router
-from .dialects.anthropic_messages import render as anthropic_wire
 from .dialects.anthropic_messages.models import BLOCK_TAGS
 from .dialects.anthropic_messages.router import router as anthropic_router
-from .dialects.openai_chat import render as openai_wire
+from .dialects.errors import error_response, gateway_error_response
 from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
 from .dialects.openai_responses.router import router as responses_router
@@ -55,16 +57,58 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic_router)
     app.include_router(conversations_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
+                      response_class=Response)
+    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"])
     _install_error_handlers(app)
+    # Starlette wraps middleware in reverse order: CORS is outermost, so preflight
+    # requests and every response (errors included) get its headers.
+    app.add_middleware(AccessMiddleware, keys=gateway.keys, limiter=gateway.limiter,
+                       cache=gateway.cache, metrics=gateway.metrics,
+                       auth_required=settings.auth_required(),
+                       metrics_public=settings.server.metrics_public)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server.cors_origins,
+            allow_credentials=settings.server.cors_allow_credentials,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-Conversation-ID", "X-Cache", "Retry-After",
+                            "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                            "x-ratelimit-reset-requests"])
     return app
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition (text format 0.0.4)."""
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.exposition(),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def stats(request: Request) -> dict[str, Any]:
+    """A summary for humans: traffic, latency, tokens, cost, the pool, and the
+    calling key's own usage (without a key, on loopback: every key's)."""
+    gateway: Gateway = request.app.state.gateway
+    caller = caller_of(request)
+    body = gateway.metrics.summary()
+    body["pool"] = gateway.pool_counts()
+    body["cache"] = {"enabled": gateway.cache.enabled, "entries": len(gateway.cache),
+                     **body["cache"]}
+    if caller.key is not None:
+        body["key"] = {**caller.key.summary(),
+                       "running": gateway.limiter.running(caller.key.id),
+                       "usage": gateway.keys.usage(caller.key.id)}
+    else:
+        body["keys"] = [k.summary() for k in gateway.keys.all()]
+        body["usage"] = gateway.keys.usage()
+    return body
 
 
 async def health(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     pool = gateway.engine.pool
     info = gateway.engine.server_info()
-    counts = {**pool.counts(), "paused_tool_turns": gateway.engine.parked,
-              "holding_conversations": sum(1 for w in pool.workers if w.holds)}
+    counts = gateway.pool_counts()
     status = "ok" if counts["size"] or pool.last_start_error is None else "degraded"
     body: dict[str, Any] = {
         "status": status,
@@ -91,44 +135,30 @@ def _account(info: dict[str, Any]) -> dict[str, Any]:
             if isinstance(account.get(k), str)}
 
 
-def _error_response(request: Request, status: int, message: str, type_: str,
-                    param: str | None, code: str | None,
-                    retry_after: int | None = None) -> JSONResponse:
-    """The error in the dialect of the route: Anthropic's for /v1/messages, else OpenAI's."""
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    if request.url.path.startswith("/v1/messages"):
-        status = anthropic_wire.error_status(status)
-        return JSONResponse(anthropic_wire.error_body(status, message), status, headers=headers)
-    return JSONResponse(openai_wire.error_body(message, type_, param, code), status,
-                        headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         level = logging.WARNING if exc.status >= 500 else logging.INFO
         log.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.status,
                 exc.message)
-        return _error_response(request, exc.status, exc.message, exc.type, exc.param,
-                               exc.code, exc.retry_after)
+        return gateway_error_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = describe_validation(exc.errors())
         log.info("%s %s -> 400: %s", request.method, request.url.path, message)
-        return _error_response(request, 400, message, "invalid_request_error", param, None)
+        return error_response(request.url.path, 400, message, "invalid_request_error", param)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return _error_response(request, exc.status_code, str(exc.detail),
-                               "invalid_request_error", None, code)
+        return error_response(request.url.path, exc.status_code, str(exc.detail),
+                              "invalid_request_error", None, code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, "internal error in the gateway", "api_error",
-                               None, None)
+        return error_response(request.url.path, 500, "internal error in the gateway")
 
 
 def describe_validation(errors: Any) -> tuple[str, str | None]:

@@ -1,20 +1,23 @@
-"""The ``claude-code-api`` command."""
+"""The ``claude-code-api`` command: ``serve`` and ``keys``."""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claude-code-api",
-        description="Serve Claude Code (the claude CLI) as an OpenAI-compatible model endpoint.",
+        description="Serve Claude Code (the claude CLI) as an OpenAI- and "
+                    "Anthropic-compatible model endpoint.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -22,46 +25,193 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="start the HTTP server",
         description="Start the HTTP server. Settings come from CLAUDE_CODE__SECTION__KEY "
                     "environment variables and config/local.toml (or --config); the flags "
-                    "below win over both.")
+                    "below win over both. Beyond loopback every request needs an API key "
+                    "(see `claude-code-api keys create`), and the server refuses to start "
+                    "until one exists.")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
-    serve.add_argument("--config", type=Path, metavar="FILE",
-                       help="TOML configuration file (default config/local.toml if present)")
+    _config_flag(serve)
+    _keys_parser(commands)
     return parser
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML configuration file (default config/local.toml if present)")
+
+
+def _keys_parser(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys", help="create, list, change and revoke client API keys",
+        description="Client API keys, kept hashed in the store (store.path). Changes take "
+                    "effect at once, also in a running server.")
+    _config_flag(keys)
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (shown only once)")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    _limit_flags(create)
+    update = actions.add_parser("update", help="change a key's limits")
+    update.add_argument("key", help="key id or name")
+    _limit_flags(update)
+    update.add_argument("--reset-spent", action="store_true",
+                        help="start the key's budget over (spent = 0)")
+    listing = actions.add_parser("list", help="list keys with their limits and spending")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = actions.add_parser("revoke", help="revoke a key (requests with it get 401)")
+    revoke.add_argument("key", help="key id or name")
+    usage = actions.add_parser("usage", help="the usage ledger: requests, tokens and cost "
+                                             "per key, model and day (UTC)")
+    usage.add_argument("key", nargs="?", help="only this key (id or name)")
+    usage.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=int, metavar="N",
+                        help="requests per minute (0: no limit)")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help="requests at once (0: no limit)")
+    parser.add_argument("--budget-usd", type=float, metavar="USD",
+                        help="spending limit in US dollars, from the cost Claude Code "
+                             "reports (0: no limit)")
+    parser.add_argument("--models", metavar="LIST",
+                        help="comma-separated models the key may use (empty: any)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return 2
-
-
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .app import create_app
-
-    server: dict[str, object] = {}
-    if args.host is not None:
-        server["host"] = args.host
-    if args.port is not None:
-        server["port"] = args.port
     try:
-        settings = load_settings(args.config, **({"server": server} if server else {}))
+        settings = _settings(args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"claude-code-api: {exc}", file=sys.stderr)
         return 2
-    if not settings.server.is_loopback():
-        print("claude-code-api: refusing to bind to "
-              f"{settings.server.host}: this version has no client authentication yet, so it "
-              "only listens on loopback (127.0.0.1, ::1, localhost).", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(settings)
+    return keys(args, settings)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    server: dict[str, object] = {}
+    if getattr(args, "host", None) is not None:
+        server["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        server["port"] = args.port
+    return load_settings(args.config, **({"server": server} if server else {}))
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .access.keys import KeyStore
+    from .app import create_app
+    from .logs import configure
+
+    if not settings.server.is_loopback() or settings.auth.required:
+        store = KeyStore(settings.store.path)
+        has_keys = store.any_active()
+        store.close()
+        if not has_keys:
+            where = "beyond loopback" if not settings.server.is_loopback() else "with auth"
+            print(f"claude-code-api: refusing to serve on {settings.server.host} {where}: "
+                  "no API key exists, so nobody could call it. Create one with "
+                  "`claude-code-api keys create --name NAME` (same --config / "
+                  "CLAUDE_CODE__STORE__PATH as the server).", file=sys.stderr)
+            return 2
+    configure(settings.server.log_level, settings.server.log_format)
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                log_level=settings.server.log_level, timeout_graceful_shutdown=10)
+                log_level=settings.server.log_level, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
     return 0
+
+
+def keys(args: argparse.Namespace, settings: Settings) -> int:
+    from .access.keys import KeyStore
+
+    store = KeyStore(settings.store.path)
+    try:
+        return _keys_action(args, store)
+    except ValueError as exc:
+        print(f"claude-code-api: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _keys_action(args: argparse.Namespace, store: Any) -> int:
+    if args.action == "create":
+        key, token = store.create(args.name, rpm=args.rpm or None,
+                                  concurrency=args.concurrency or None,
+                                  budget_usd=args.budget_usd or None,
+                                  models=_models(args.models) or None)
+        print(token)
+        print(f"created key {key.id} ({key.name}); the key above is shown only once",
+              file=sys.stderr)
+        return 0
+    if args.action == "update":
+        models = _models(args.models)
+        key = store.update(args.key, rpm=args.rpm, concurrency=args.concurrency,
+                           budget_usd=args.budget_usd, models=models,
+                           reset_spent=args.reset_spent)
+        return _print_key(key, args.key)
+    if args.action == "revoke":
+        return _print_key(store.revoke(args.key), args.key)
+    if args.action == "list":
+        found = [k.summary() for k in store.all(include_revoked=args.all)]
+        _table(found, args.json, ("id", "name", "rpm", "concurrency", "budget_usd",
+                                  "spent_usd", "models", "last_used_at", "revoked"))
+        return 0
+    key_id = None
+    if args.key:
+        key = store.find(args.key) or store.get(args.key)
+        if key is None:
+            print(f"claude-code-api: no key {args.key!r}", file=sys.stderr)
+            return 1
+        key_id = key.id
+    _table(store.usage(key_id), args.json, ("day", "key_id", "model", "requests",
+                                             "cached_requests", "input_tokens",
+                                             "output_tokens", "cache_read_tokens",
+                                             "cost_usd"))
+    return 0
+
+
+def _models(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _print_key(key: Any, wanted: str) -> int:
+    if key is None:
+        print(f"claude-code-api: no active key {wanted!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(key.summary(), indent=2))
+    return 0
+
+
+def _table(rows: list[dict[str, Any]], as_json: bool, columns: tuple[str, ...]) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(value) or "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and value > 1_000_000_000:
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(value))
+    return str(value)
 
 
 if __name__ == "__main__":

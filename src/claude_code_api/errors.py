@@ -3,9 +3,13 @@
     GatewayError                      500 api_error
     ├── InvalidRequest                400 invalid_request_error (param, code)
     │   └── Unsupported               400 a parameter we cannot honour
+    ├── Unauthorized                  401 no key, or not a valid key
+    ├── Forbidden                     403 the key may not do this (a model it is not for)
     ├── ModelNotFound                 404 model_not_found
     ├── NotFound                      404 a route or object that does not exist
     ├── Overloaded                    429 the pool and its queue are full (Retry-After)
+    ├── RateLimited                   429 the key's requests per minute or at once
+    ├── BudgetExceeded                429 insufficient_quota (Anthropic: 402 billing_error)
     └── UpstreamError                 an error from Claude Code or the API behind it
         ├── UpstreamRateLimited       429 the Anthropic API said 429 (Retry-After)
         ├── UpstreamOverloaded        503 the Anthropic API is overloaded or failing
@@ -30,9 +34,11 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = dict(headers or {})  # extra response headers (x-ratelimit-*)
         self.param = param
         if code is not None:
             self.code = code
@@ -46,6 +52,18 @@ class InvalidRequest(GatewayError):
 
 class Unsupported(InvalidRequest):
     code = "unsupported_parameter"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
 
 
 class ModelNotFound(GatewayError):
@@ -70,6 +88,18 @@ class Overloaded(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "gateway_busy"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamError(GatewayError):

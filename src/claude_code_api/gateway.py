@@ -1,18 +1,28 @@
-"""What the routes share: settings, the engine and the model catalog."""
+"""What the routes share: settings, the engine, the model catalog, keys and metrics."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+from .access.cache import ResponseCache
+from .access.caller import Caller
+from .access.keys import KeyStore
+from .access.limits import RateLimiter
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
-from .events import TurnEvent, TurnRequest
+from .errors import Forbidden, Overloaded, UpstreamError
+from .events import ReasoningDelta, TextDelta, ToolCallStart, TurnEnd, TurnEvent, TurnRequest
 from .media import MediaResolver
+from .metrics import Metrics
 from .settings import Settings
 from .store.sqlite import ConversationStore
+
+log = logging.getLogger(__name__)
+_FIRST_TOKEN = (TextDelta, ReasoningDelta, ToolCallStart)
 
 
 @dataclass
@@ -31,23 +41,78 @@ class Gateway:
     catalog: Catalog
     media: MediaResolver
     conversations: Conversations
+    keys: KeyStore
+    cache: ResponseCache
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    metrics: Metrics = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases),
                    MediaResolver(settings.media),
-                   Conversations(ConversationStore(settings.store.path)))
+                   Conversations(ConversationStore(settings.store.path)),
+                   KeyStore(settings.store.path), ResponseCache(settings.cache))
 
-    async def run(self, turn: TurnRequest, scope: str, explicit: str | None = None) -> Run:
-        """Check the turn's images, find its conversation, start it on the engine; the
-        conversation is recorded when the answer is complete."""
-        turn = await self.media.resolve(turn)
+    async def run(self, turn: TurnRequest, caller: Caller, user: str | None = None,
+                  explicit: str | None = None) -> Run:
+        """Check the caller may use the model, check the turn's images, find its
+        conversation, start it on the engine; the conversation is recorded and the
+        caller's key charged when the answer is complete."""
         model = self.catalog.cli_aliases.get(turn.model, turn.model)
-        located = self.conversations.locate(scope, turn, explicit)
+        if caller.key is not None and not caller.key.allows_model(turn.model, model):
+            self.metrics.rejected.labels("model_not_allowed").inc()
+            allowed = ", ".join(caller.key.models or ())
+            raise Forbidden(f"The API key `{caller.key.name}` may not use the model "
+                            f"`{turn.model}`; it may use: {allowed}.", param="model")
+        turn = await self.media.resolve(turn)
+        located = self.conversations.locate(caller.scope(user), turn, explicit)
         events = self.conversations.recording(
             located, self.engine.stream(located.turn, located.session), model)
-        return Run(located, model, events)
+        return Run(located, model, self._accounted(caller, model, events))
+
+    async def _accounted(self, caller: Caller, model: str,
+                         events: AsyncGenerator[TurnEvent, None]
+                         ) -> AsyncGenerator[TurnEvent, None]:
+        """The events, measured: time to first token, tokens, cost; the key is charged
+        with the cost Claude Code reports (``total_cost_usd``)."""
+        first = True
+        try:
+            async for event in events:
+                if first and isinstance(event, _FIRST_TOKEN):
+                    first = False
+                    self.metrics.ttft.labels(caller.route, model).observe(
+                        time.monotonic() - caller.started)
+                if isinstance(event, TurnEnd):
+                    self._charge(caller, model, event)
+                yield event
+        except Overloaded:
+            self.metrics.rejected.labels("gateway_busy").inc()
+            raise
+        except UpstreamError as exc:
+            self.metrics.upstream_errors.labels(exc.code or "upstream_error").inc()
+            raise
+        finally:
+            await events.aclose()
+
+    def _charge(self, caller: Caller, model: str, end: TurnEnd) -> None:
+        caller.completed = end.stop_reason != "tool_use"
+        self.metrics.observe_turn(end, model, caller.owner)
+        self.keys.charge(caller.owner, model, end.usage, end.cost_usd)
+
+    # -- what the metrics read when scraped ----------------------------------------
+    def pool_counts(self) -> dict[str, int]:
+        pool = self.engine.pool
+        return {**pool.counts(), "paused_tool_turns": self.engine.parked,
+                "holding_conversations": sum(1 for w in pool.workers if w.holds)}
+
+    def pool_totals(self) -> dict[str, int]:
+        return {"restarts": self.engine.pool.restarts,
+                "started": self.engine.pool.started_total,
+                "credential_rotations": 0}
 
     async def start(self) -> None:
         await self.engine.start()
@@ -60,3 +125,4 @@ class Gateway:
         await self.engine.close()
         await self.media.close()
         self.conversations.store.close()
+        self.keys.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -28,6 +28,14 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="log lines as text or "
+                                                "as one JSON object each")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins "
+                                    "allowed to call the API (\"*\" for any); none by default")
+    cors_allow_credentials: bool = Field(False, description="let browsers send cookies and "
+                                         "auth headers cross-origin")
+    metrics_public: bool = Field(False, description="serve /metrics without a key even when "
+                                 "auth is required (for a scraper on a private network)")
 
     def is_loopback(self) -> bool:
         if self.host == "localhost":
@@ -96,6 +104,22 @@ class StoreSettings(BaseModel):
                        "conversations (\":memory:\" keeps nothing across restarts)")
 
 
+class AuthSettings(BaseModel):
+    required: bool = Field(False, description="require a client API key on loopback too "
+                           "(beyond loopback a key is always required)")
+
+
+class CacheSettings(BaseModel):
+    enabled: bool = Field(False, description="answer exact repeats of a request from memory")
+    ttl_seconds: float = Field(3600.0, gt=0, description="how long an entry is served")
+    max_entries: int = Field(1000, ge=1, description="entries kept (least recently used go "
+                                                     "first)")
+    max_entry_bytes: int = Field(1024 * 1024, ge=1, description="larger responses are not "
+                                                                "cached")
+    shared_across_keys: bool = Field(False, description="let one key's cached answers serve "
+                                     "another key's identical requests")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -117,6 +141,12 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+
+    def auth_required(self) -> bool:
+        """Always beyond loopback; on loopback when configured."""
+        return not self.server.is_loopback() or bool(self.auth.required)
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ..access.caller import caller_of
 from ..gateway import Gateway
 from ..store.sqlite import Conversation
 
@@ -22,14 +23,15 @@ def _summary(conversation: Conversation) -> dict[str, Any]:
 @router.get("/v1/conversations")
 async def list_conversations(request: Request, limit: int = 100) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
-    found = gateway.conversations.store.recent(limit=max(1, min(limit, 1000)))
+    found = gateway.conversations.store.recent(owner=caller_of(request).owner,
+                                               limit=max(1, min(limit, 1000)))
     return {"object": "list", "data": [_summary(c) for c in found]}
 
 
 @router.get("/v1/conversations/{conversation_id}")
 async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
-    conversation = gateway.conversations.get(conversation_id)
+    conversation = gateway.conversations.get(conversation_id, caller_of(request).owner)
     return {**_summary(conversation), "system": conversation.system,
             "messages": [{"role": m.role, "content": list(m.content)}
                          for m in conversation.messages]}
@@ -38,6 +40,6 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
 @router.delete("/v1/conversations/{conversation_id}")
 async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
-    conversation = gateway.conversations.delete(conversation_id)
+    conversation = gateway.conversations.delete(conversation_id, caller_of(request).owner)
     gateway.engine.forget(conversation.fingerprint)  # its live session ends too
     return {"id": conversation.id, "object": "conversation.deleted", "deleted": True}

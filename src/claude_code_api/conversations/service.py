@@ -103,14 +103,15 @@ class Conversations:
         finally:
             await events.aclose()
 
-    def get(self, conversation_id: str, scope: str | None = None) -> Conversation:
+    def get(self, conversation_id: str, owner: str | None = None) -> Conversation:
+        """A stored conversation; with ``owner``, only one of that owner's."""
         found = self.store.get(conversation_id)
-        if found is None or (scope is not None and found.scope != scope):
+        if found is None or (owner is not None and not found.scope.startswith(owner + ":")):
             raise NotFound(f"conversation `{conversation_id}` not found")
         return found
 
-    def delete(self, conversation_id: str, scope: str | None = None) -> Conversation:
-        found = self.get(conversation_id, scope)
+    def delete(self, conversation_id: str, owner: str | None = None) -> Conversation:
+        found = self.get(conversation_id, owner)
         self.store.delete(conversation_id)
         return found
 

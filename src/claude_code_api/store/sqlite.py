@@ -117,12 +117,15 @@ class ConversationStore:
                                       (conversation_id,))
         return cursor.rowcount > 0
 
-    def recent(self, scope: str | None = None, limit: int = 100) -> list[Conversation]:
-        if scope is None:
+    def recent(self, owner: str | None = None, limit: int = 100) -> list[Conversation]:
+        """The latest conversations; with ``owner``, only that owner's (scopes are
+        ``<owner>:<end user>``)."""
+        if owner is None:
             return self._many("SELECT * FROM conversations ORDER BY updated_at DESC LIMIT ?",
                               (limit,))
-        return self._many("SELECT * FROM conversations WHERE scope = ? "
-                          "ORDER BY updated_at DESC LIMIT ?", (scope, limit))
+        prefix = owner + ":"
+        return self._many("SELECT * FROM conversations WHERE substr(scope, 1, ?) = ? "
+                          "ORDER BY updated_at DESC LIMIT ?", (len(prefix), prefix, limit))
 
     # -- stored Responses (OpenAI Responses API, store=true) ------------------------
     def save_response(self, response_id: str, scope: str, body: dict[str, Any],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ... import sse
+from ...access.caller import caller_of
 from ...errors import GatewayError, UpstreamError
 from ...events import TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
@@ -29,8 +30,9 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("messages: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
-    run = await gateway.run(to_turn(body, gateway.catalog), _scope(body, request),
-                            request.headers.get("x-conversation-id"))
+    user = (body.metadata or {}).get("user_id")
+    run = await gateway.run(to_turn(body, gateway.catalog), caller_of(request),
+                            str(user) if user else None, request.headers.get("x-conversation-id"))
     located, model, events = run.located, run.model, run.events
     headers = {"X-Conversation-ID": located.conversation.id}
     if body.stream:
@@ -49,11 +51,6 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, 
     gateway: Gateway = request.app.state.gateway
     gateway.catalog.resolve(body.model)
     return {"input_tokens": estimate_tokens(body)}
-
-
-def _scope(body: MessagesRequest, request: Request) -> str:
-    user = (body.metadata or {}).get("user_id") or ""
-    return f"local:{user}"
 
 
 async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,

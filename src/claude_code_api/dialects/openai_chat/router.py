@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import Model
 
 from ... import sse
+from ...access.caller import caller_of
 from ...conversations.service import valid_id
 from ...errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from ...events import (
@@ -41,7 +42,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
     explicit = _conversation_id(body, request)
-    run = await gateway.run(to_turn(body, gateway.catalog), _scope(body), explicit)
+    run = await gateway.run(to_turn(body, gateway.catalog), caller_of(request), body.user,
+                            explicit)
     located, model, events = run.located, run.model, run.events
     if not gateway.settings.chat.reasoning_content:
         events = _without_reasoning(events)
@@ -59,11 +61,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     completion = completion_body(new_id(), model, answer, end.stop_reason, end.usage)
     completion["conversation_id"] = located.conversation.id
     return JSONResponse(completion, headers=headers)
-
-
-def _scope(body: ChatCompletionRequest) -> str:
-    """Who may continue whose conversations: the caller (no API keys yet) and `user`."""
-    return f"local:{body.user or ''}"
 
 
 def _conversation_id(body: ChatCompletionRequest, request: Request) -> str | None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ... import sse
+from ...access.caller import Caller, caller_of
 from ...conversations.service import Located
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import Answer, Message, TextReplaced, TurnEnd, TurnEvent
@@ -29,9 +30,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("responses: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
-    scope = f"local:{body.user or ''}"
-    previous = _previous(gateway, body.previous_response_id)
-    run = await gateway.run(to_turn(body, gateway.catalog, previous), scope)
+    caller = caller_of(request)
+    scope = caller.scope(body.user)
+    previous = _previous(gateway, caller, body.previous_response_id)
+    run = await gateway.run(to_turn(body, gateway.catalog, previous), caller, body.user)
     located, model, events = run.located, run.model, run.events
     writer = ResponseWriter(body, model, body.previous_response_id)
     saver = _Saver(gateway, body, located, scope)
@@ -72,16 +74,16 @@ async def input_items(response_id: str, request: Request) -> dict[str, Any]:
 def _stored(request: Request, response_id: str) -> Any:
     gateway: Gateway = request.app.state.gateway
     stored = gateway.conversations.store.get_response(response_id)
-    if stored is None:
+    if stored is None or not caller_of(request).owns(stored.scope):
         raise NotFound(f"Response with id '{response_id}' not found.")
     return stored
 
 
-def _previous(gateway: Gateway, response_id: str | None) -> list[Message]:
+def _previous(gateway: Gateway, caller: Caller, response_id: str | None) -> list[Message]:
     if response_id is None:
         return []
     stored = gateway.conversations.store.get_response(response_id)
-    if stored is None:
+    if stored is None or not caller.owns(stored.scope):
         raise NotFound(f"Previous response with id '{response_id}' not found.",
                        param="previous_response_id")
     return stored.messages

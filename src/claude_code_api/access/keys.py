@@ -1,0 +1,259 @@
+"""Client API keys and the usage ledger, in the gateway's SQLite file.
+
+A key looks like ``sk-cca-<id>-<secret>``: the 12-hex-digit id is public (it
+names the key in logs, metrics and the ledger), the 48-hex-digit secret is shown
+once when the key is created and only its SHA-256 is stored. Secrets are random
+(192 bits), so a fast hash is enough; the lookup is by id and the hashes are
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..events import Usage
+
+KEY_PREFIX = "sk-cca-"
+_KEY = re.compile(r"^sk-cca-([0-9a-f]{12})-([0-9a-f]{48})$")
+LOCAL = "local"  # the owner of requests made without a key (loopback only)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    rpm INTEGER,
+    concurrency INTEGER,
+    budget_usd REAL,
+    models TEXT,
+    spent_usd REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    cached_requests INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, model, day)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    rpm: int | None = None
+    concurrency: int | None = None
+    budget_usd: float | None = None
+    models: tuple[str, ...] | None = None
+    spent_usd: float = 0.0
+    created_at: float = field(default_factory=time.time)
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows_model(self, *names: str) -> bool:
+        return self.models is None or any(n in self.models for n in names)
+
+    def over_budget(self) -> bool:
+        return self.budget_usd is not None and self.spent_usd >= self.budget_usd
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "rpm": self.rpm,
+                "concurrency": self.concurrency, "budget_usd": self.budget_usd,
+                "spent_usd": round(self.spent_usd, 6),
+                "models": list(self.models) if self.models is not None else None,
+                "created_at": int(self.created_at),
+                "last_used_at": int(self.last_used_at) if self.last_used_at else None,
+                "revoked": not self.active}
+
+
+def looks_like_ours(token: str) -> bool:
+    """A token in our key format (so a typo in it is an error, not an anonymous call)."""
+    return token.startswith(KEY_PREFIX)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    """Keys and the ledger; every call is one short transaction, safe across threads
+    and across processes (the ``keys`` command writes while the server runs)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=10)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- keys -------------------------------------------------------------------
+    def create(self, name: str, *, rpm: int | None = None, concurrency: int | None = None,
+               budget_usd: float | None = None,
+               models: list[str] | None = None) -> tuple[ApiKey, str]:
+        """A new key and its secret token (shown once; only its hash is kept)."""
+        if self.find(name) is not None:
+            raise ValueError(f"an active key named {name!r} exists")
+        key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
+        key = ApiKey(key_id, name, rpm, concurrency, budget_usd,
+                     tuple(models) if models is not None else None)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO api_keys (id, name, secret_hash, rpm, concurrency, budget_usd, "
+                "models, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.id, name, _hash(secret), rpm, concurrency, budget_usd,
+                 json.dumps(models) if models is not None else None, key.created_at))
+        return key, f"{KEY_PREFIX}{key_id}-{secret}"
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The active key this token is, or None."""
+        match = _KEY.match(token)
+        if match is None:
+            return None
+        key_id, secret = match.groups()
+        with self._lock:
+            row = self._db.execute("SELECT secret_hash FROM api_keys WHERE id = ? AND "
+                                   "revoked_at IS NULL", (key_id,)).fetchone()
+        expected = row[0] if row else _hash("")  # compare anyway: same time either way
+        if not hmac.compare_digest(_hash(secret), expected) or row is None:
+            return None
+        return self.get(key_id)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        rows = self._keys("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return rows[0] if rows else None
+
+    def find(self, id_or_name: str) -> ApiKey | None:
+        """An active key by id or name."""
+        rows = self._keys("SELECT * FROM api_keys WHERE (id = ? OR name = ?) AND "
+                          "revoked_at IS NULL", (id_or_name, id_or_name))
+        return rows[0] if rows else None
+
+    def all(self, include_revoked: bool = False) -> list[ApiKey]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL "
+        return self._keys(f"SELECT * FROM api_keys {where}ORDER BY created_at", ())
+
+    def any_active(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL "
+                                    "LIMIT 1").fetchone() is not None
+
+    def revoke(self, id_or_name: str) -> ApiKey | None:
+        key = self.find(id_or_name)
+        if key is None:
+            return None
+        with self._lock:
+            self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?",
+                             (time.time(), key.id))
+        return self.get(key.id)
+
+    def update(self, id_or_name: str, *, reset_spent: bool = False,
+               **limits: Any) -> ApiKey | None:
+        """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``;
+        a value of None is left alone, 0 or [] means no limit)."""
+        key = self.find(id_or_name)
+        if key is None:
+            return None
+        sets: list[str] = []
+        args: list[Any] = []
+        for name in ("rpm", "concurrency", "budget_usd", "models"):
+            value = limits.get(name)
+            if value is None:
+                continue
+            sets.append(f"{name} = ?")
+            if name == "models":
+                args.append(json.dumps(value) if value else None)
+            else:
+                args.append(value or None)
+        if reset_spent:
+            sets.append("spent_usd = 0")
+        if sets:
+            with self._lock:
+                self._db.execute(f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?",
+                                 (*args, key.id))
+        return self.get(key.id)
+
+    # -- the ledger ---------------------------------------------------------------
+    def charge(self, key_id: str, model: str, usage: Usage, cost_usd: float, *,
+               cached: bool = False) -> None:
+        """Record one finished request against its key (``local`` for no key)."""
+        now = time.time()
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        row = (key_id, model, day, 0 if cached else 1, 1 if cached else 0, usage.input_tokens,
+               usage.output_tokens, usage.cache_read_input_tokens,
+               usage.cache_creation_input_tokens, cost_usd)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO usage (key_id, model, day, requests, cached_requests, "
+                    "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
+                    "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(key_id, model, day) DO UPDATE SET "
+                    "requests = requests + excluded.requests, "
+                    "cached_requests = cached_requests + excluded.cached_requests, "
+                    "input_tokens = input_tokens + excluded.input_tokens, "
+                    "output_tokens = output_tokens + excluded.output_tokens, "
+                    "cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, "
+                    "cache_creation_tokens = cache_creation_tokens + "
+                    "excluded.cache_creation_tokens, cost_usd = cost_usd + excluded.cost_usd",
+                    row)
+                self._db.execute("UPDATE api_keys SET spent_usd = spent_usd + ?, "
+                                 "last_used_at = ? WHERE id = ?", (cost_usd, now, key_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def usage(self, key_id: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows per key, model and day (UTC), newest first."""
+        sql = "SELECT * FROM usage"
+        args: tuple[Any, ...] = ()
+        if key_id is not None:
+            sql += " WHERE key_id = ?"
+            args = (key_id,)
+        with self._lock:
+            cursor = self._db.execute(sql + " ORDER BY day DESC, key_id, model", args)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _keys(self, sql: str, args: tuple[Any, ...]) -> list[ApiKey]:
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [ApiKey(r["id"], r["name"], r["rpm"], r["concurrency"], r["budget_usd"],
+                       tuple(json.loads(r["models"])) if r["models"] else None,
+                       r["spent_usd"], r["created_at"], r["last_used_at"], r["revoked_at"])
+                for r in rows]

@@ -1,0 +1,97 @@
+"""Per-key request limits, in memory: requests per minute and requests at once.
+
+Requests per minute is a sliding window (a key with ``rpm = 10`` never has more
+than ten requests started in any 60 seconds); concurrency counts requests whose
+response has not finished. Both forget a key's state when it is idle, so memory
+stays bounded by the keys in use.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .keys import ApiKey
+
+WINDOW_SECONDS = 60.0
+
+
+@dataclass
+class Verdict:
+    """What a limit check decided, with what the x-ratelimit-* headers report."""
+
+    allowed: bool
+    reason: str = ""  # "rpm" | "concurrency" when refused
+    retry_after: int = 0
+    limit: int | None = None  # requests per minute
+    remaining: int | None = None
+    reset_seconds: float = 0.0  # until the window is empty again
+
+    def headers(self) -> dict[str, str]:
+        if self.limit is None or self.remaining is None:
+            return {}
+        return {"x-ratelimit-limit-requests": str(self.limit),
+                "x-ratelimit-remaining-requests": str(self.remaining),
+                "x-ratelimit-reset-requests": duration(self.reset_seconds)}
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: "1s", "6m0s", "0.5s"."""
+    if seconds < 1:
+        return f"{max(seconds, 0):.3g}s" if seconds > 0 else "0s"
+    whole = math.ceil(seconds)
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+@dataclass
+class _State:
+    starts: deque[float] = field(default_factory=deque)
+    running: int = 0
+
+
+class RateLimiter:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._states: dict[str, _State] = {}
+
+    def acquire(self, key: ApiKey) -> Verdict:
+        """Admit one request for ``key`` (call ``release`` when its response ends) or
+        say why not."""
+        now = self._clock()
+        state = self._states.setdefault(key.id, _State())
+        while state.starts and state.starts[0] <= now - WINDOW_SECONDS:
+            state.starts.popleft()
+        if key.rpm is not None and len(state.starts) >= key.rpm:
+            wait = state.starts[0] + WINDOW_SECONDS - now
+            return Verdict(False, "rpm", max(1, math.ceil(wait)), *self._window(key, state, now))
+        if key.concurrency is not None and state.running >= key.concurrency:
+            return Verdict(False, "concurrency", 1, *self._window(key, state, now))
+        state.starts.append(now)
+        state.running += 1
+        return Verdict(True, "", 0, *self._window(key, state, now))
+
+    def release(self, key: ApiKey) -> None:
+        state = self._states.get(key.id)
+        if state is None:
+            return
+        state.running = max(0, state.running - 1)
+        if not state.running and (not state.starts or
+                                  state.starts[-1] <= self._clock() - WINDOW_SECONDS):
+            del self._states[key.id]
+
+    def running(self, key_id: str) -> int:
+        state = self._states.get(key_id)
+        return state.running if state else 0
+
+    @staticmethod
+    def _window(key: ApiKey, state: _State, now: float
+                ) -> tuple[int | None, int | None, float]:
+        if key.rpm is None:
+            return None, None, 0.0
+        remaining = max(0, key.rpm - len(state.starts))
+        reset = state.starts[-1] + WINDOW_SECONDS - now if state.starts else 0.0
+        return key.rpm, remaining, max(0.0, reset)

@@ -1,0 +1,288 @@
+"""The access middleware: every request passes here before any route.
+
+In order: a request id (the client's ``X-Request-ID`` if sane, else a new one),
+the caller (API key from ``Authorization: Bearer`` or ``x-api-key``), and for
+model calls the key's limits (requests per minute, requests at once, budget)
+and the response cache. On the way out it adds ``X-Request-ID``,
+``x-ratelimit-*`` and ``X-Cache`` headers, records metrics and writes one
+access log line. It is plain ASGI so that a streaming response passes through
+untouched and the key's concurrency slot is held until its last byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import Headers
+
+from ..dialects.errors import gateway_error_response, is_anthropic
+from ..errors import BudgetExceeded, GatewayError, RateLimited, Unauthorized
+from ..events import Usage
+from ..logs import request_id
+from ..metrics import Metrics, route_of
+from .cache import CACHED_ROUTES, ResponseCache, request_key
+from .caller import Caller
+from .keys import ApiKey, KeyStore, looks_like_ours
+from .limits import RateLimiter, Verdict
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("claude_code_api.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_ALWAYS_PUBLIC = frozenset({"/health", "/docs", "/redoc", "/openapi.json",
+                            "/docs/oauth2-redirect"})
+MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens"}
+
+
+@dataclass
+class _Exchange:
+    """What the middleware learns about one request while it is served."""
+
+    caller: Caller
+    path: str
+    method: str
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    status: int = 0
+    body: list[bytes] = field(default_factory=list)
+    size: int = 0
+    finished: bool = False  # the last body chunk went out
+    cache: str | None = None  # "hit" | "miss" when the cache was consulted
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, *, keys: KeyStore, limiter: RateLimiter,
+                 cache: ResponseCache, metrics: Metrics, auth_required: bool,
+                 metrics_public: bool) -> None:
+        self.app = app
+        self.keys = keys
+        self.limiter = limiter
+        self.cache = cache
+        self.metrics = metrics
+        self.auth_required = auth_required
+        self.public = _ALWAYS_PUBLIC | ({"/metrics"} if metrics_public else set())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        rid = headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(rid):
+            rid = "req_" + uuid.uuid4().hex
+        path = scope["path"]
+        caller = Caller(request_id=rid, route=route_of(path))
+        scope.setdefault("state", {})["caller"] = caller
+        exchange = _Exchange(caller, path, scope["method"])
+        token = request_id.set(rid)
+        try:
+            await self._serve(scope, receive, send, headers, exchange)
+        finally:
+            self._account(exchange)
+            request_id.reset(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
+                     exchange: _Exchange) -> None:
+        caller = exchange.caller
+        extra = [("x-request-id", caller.request_id)]
+        verdict: Verdict | None = None
+        try:
+            if exchange.method != "OPTIONS" and exchange.path not in self.public:
+                caller.key = self._authenticate(headers)
+            if exchange.method == "POST" and exchange.path in MODEL_CALLS \
+                    and caller.key is not None:
+                verdict = self._admit(caller.key)
+                extra += _ratelimit_headers(verdict, exchange.path)
+            if self.cache.enabled and exchange.method == "POST" and \
+                    exchange.path in CACHED_ROUTES:
+                await self._cached(scope, receive, send, headers, exchange, extra)
+                return
+            await self.app(scope, receive, self._sender(send, exchange, extra))
+        except GatewayError as exc:
+            self._rejected(exc)
+            response = gateway_error_response(exchange.path, exc, dict(extra))
+            await response(scope, receive, self._sender(send, exchange, []))
+        except Exception:
+            exchange.status = exchange.status or 500
+            raise
+        finally:
+            if verdict is not None and verdict.allowed and caller.key is not None:
+                self.limiter.release(caller.key)
+
+    # -- who, and how much -------------------------------------------------------
+    def _authenticate(self, headers: Headers) -> ApiKey | None:
+        token = _token(headers)
+        if token:
+            key = self.keys.authenticate(token)
+            if key is not None:
+                return key
+            if self.auth_required or looks_like_ours(token):
+                raise Unauthorized("Incorrect API key provided. Keys are created with "
+                                   "`claude-code-api keys create`; a revoked key stops "
+                                   "working at once.")
+            return None  # any placeholder key is fine on loopback without auth
+        if self.auth_required:
+            raise Unauthorized("You didn't provide an API key. Send it as "
+                               "`Authorization: Bearer <key>` or `x-api-key: <key>`.",
+                               code="missing_api_key")
+        return None
+
+    def _admit(self, key: ApiKey) -> Verdict:
+        if key.over_budget():
+            raise BudgetExceeded(
+                f"The API key `{key.name}` has used its budget of ${key.budget_usd:.2f} "
+                f"(spent ${key.spent_usd:.4f}). Ask the operator to raise it "
+                "(`claude-code-api keys update`).")
+        verdict = self.limiter.acquire(key)
+        if verdict.allowed:
+            return verdict
+        if verdict.reason == "rpm":
+            message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
+                       f"per minute. Retry in {verdict.retry_after}s.")
+        else:
+            message = (f"The API key `{key.name}` already has {key.concurrency} requests "
+                       "running, its limit. Retry when one finishes.")
+        raise RateLimited(message, retry_after=verdict.retry_after,
+                          headers={**dict(_ratelimit_headers(verdict, "")),
+                                   "x-ratelimit-reason": verdict.reason})
+
+    def _rejected(self, exc: GatewayError) -> None:
+        if isinstance(exc, Unauthorized):
+            self.metrics.rejected.labels(exc.code or "unauthorized").inc()
+        elif isinstance(exc, RateLimited):
+            self.metrics.rejected.labels(exc.headers.get("x-ratelimit-reason", "rate")).inc()
+        elif isinstance(exc, BudgetExceeded):
+            self.metrics.rejected.labels("budget").inc()
+
+    # -- the response cache --------------------------------------------------------
+    async def _cached(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
+                      exchange: _Exchange, extra: list[tuple[str, str]]) -> None:
+        body = await _read_body(receive)
+        replay = _replaying(body, receive)
+        control = headers.get("cache-control", "").lower()
+        key = request_key(exchange.path, self.cache.owner_part(exchange.caller.owner),
+                          headers.get("x-conversation-id"), body)
+        if key is None or "no-store" in control:
+            await self.app(scope, replay, self._sender(send, exchange, extra))
+            return
+        hit = None if "no-cache" in control else self.cache.get(key)
+        if hit is not None:
+            exchange.cache = "hit"
+            self.metrics.cache.labels("hit").inc()
+            self.keys.charge(exchange.caller.owner, _model_of(body), Usage(), 0.0,
+                             cached=True)
+            sender = self._sender(send, exchange, [*extra, ("x-cache", "hit"), *hit.headers])
+            await sender({"type": "http.response.start", "status": 200,
+                          "headers": [(b"content-type", hit.media_type.encode())]})
+            await sender({"type": "http.response.body", "body": hit.body})
+            return
+        exchange.cache = "miss"
+        self.metrics.cache.labels("miss").inc()
+        await self.app(scope, replay, self._sender(send, exchange, [*extra, ("x-cache", "miss")],
+                                                   capture=True))
+        if exchange.status == 200 and exchange.finished and exchange.caller.completed:
+            response_headers = Headers(raw=exchange.headers)
+            kept = tuple((name, response_headers[name]) for name in ("x-conversation-id",)
+                         if name in response_headers)
+            self.cache.put(key, b"".join(exchange.body),
+                           response_headers.get("content-type", "application/json"), kept)
+
+    def _sender(self, send: Send, exchange: _Exchange, extra: list[tuple[str, str]],
+                capture: bool = False) -> Send:
+        limit = self.cache.settings.max_entry_bytes
+
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                raw = list(message.get("headers", []))
+                raw += [(k.encode(), v.encode()) for k, v in extra]
+                exchange.headers = raw
+                message = {**message, "headers": raw}
+            elif message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                exchange.size += len(chunk)
+                if capture and exchange.size <= limit:
+                    exchange.body.append(chunk)
+                if not message.get("more_body", False):
+                    exchange.finished = True
+            await send(message)
+
+        return sender
+
+    # -- afterwards ------------------------------------------------------------------
+    def _account(self, exchange: _Exchange) -> None:
+        caller = exchange.caller
+        seconds = time.monotonic() - caller.started
+        status = exchange.status or 499  # nothing was sent: the client went away
+        self.metrics.observe_request(caller.route, exchange.method, status, seconds,
+                                     caller.owner)
+        log.info("%s %s %s %.0fms", exchange.method, exchange.path, status, seconds * 1000,
+                 extra={"http_method": exchange.method, "path": exchange.path,
+                        "status": status, "duration_ms": round(seconds * 1000, 1),
+                        "key": caller.owner, "cache": exchange.cache})
+
+
+def _token(headers: Headers) -> str | None:
+    authorization = headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return headers.get("x-api-key") or None
+
+
+def _ratelimit_headers(verdict: Verdict, path: str) -> list[tuple[str, str]]:
+    out = list(verdict.headers().items())
+    if out and is_anthropic(path):
+        # Anthropic's clients read their own names for the same numbers.
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                              time.gmtime(time.time() + verdict.reset_seconds))
+        out += [("anthropic-ratelimit-requests-limit", str(verdict.limit)),
+                ("anthropic-ratelimit-requests-remaining", str(verdict.remaining)),
+                ("anthropic-ratelimit-requests-reset", reset)]
+    return out
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body read already, then the real channel
+    (the routes watch it for the client hanging up)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _model_of(body: bytes) -> str:
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return ""
+    return model if isinstance(model, str) else ""
+
