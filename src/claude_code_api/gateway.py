@@ -43,7 +43,7 @@ class Gateway:
     conversations: Conversations
     keys: KeyStore
     cache: ResponseCache
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter
     metrics: Metrics = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -55,7 +55,8 @@ class Gateway:
         return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases),
                    MediaResolver(settings.media),
                    Conversations(ConversationStore(settings.store.path)),
-                   KeyStore(settings.store.path), ResponseCache(settings.cache))
+                   KeyStore(settings.store.path), ResponseCache(settings.cache),
+                   RateLimiter(settings.auth.rpm_window_seconds))
 
     async def run(self, turn: TurnRequest, caller: Caller, user: str | None = None,
                   explicit: str | None = None) -> Run:

@@ -107,6 +107,9 @@ class StoreSettings(BaseModel):
 class AuthSettings(BaseModel):
     required: bool = Field(False, description="require a client API key on loopback too "
                            "(beyond loopback a key is always required)")
+    rpm_window_seconds: float = Field(60.0, gt=0, description="the window a key's "
+                                      "requests-per-minute limit counts over (shorter only "
+                                      "for tests)")
 
 
 class CacheSettings(BaseModel):

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 from .keys import ApiKey
 
-WINDOW_SECONDS = 60.0
-
 
 @dataclass
 class Verdict:
@@ -54,7 +52,9 @@ class _State:
 
 
 class RateLimiter:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
         self._clock = clock
         self._states: dict[str, _State] = {}
 
@@ -63,10 +63,10 @@ class RateLimiter:
         say why not."""
         now = self._clock()
         state = self._states.setdefault(key.id, _State())
-        while state.starts and state.starts[0] <= now - WINDOW_SECONDS:
+        while state.starts and state.starts[0] <= now - self.window:
             state.starts.popleft()
         if key.rpm is not None and len(state.starts) >= key.rpm:
-            wait = state.starts[0] + WINDOW_SECONDS - now
+            wait = state.starts[0] + self.window - now
             return Verdict(False, "rpm", max(1, math.ceil(wait)), *self._window(key, state, now))
         if key.concurrency is not None and state.running >= key.concurrency:
             return Verdict(False, "concurrency", 1, *self._window(key, state, now))
@@ -80,18 +80,17 @@ class RateLimiter:
             return
         state.running = max(0, state.running - 1)
         if not state.running and (not state.starts or
-                                  state.starts[-1] <= self._clock() - WINDOW_SECONDS):
+                                  state.starts[-1] <= self._clock() - self.window):
             del self._states[key.id]
 
     def running(self, key_id: str) -> int:
         state = self._states.get(key_id)
         return state.running if state else 0
 
-    @staticmethod
-    def _window(key: ApiKey, state: _State, now: float
+    def _window(self, key: ApiKey, state: _State, now: float
                 ) -> tuple[int | None, int | None, float]:
         if key.rpm is None:
             return None, None, 0.0
         remaining = max(0, key.rpm - len(state.starts))
-        reset = state.starts[-1] + WINDOW_SECONDS - now if state.starts else 0.0
+        reset = state.starts[-1] + self.window - now if state.starts else 0.0
         return key.rpm, remaining, max(0.0, reset)

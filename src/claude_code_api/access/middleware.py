@@ -150,8 +150,9 @@ class AccessMiddleware:
             message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
                        f"per minute. Retry in {verdict.retry_after}s.")
         else:
-            message = (f"The API key `{key.name}` already has {key.concurrency} requests "
-                       "running, its limit. Retry when one finishes.")
+            running = f"{key.concurrency} request{'s' if key.concurrency != 1 else ''}"
+            message = (f"The API key `{key.name}` already has {running} running, its "
+                       "limit. Retry when one finishes.")
         raise RateLimited(message, retry_after=verdict.retry_after,
                           headers={**dict(_ratelimit_headers(verdict, "")),
                                    "x-ratelimit-reason": verdict.reason})
