@@ -25,7 +25,8 @@ _SECRETS = (
 )
 # Attributes every LogRecord has; anything else was passed with extra= and goes
 # into JSON lines as a field.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id",
+                                                       "color_message"}
 
 
 def mask(text: str) -> str:

@@ -43,6 +43,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _ALWAYS_PUBLIC = frozenset({"/health", "/docs", "/redoc", "/openapi.json",
                             "/docs/oauth2-redirect"})
 MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens"}
+_QUIET = frozenset({"/health", "/metrics"})
 
 
 @dataclass
@@ -227,8 +228,10 @@ class AccessMiddleware:
         status = exchange.status or 499  # nothing was sent: the client went away
         self.metrics.observe_request(caller.route, exchange.method, status, seconds,
                                      caller.owner)
-        log.info("%s %s %s %.0fms", exchange.method, exchange.path, status, seconds * 1000,
-                 extra={"http_method": exchange.method, "path": exchange.path,
+        # Health checks and scrapes come every few seconds: debug, not info.
+        level = logging.DEBUG if caller.route in _QUIET else logging.INFO
+        log.log(level, "%s %s %s %.0fms", exchange.method, exchange.path, status,
+                seconds * 1000, extra={"http_method": exchange.method, "path": exchange.path,
                         "status": status, "duration_ms": round(seconds * 1000, 1),
                         "key": caller.owner, "cache": exchange.cache})
 

@@ -1,0 +1,123 @@
+"""Pure parts of the access layer: keys, limits, cache, masking."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from claude_code_api.access.cache import ResponseCache, request_key
+from claude_code_api.access.keys import ApiKey, KeyStore
+from claude_code_api.access.limits import RateLimiter, duration
+from claude_code_api.events import Usage
+from claude_code_api.logs import JsonFormatter, mask
+from claude_code_api.settings import CacheSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_keys_are_hashed_and_checked(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key, token = store.create("ci", rpm=5, models=["haiku"])
+    assert store.authenticate(token) == store.get(key.id)
+    assert store.authenticate(token[:-1] + ("0" if token[-1] != "0" else "1")) is None
+    assert store.authenticate(token.replace(key.id, "0" * 12)) is None
+    assert store.authenticate("sk-ant-api03-something") is None
+    assert token.rsplit("-", 1)[1].encode() not in (tmp_path / "keys.db").read_bytes()
+    revoked = store.revoke("ci")
+    assert revoked is not None and not revoked.active
+    assert store.authenticate(token) is None
+    assert not store.any_active()
+    store.close()
+
+
+def test_ledger_sums_per_key_model_and_day(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key, _ = store.create("team", budget_usd=0.05)
+    store.charge(key.id, "claude-sonnet", Usage(10, 5, 100, 0), 0.02)
+    store.charge(key.id, "claude-sonnet", Usage(1, 1), 0.04)
+    store.charge(key.id, "claude-sonnet", Usage(), 0.0, cached=True)
+    (row,) = store.usage(key.id)
+    assert (row["requests"], row["cached_requests"], row["input_tokens"], row["output_tokens"],
+            row["cache_read_tokens"]) == (2, 1, 11, 6, 100)
+    assert row["cost_usd"] == pytest.approx(0.06)
+    charged = store.get(key.id)
+    assert charged is not None and charged.over_budget()
+    reset = store.update("team", reset_spent=True, budget_usd=1.0)
+    assert reset is not None and reset.spent_usd == 0 and reset.budget_usd == 1.0
+    store.close()
+
+
+def test_rpm_window_slides() -> None:
+    clock = Clock()
+    limiter = RateLimiter(60.0, clock)
+    key = ApiKey("k1", "k", rpm=2)
+    first = limiter.acquire(key)
+    assert first.allowed and first.headers()["x-ratelimit-remaining-requests"] == "1"
+    limiter.release(key)
+    clock.now += 30
+    assert limiter.acquire(key).allowed
+    limiter.release(key)
+    refused = limiter.acquire(key)
+    assert not refused.allowed and refused.reason == "rpm" and refused.retry_after == 30
+    clock.now += 30.5  # the first request left the window
+    assert limiter.acquire(key).allowed
+
+
+def test_concurrency_counts_until_release() -> None:
+    limiter = RateLimiter(60.0, Clock())
+    key = ApiKey("k2", "k", concurrency=1)
+    assert limiter.acquire(key).allowed
+    refused = limiter.acquire(key)
+    assert (refused.allowed, refused.reason, refused.retry_after) == (False, "concurrency", 1)
+    assert refused.headers() == {}  # no rpm limit, so no x-ratelimit-* numbers
+    limiter.release(key)
+    assert limiter.acquire(key).allowed
+
+
+def test_openai_reset_durations() -> None:
+    assert [duration(s) for s in (0, 0.5, 1, 59.2, 60, 361)] == \
+        ["0s", "0.5s", "1s", "1m0s", "1m0s", "6m1s"]
+
+
+def test_cache_key_is_canonical_and_scoped() -> None:
+    a = request_key("/v1/chat/completions", "k1", None, b'{"model":"x","n":1}')
+    assert a == request_key("/v1/chat/completions", "k1", None, b'{ "n": 1, "model": "x" }')
+    assert a != request_key("/v1/chat/completions", "k2", None, b'{"model":"x","n":1}')
+    assert a != request_key("/v1/responses", "k1", None, b'{"model":"x","n":1}')
+    assert a != request_key("/v1/chat/completions", "k1", "conv", b'{"model":"x","n":1}')
+    assert request_key("/v1/chat/completions", "k1", None, b"[1]") is None
+    assert request_key("/v1/chat/completions", "k1", None, b"{nope") is None
+
+
+def test_cache_ttl_and_lru() -> None:
+    clock = Clock()
+    cache = ResponseCache(CacheSettings(enabled=True, ttl_seconds=10, max_entries=2,
+                                        max_entry_bytes=5), clock)
+    assert cache.put("a", b"1", "application/json")
+    assert not cache.put("big", b"123456", "application/json")
+    cache.put("b", b"2", "application/json")
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", b"3", "application/json")
+    assert cache.get("b") is None and cache.get("a") is not None
+    clock.now += 11
+    assert cache.get("a") is None and len(cache) == 1
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_secrets_are_masked_in_log_lines() -> None:
+    token = "sk-cca-0123456789ab-" + "f" * 48
+    line = mask(f"got {token} and Bearer abc.def and sk-ant-api03-XYZ_secret-1 x-api-key: s3")
+    assert "f" * 48 not in line and "abc.def" not in line and "XYZ_secret" not in line
+    assert "s3" not in line and "sk-cca-0123456789ab-***" in line
+    record = logging.makeLogRecord({"msg": "hello %s", "args": ("world",), "name": "t",
+                                    "levelname": "INFO", "path": "/v1/x"})
+    formatted = JsonFormatter().format(record)
+    assert '"message": "hello world"' in formatted and '"path": "/v1/x"' in formatted
