@@ -63,6 +63,12 @@ class Catalog:
             param="model",
         )
 
+    def names_for(self, name: str) -> tuple[str, str, str]:
+        """A name, what it is mapped to, and the model that resolves to (for checks
+        such as a key's model list)."""
+        target = self.configured.get(name, name)
+        return name, target, self.cli_aliases.get(target, target)
+
     def entries(self) -> list[ModelEntry]:
         ids: dict[str, str] = {}
         for alias, resolved in self.cli_aliases.items():

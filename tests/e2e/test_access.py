@@ -180,6 +180,10 @@ def test_a_key_limited_to_models(gw: Gateway, tokens: dict[str, str],
     allowed = chat(gw, tokens["haiku-only"], model="haiku")
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["choices"][0]["message"]["content"] == "haiku here"
+    listed = httpx.get(gw.base_url + "/models", timeout=10,
+                       headers={"Authorization": f"Bearer {tokens['haiku-only']}"}).json()
+    assert "haiku" in [m["id"] for m in listed["data"]]
+    assert not {"sonnet", "opus"} & {m["id"] for m in listed["data"]}
 
 
 # -- limits ---------------------------------------------------------------------------

@@ -140,7 +140,9 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
-    entries = gateway.catalog.entries()
+    key = caller_of(request).key
+    entries = [e for e in gateway.catalog.entries()
+               if key is None or key.allows_model(*gateway.catalog.names_for(e.id))]
     if "anthropic-version" in request.headers:
         # Anthropic's SDKs (and Claude Code) list models in their own shape.
         data = [{"type": "model", "id": e.id, "display_name": e.description or e.id,
