@@ -121,6 +121,8 @@ async def health(request: Request) -> dict[str, Any]:
         "workers": [{"id": w.id, "state": w.state, "pid": w.pid, "turns": w.turns,
                      "model": w.model, "rss_bytes": w.rss_bytes()} for w in pool.workers],
     }
+    body["agent"] = {"enabled": gateway.settings.agent.enabled,
+                     "mcp_servers": gateway.agents.mcp_summary()}
     if pool.last_start_error:
         body["last_start_error"] = pool.last_start_error
     return body

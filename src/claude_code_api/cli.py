@@ -76,6 +76,10 @@ def _limit_flags(parser: argparse.ArgumentParser) -> None:
                              "reports (0: no limit)")
     parser.add_argument("--models", metavar="LIST",
                         help="comma-separated models the key may use (empty: any)")
+    parser.add_argument("--agent", action=argparse.BooleanOptionalAction, default=None,
+                        help="may use agent mode, when the server enables it (agent.enabled)")
+    parser.add_argument("--max-turns", type=int, metavar="N",
+                        help="agent mode: model calls per turn at most (0: the server's)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +146,8 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
         key, token = store.create(args.name, rpm=args.rpm or None,
                                   concurrency=args.concurrency or None,
                                   budget_usd=args.budget_usd or None,
-                                  models=_models(args.models) or None)
+                                  models=_models(args.models) or None,
+                                  agent=bool(args.agent), max_turns=args.max_turns or None)
         print(token)
         print(f"created key {key.id} ({key.name}); the key above is shown only once",
               file=sys.stderr)
@@ -151,6 +156,7 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
         models = _models(args.models)
         key = store.update(args.key, rpm=args.rpm, concurrency=args.concurrency,
                            budget_usd=args.budget_usd, models=models,
+                           max_turns=args.max_turns, agent=args.agent,
                            reset_spent=args.reset_spent)
         return _print_key(key, args.key)
     if args.action == "revoke":
@@ -158,7 +164,7 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
     if args.action == "list":
         found = [k.summary() for k in store.all(include_revoked=args.all)]
         _table(found, args.json, ("id", "name", "rpm", "concurrency", "budget_usd",
-                                  "spent_usd", "models", "last_used_at", "revoked"))
+                                  "spent_usd", "models", "agent", "last_used_at", "revoked"))
         return 0
     key_id = None
     if args.key:

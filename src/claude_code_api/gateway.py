@@ -11,6 +11,7 @@ from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
 from .access.limits import RateLimiter
+from .agent import AgentRequest, Agents
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
@@ -44,6 +45,7 @@ class Gateway:
     keys: KeyStore
     cache: ResponseCache
     limiter: RateLimiter
+    agents: Agents
     metrics: Metrics = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -56,12 +58,13 @@ class Gateway:
                    MediaResolver(settings.media),
                    Conversations(ConversationStore(settings.store.path)),
                    KeyStore(settings.store.path), ResponseCache(settings.cache),
-                   RateLimiter(settings.auth.rpm_window_seconds))
+                   RateLimiter(settings.auth.rpm_window_seconds), Agents(settings))
 
     async def run(self, turn: TurnRequest, caller: Caller, user: str | None = None,
-                  explicit: str | None = None) -> Run:
+                  explicit: str | None = None, agent: AgentRequest | None = None) -> Run:
         """Check the caller may use the model, check the turn's images, find its
-        conversation, start it on the engine; the conversation is recorded and the
+        conversation, start it on the engine (in agent mode: in the conversation's
+        workspace, under the agent policy); the conversation is recorded and the
         caller's key charged when the answer is complete."""
         model = self.catalog.cli_aliases.get(turn.model, turn.model)
         if caller.key is not None and not caller.key.allows_model(turn.model, model):
@@ -71,8 +74,13 @@ class Gateway:
                             f"`{turn.model}`; it may use: {allowed}.", param="model")
         turn = await self.media.resolve(turn)
         located = self.conversations.locate(caller.scope(user), turn, explicit)
-        events = self.conversations.recording(
-            located, self.engine.stream(located.turn, located.session), model)
+        if agent is not None:
+            run = self.agents.prepare(caller, agent, located.conversation.id)
+            caller.cacheable = False  # an agent turn acts on its workspace: never replayed
+            stream = self.engine.stream(located.turn, located.session, run.key, run.narrow)
+        else:
+            stream = self.engine.stream(located.turn, located.session)
+        events = self.conversations.recording(located, stream, model)
         return Run(located, model, self._accounted(caller, model, events))
 
     async def _accounted(self, caller: Caller, model: str,

@@ -123,6 +123,47 @@ class CacheSettings(BaseModel):
                                      "another key's identical requests")
 
 
+AGENT_TOOLS = ["Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "Glob", "Grep", "LS",
+               "TodoWrite"]
+
+
+def _default_workspaces() -> Path:
+    return _default_store().parent / "workspaces"
+
+
+class AgentSettings(BaseModel):
+    enabled: bool = Field(False, description="allow agent mode (Claude Code's own tools in a "
+                          "workspace) for keys created with --agent, and for the local user")
+    allow_local: bool = Field(True, description="on loopback, requests without a key may use "
+                              "agent mode")
+    workspace_root: Path = Field(default_factory=_default_workspaces, description="each agent "
+                                 "conversation gets a directory under it")
+    project_dir: Path | None = Field(None, description="one fixed directory every agent "
+                                     "conversation works in, instead of its own")
+    tools: list[str] = Field(default_factory=lambda: list(AGENT_TOOLS), description="Claude "
+                             "Code tools agent mode offers (Bash and web tools are off unless "
+                             "listed)")
+    disallowed_tools: list[str] = Field(default_factory=list, description="tools never "
+                                        "allowed, also MCP tools (mcp__server__tool)")
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] = Field(
+        "default", description="the CLI's permission mode; bypassPermissions skips every "
+        "check, including the workspace confinement")
+    max_turns: int = Field(30, ge=1, description="model calls per agent turn at most")
+    max_budget_usd: float | None = Field(None, gt=0, description="cost of one agent turn at "
+                                         "most (US dollars, as Claude Code reports it)")
+
+
+class FileAccessSettings(BaseModel):
+    additional_dirs: list[Path] = Field(default_factory=list, description="directories agent "
+                                        "mode may use besides the conversation's workspace")
+
+
+class McpSettings(BaseModel):
+    enabled: bool = Field(False, description="give agent mode the MCP servers of config_file")
+    config_file: Path | None = Field(None, description="a standard mcp_config.json "
+                                     "({\"mcpServers\": {...}})")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -146,6 +187,9 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    file_access: FileAccessSettings = Field(default_factory=FileAccessSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     def auth_required(self) -> bool:
         """Always beyond loopback; on loopback when configured."""

@@ -17,6 +17,7 @@ class Caller:
     route: str = "other"
     started: float = field(default_factory=time.monotonic)
     completed: bool = False  # a whole answer was produced (not a pause at tool calls)
+    cacheable: bool = True  # False for answers that must not be served again (agent mode)
 
     @property
     def owner(self) -> str:

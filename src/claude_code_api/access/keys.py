@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     concurrency INTEGER,
     budget_usd REAL,
     models TEXT,
+    agent INTEGER NOT NULL DEFAULT 0,
+    max_turns INTEGER,
     spent_usd REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     last_used_at REAL,
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (key_id, model, day)
 );
 """
+# Columns added after the first release, for stores created before them.
+_ADDED_COLUMNS = {"agent": "INTEGER NOT NULL DEFAULT 0", "max_turns": "INTEGER"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class ApiKey:
     concurrency: int | None = None
     budget_usd: float | None = None
     models: tuple[str, ...] | None = None
+    agent: bool = False  # may use agent mode (when the server enables it)
+    max_turns: int | None = None  # agent mode: model calls per turn at most
     spent_usd: float = 0.0
     created_at: float = field(default_factory=time.time)
     last_used_at: float | None = None
@@ -80,11 +86,15 @@ class ApiKey:
     def over_budget(self) -> bool:
         return self.budget_usd is not None and self.spent_usd >= self.budget_usd
 
+    def budget_left(self) -> float | None:
+        return None if self.budget_usd is None else max(0.0, self.budget_usd - self.spent_usd)
+
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "rpm": self.rpm,
                 "concurrency": self.concurrency, "budget_usd": self.budget_usd,
                 "spent_usd": round(self.spent_usd, 6),
                 "models": list(self.models) if self.models is not None else None,
+                "agent": self.agent, "max_turns": self.max_turns,
                 "created_at": int(self.created_at),
                 "last_used_at": int(self.last_used_at) if self.last_used_at else None,
                 "revoked": not self.active}
@@ -113,6 +123,10 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -120,20 +134,21 @@ class KeyStore:
 
     # -- keys -------------------------------------------------------------------
     def create(self, name: str, *, rpm: int | None = None, concurrency: int | None = None,
-               budget_usd: float | None = None,
-               models: list[str] | None = None) -> tuple[ApiKey, str]:
+               budget_usd: float | None = None, models: list[str] | None = None,
+               agent: bool = False, max_turns: int | None = None) -> tuple[ApiKey, str]:
         """A new key and its secret token (shown once; only its hash is kept)."""
         if self.find(name) is not None:
             raise ValueError(f"an active key named {name!r} exists")
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         key = ApiKey(key_id, name, rpm, concurrency, budget_usd,
-                     tuple(models) if models is not None else None)
+                     tuple(models) if models is not None else None, agent, max_turns)
         with self._lock:
             self._db.execute(
                 "INSERT INTO api_keys (id, name, secret_hash, rpm, concurrency, budget_usd, "
-                "models, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "models, agent, max_turns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, name, _hash(secret), rpm, concurrency, budget_usd,
-                 json.dumps(models) if models is not None else None, key.created_at))
+                 json.dumps(models) if models is not None else None, int(agent), max_turns,
+                 key.created_at))
         return key, f"{KEY_PREFIX}{key_id}-{secret}"
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -180,19 +195,21 @@ class KeyStore:
 
     def update(self, id_or_name: str, *, reset_spent: bool = False,
                **limits: Any) -> ApiKey | None:
-        """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``;
-        a value of None is left alone, 0 or [] means no limit)."""
+        """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``,
+        ``max_turns``, ``agent``; a value of None is left alone, 0 or [] means no limit)."""
         key = self.find(id_or_name)
         if key is None:
             return None
         sets: list[str] = []
         args: list[Any] = []
-        for name in ("rpm", "concurrency", "budget_usd", "models"):
+        for name in ("rpm", "concurrency", "budget_usd", "models", "max_turns", "agent"):
             value = limits.get(name)
             if value is None:
                 continue
             sets.append(f"{name} = ?")
-            if name == "models":
+            if name == "agent":
+                args.append(int(value))
+            elif name == "models":
                 args.append(json.dumps(value) if value else None)
             else:
                 args.append(value or None)
@@ -255,5 +272,6 @@ class KeyStore:
             rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         return [ApiKey(r["id"], r["name"], r["rpm"], r["concurrency"], r["budget_usd"],
                        tuple(json.loads(r["models"])) if r["models"] else None,
-                       r["spent_usd"], r["created_at"], r["last_used_at"], r["revoked_at"])
+                       bool(r["agent"]), r["max_turns"], r["spent_usd"], r["created_at"],
+                       r["last_used_at"], r["revoked_at"])
                 for r in rows]

@@ -192,7 +192,9 @@ class AccessMiddleware:
         self.metrics.cache.labels("miss").inc()
         await self.app(scope, replay, self._sender(send, exchange, [*extra, ("x-cache", "miss")],
                                                    capture=True))
-        if exchange.status == 200 and exchange.finished and exchange.caller.completed:
+        caller = exchange.caller
+        if exchange.status == 200 and exchange.finished and caller.completed and \
+                caller.cacheable:
             response_headers = Headers(raw=exchange.headers)
             kept = tuple((name, response_headers[name]) for name in ("x-conversation-id",)
                          if name in response_headers)

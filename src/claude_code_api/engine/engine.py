@@ -48,6 +48,7 @@ from ..events import (
     fingerprint,
 )
 from ..settings import ClaudeSettings
+from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .tools import ToolBridge, cli_name, mcp_result
 from .turns import StopScanner, TurnTranslator
@@ -108,13 +109,17 @@ class Engine:
     # -- workers ----------------------------------------------------------------
     def make_worker(self, key: WorkerKey) -> Worker:
         bridge = ToolBridge(key.tools) if key.tools else None
-        return Worker(key, self.options_for(key, bridge), bridge)
+        permissions = Permissions(key.agent) if key.agent else None
+        return Worker(key, self.options_for(key, bridge, permissions), bridge, permissions)
 
-    def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None) -> ClaudeAgentOptions:
+    def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None,
+                    permissions: Permissions | None = None) -> ClaudeAgentOptions:
         env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries)}
         if key.max_tokens is not None:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(key.max_tokens)
+        if key.agent is not None and permissions is not None:
+            return self._agent_options(key, key.agent, permissions, bridge, env)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
             system_prompt=self._system_prompt(key.system or ""),
@@ -133,6 +138,40 @@ class Engine:
             stderr=_log_stderr,
             # Chat turns are not kept as transcripts in the operator's ~/.claude;
             # rewind_conversation works the same without them.
+            extra_args={"no-session-persistence": None},
+        )
+
+    def _agent_options(self, key: WorkerKey, agent: AgentKey, permissions: Permissions,
+                       bridge: ToolBridge | None, env: dict[str, str]) -> ClaudeAgentOptions:
+        """Claude Code as itself: its system prompt (the client's appended), its tools
+        in the conversation's workspace, MCP servers, every call through the policy."""
+        servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
+        if bridge is not None:
+            servers["client"] = bridge.server()
+        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code"}
+        if key.system:
+            prompt["append"] = key.system
+        return ClaudeAgentOptions(
+            tools=list(agent.tools),
+            disallowed_tools=list(agent.disallowed),
+            system_prompt=prompt,  # type: ignore[arg-type]
+            setting_sources=[],  # the operator's settings and CLAUDE.md stay out
+            strict_mcp_config=True,
+            mcp_servers=servers,
+            allowed_tools=bridge.allowed() if bridge else [],
+            permission_mode=agent.permission_mode,  # type: ignore[arg-type]
+            can_use_tool=permissions.can_use_tool,
+            hooks=permissions.hooks(),
+            cwd=agent.workspace,
+            add_dirs=list(agent.extra_dirs),
+            max_turns=agent.max_turns,
+            max_budget_usd=agent.max_budget_usd,
+            cli_path=self._launcher or self.settings.cli_path,
+            env=env,
+            include_partial_messages=True,
+            model=self.settings.default_model,
+            effort=key.effort,
+            stderr=_log_stderr,
             extra_args={"no-session-persistence": None},
         )
 
@@ -155,7 +194,8 @@ class Engine:
         return len(set(self._parked.values()))
 
     # -- turns ------------------------------------------------------------------
-    async def stream(self, request: TurnRequest, session: Session | None = None
+    async def stream(self, request: TurnRequest, session: Session | None = None,
+                     agent: AgentKey | None = None, narrow: frozenset[str] | None = None
                      ) -> AsyncGenerator[TurnEvent, None]:
         """The response's events, ending with ``TurnEnd``; errors are raised.
 
@@ -164,7 +204,7 @@ class Engine:
         the worker keeps the conversation loaded for the next request.
         """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
-                        request.output_schema, request.effort)
+                        request.output_schema, request.effort, agent)
         holding = _state(session, request, request.history) if request.history else None
         parked = self._claim(request, key)
         if parked is not None:
@@ -173,12 +213,15 @@ class Engine:
             worker, before = await self.pool.acquire(key, holding), Usage()
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
                                     tools_visible=request.tool_choice.mode != "none",
-                                    structured=request.output_schema is not None)
+                                    structured=request.output_schema is not None,
+                                    agent=agent is not None)
         end: TurnEnd | None = None
         answer = Answer()
         try:
             if worker.bridge is not None:
                 worker.bridge.refuse = request.tool_choice.mode == "none"
+            if worker.permissions is not None:
+                worker.permissions.narrow = narrow
             if parked is not None:
                 self._resume(worker, request)
             else:

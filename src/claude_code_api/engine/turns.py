@@ -18,7 +18,9 @@ from claude_agent_sdk import (
     StreamEvent,
     TextBlock,
     ThinkingBlock,
+    ToolResultBlock,
     ToolUseBlock,
+    UserMessage,
 )
 from claude_agent_sdk import (
     Message as SDKMessage,
@@ -57,6 +59,9 @@ _STOP_REASONS: dict[str, StopReason] = {
 }
 
 STRUCTURED_OUTPUT = "StructuredOutput"  # the CLI's tool for output_format
+_AGENT_LIMITS = {"error_max_turns": "the turn reached its limit of model calls (max_turns)",
+                 "error_max_budget_usd": "the turn reached its cost limit (max_budget_usd)"}
+_SHOWN = 160  # characters of a tool's input or output shown as progress
 AUTH_HELP = ("Claude Code could not authenticate with the Anthropic API. Log in with "
              "`claude` (then restart the server) or set ANTHROPIC_API_KEY for the server.")
 
@@ -71,8 +76,15 @@ class TurnTranslator:
     """
 
     def __init__(self, retry_after: int | None = None, usage_before: Usage | None = None,
-                 *, tools_visible: bool = True, structured: bool = False) -> None:
+                 *, tools_visible: bool = True, structured: bool = False,
+                 agent: bool = False) -> None:
         self.retry_after = retry_after
+        # Agent mode: Claude Code's own tool calls and their outcomes are progress
+        # (reasoning events); the text of successive model calls is one answer.
+        self.agent = agent
+        self._text_sent = False
+        self._step_break = False
+        self._tool_names: dict[str, str] = {}
         # Structured output: the answer is the input Claude gives the CLI's
         # StructuredOutput tool, streamed as text; other text is not the answer.
         self.structured = structured
@@ -100,6 +112,9 @@ class TurnTranslator:
         elif isinstance(message, AssistantMessage):
             if message.parent_tool_use_id is None:
                 yield from self._assistant(message)
+        elif isinstance(message, UserMessage):
+            if self.agent and message.parent_tool_use_id is None:
+                yield from self._tool_results(message)
         elif isinstance(message, ResultMessage):
             self.done = True
             yield from self._result(message)
@@ -111,6 +126,7 @@ class TurnTranslator:
     def _stream_event(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
         kind = event.get("type")
         if kind == "message_start":
+            self._step_break = self.agent and self._text_sent
             self._streamed = ""
             self._blocks = {}
             message = event.get("message", {})
@@ -150,7 +166,7 @@ class TurnTranslator:
         if kind == "text_delta" and delta.get("text"):
             self._streamed += delta["text"]
             if not self.structured:
-                yield TextDelta(delta["text"])
+                yield from self._text(delta["text"])
         elif kind == "thinking_delta" and delta.get("thinking"):
             self._thought += delta["thinking"]
             yield ReasoningDelta(delta["thinking"])
@@ -194,8 +210,33 @@ class TurnTranslator:
             yield TextReplaced(text)
             return
         if text[len(streamed):]:
-            yield TextDelta(text[len(streamed):])
+            yield from self._text(text[len(streamed):])
         yield from self._unstreamed_calls(message)
+        if self.agent:
+            yield from self._agent_calls(message)
+
+    def _text(self, text: str) -> Iterator[TurnEvent]:
+        if self._step_break:
+            self._step_break = False
+            text = "\n\n" + text
+        self._text_sent = True
+        yield TextDelta(text)
+
+    def _agent_calls(self, message: AssistantMessage) -> Iterator[TurnEvent]:
+        for block in message.content:
+            if isinstance(block, ToolUseBlock) and client_name(block.name) is None \
+                    and block.name != STRUCTURED_OUTPUT:
+                self._tool_names[block.id] = block.name
+                yield ReasoningDelta(f"\n[{block.name}] {describe_input(block.input)}\n")
+
+    def _tool_results(self, message: UserMessage) -> Iterator[TurnEvent]:
+        if isinstance(message.content, str):
+            return
+        for block in message.content:
+            if isinstance(block, ToolResultBlock) and block.tool_use_id in self._tool_names:
+                name = self._tool_names.pop(block.tool_use_id)
+                outcome = "failed" if block.is_error else "done"
+                yield ReasoningDelta(f"[{name}] {outcome}: {describe_output(block.content)}\n")
 
     def _unstreamed_structured(self, message: AssistantMessage) -> Iterator[TurnEvent]:
         for block in message.content:
@@ -217,6 +258,12 @@ class TurnTranslator:
                 self.calls += 1
 
     def _result(self, result: ResultMessage) -> Iterator[TurnEvent]:
+        if self.agent and result.subtype in _AGENT_LIMITS:
+            # The agent ran out of model calls or budget: the answer so far stands.
+            yield ReasoningDelta(f"\n[stopped] {_AGENT_LIMITS[result.subtype]}\n")
+            yield TurnEnd("max_tokens", usage_of(result.usage) - self.usage_before,
+                          self.model, result.total_cost_usd or 0.0)
+            return
         if result.is_error:
             error = result_error(result, self._assistant_error)
             if isinstance(error, UpstreamRateLimited | UpstreamOverloaded):
@@ -231,6 +278,26 @@ class TurnTranslator:
             stop = "end_turn"
         yield TurnEnd(stop, usage_of(result.usage) - self.usage_before, self.model,
                       result.total_cost_usd or 0.0)
+
+
+def describe_input(data: dict[str, Any]) -> str:
+    """A tool call's input in one short line: its path, pattern or command if any."""
+    for name in ("file_path", "notebook_path", "path", "pattern", "command", "url", "query"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return _short(value)
+    return _short(json.dumps(data, ensure_ascii=False))
+
+
+def describe_output(content: Any) -> str:
+    if isinstance(content, list):
+        content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return _short(str(content or "").strip()) or "(no output)"
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _SHOWN else line[:_SHOWN - 1] + "…"
 
 
 def usage_of(raw: dict[str, Any] | None) -> Usage:

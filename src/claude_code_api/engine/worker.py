@@ -31,6 +31,7 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
+from .permissions import AgentKey, Permissions
 from .tools import ToolBridge
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class WorkerKey:
     tools: tuple[ToolSpec, ...] = ()
     output_schema: str | None = None
     effort: Effort | None = None
+    agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
 
 
 class _Died:
@@ -84,9 +86,11 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 bridge: ToolBridge | None = None) -> None:
+                 bridge: ToolBridge | None = None,
+                 permissions: Permissions | None = None) -> None:
         self.id = next(_ids)
         self.bridge = bridge
+        self.permissions = permissions
         self.on_exit: Callable[[Worker], None] | None = None
         self.key = key
         self.options = options

@@ -13,6 +13,7 @@ from openai.types import Model
 
 from ... import sse
 from ...access.caller import caller_of
+from ...agent import select
 from ...conversations.service import valid_id
 from ...errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from ...events import (
@@ -42,8 +43,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
     explicit = _conversation_id(body, request)
+    body.model, agent = select(body.model, body.model_extra, request.headers,
+                               gateway.settings.claude.default_model)
     run = await gateway.run(to_turn(body, gateway.catalog), caller_of(request), body.user,
-                            explicit)
+                            explicit, agent)
     located, model, events = run.located, run.model, run.events
     if not gateway.settings.chat.reasoning_content:
         events = _without_reasoning(events)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ... import sse
 from ...access.caller import Caller, caller_of
+from ...agent import select
 from ...conversations.service import Located
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import Answer, Message, TextReplaced, TurnEnd, TurnEvent
@@ -33,7 +34,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     caller = caller_of(request)
     scope = caller.scope(body.user)
     previous = _previous(gateway, caller, body.previous_response_id)
-    run = await gateway.run(to_turn(body, gateway.catalog, previous), caller, body.user)
+    body.model, agent = select(body.model, body.model_extra, request.headers,
+                               gateway.settings.claude.default_model)
+    run = await gateway.run(to_turn(body, gateway.catalog, previous), caller, body.user,
+                            agent=agent)
     located, model, events = run.located, run.model, run.events
     writer = ResponseWriter(body, model, body.previous_response_id)
     saver = _Saver(gateway, body, located, scope)

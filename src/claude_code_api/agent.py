@@ -1,0 +1,168 @@
+"""Agent mode: who may use it, how a request selects it, what it runs with.
+
+A request selects agent mode with the model name ``claude-code`` (or
+``claude-code/<model>``, e.g. ``claude-code/opus``), an ``agent`` object in the
+body, or the header ``X-Claude-Code-Mode: agent``. It runs only when the server
+enables agent mode and the caller may use it (a key created with ``--agent``, or
+the local user on loopback); otherwise the request is refused with 403 — never
+silently answered in chat mode.
+
+The ``agent`` object may narrow the server's policy, never widen it:
+``{"tools": [...], "disallowed_tools": [...], "max_turns": N, "max_budget_usd": X}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .access.caller import Caller
+from .engine.permissions import AgentKey
+from .errors import Forbidden, InvalidRequest
+from .settings import Settings
+
+AGENT_MODEL = "claude-code"
+MODE_HEADER = "x-claude-code-mode"
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """What one request asks of agent mode (narrowing only)."""
+
+    tools: tuple[str, ...] | None = None
+    disallowed_tools: tuple[str, ...] = ()
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    key: AgentKey
+    narrow: frozenset[str] | None
+
+
+def select(model: str, extra: Mapping[str, Any] | None, headers: Mapping[str, str],
+           default_model: str) -> tuple[str, AgentRequest | None]:
+    """The model name to resolve, and the agent request if the request selects agent
+    mode."""
+    chosen = False
+    if model == AGENT_MODEL or model.startswith(AGENT_MODEL + "/"):
+        chosen = True
+        model = model.partition("/")[2] or default_model
+    if headers.get(MODE_HEADER, "").strip().lower() == "agent":
+        chosen = True
+    raw = (extra or {}).get("agent")
+    if raw is None or raw is False:
+        return model, AgentRequest() if chosen else None
+    if raw is True:
+        return model, AgentRequest()
+    if not isinstance(raw, dict):
+        raise InvalidRequest("`agent` must be an object or true", param="agent")
+    return model, _parse(raw)
+
+
+def _parse(raw: dict[str, Any]) -> AgentRequest:
+    unknown = set(raw) - {"tools", "disallowed_tools", "max_turns", "max_budget_usd"}
+    if unknown:
+        raise InvalidRequest(f"unknown field in `agent`: {sorted(unknown)[0]}",
+                             param=f"agent.{sorted(unknown)[0]}")
+    tools = raw.get("tools")
+    disallowed = raw.get("disallowed_tools") or []
+    for name, value in (("tools", tools if tools is not None else []),
+                        ("disallowed_tools", disallowed)):
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise InvalidRequest(f"`agent.{name}` must be a list of tool names",
+                                 param=f"agent.{name}")
+    turns, budget = raw.get("max_turns"), raw.get("max_budget_usd")
+    if turns is not None and (not isinstance(turns, int) or isinstance(turns, bool)
+                              or turns < 1):
+        raise InvalidRequest("`agent.max_turns` must be a positive integer",
+                             param="agent.max_turns")
+    if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
+        raise InvalidRequest("`agent.max_budget_usd` must be a positive number",
+                             param="agent.max_budget_usd")
+    return AgentRequest(tuple(tools) if tools is not None else None, tuple(disallowed),
+                        turns, float(budget) if budget is not None else None)
+
+
+def load_mcp_servers(settings: Settings) -> dict[str, Any]:
+    """The servers of a standard ``mcp_config.json`` (``{"mcpServers": {...}}``)."""
+    if not settings.mcp.enabled:
+        return {}
+    path = settings.mcp.config_file
+    if path is None:
+        raise ValueError("mcp.enabled needs mcp.config_file")
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the MCP config file {path}: {exc}") from None
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict) or not all(isinstance(v, dict) for v in servers.values()):
+        raise ValueError(f"{path}: expected {{\"mcpServers\": {{name: {{...}}}}}}")
+    return servers
+
+
+class Agents:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.agent
+        self.local_ok = settings.agent.allow_local and settings.server.is_loopback()
+        self.extra_dirs = tuple(str(Path(d).resolve()) for d in
+                                settings.file_access.additional_dirs)
+        self.mcp_servers = load_mcp_servers(settings)
+        self._mcp_json = json.dumps(self.mcp_servers, sort_keys=True) if self.mcp_servers \
+            else ""
+
+    def mcp_summary(self) -> list[dict[str, Any]]:
+        """The configured servers without their commands' arguments or secrets."""
+        return [{"name": name, "type": str(spec.get("type", "stdio"))}
+                for name, spec in self.mcp_servers.items()]
+
+    def prepare(self, caller: Caller, request: AgentRequest, conversation_id: str) -> AgentRun:
+        """The policy a turn runs with; Forbidden when the caller may not use agent mode."""
+        if not self.settings.enabled:
+            raise Forbidden("Agent mode is not enabled on this server (agent.enabled); "
+                            "use a chat model such as `sonnet`.")
+        key = caller.key
+        if key is None and not self.local_ok:
+            raise Forbidden("Agent mode needs an API key allowed to use it.")
+        if key is not None and not key.agent:
+            raise Forbidden(f"The API key `{key.name}` may not use agent mode "
+                            "(`claude-code-api keys update KEY --agent`).")
+        offered = tuple(t for t in self.settings.tools if t not in
+                        self.settings.disallowed_tools)
+        narrow: frozenset[str] | None = None
+        if request.tools is not None or request.disallowed_tools:
+            base = set(request.tools) if request.tools is not None else \
+                {*offered, *(f"mcp__{s}" for s in self.mcp_servers)}
+            narrow = frozenset(base - set(request.disallowed_tools))
+        turns = _least(request.max_turns, key.max_turns if key else None,
+                       self.settings.max_turns)
+        budget = _least(request.max_budget_usd, self.settings.max_budget_usd,
+                        key.budget_left() if key else None)
+        agent_key = AgentKey(
+            workspace=self._workspace(caller.owner, conversation_id), extra_dirs=self.extra_dirs,
+            tools=offered, disallowed=tuple(self.settings.disallowed_tools),
+            permission_mode=self.settings.permission_mode, mcp_servers=self._mcp_json,
+            max_turns=int(turns) if turns is not None else None,
+            max_budget_usd=float(budget) if budget is not None else None)
+        return AgentRun(agent_key, narrow)
+
+    def _workspace(self, owner: str, conversation_id: str) -> str:
+        if self.settings.project_dir is not None:
+            path = Path(self.settings.project_dir).resolve()
+        else:
+            # Ids are [A-Za-z0-9_.-]; one starting with a dot ("..") gets a prefix.
+            name = conversation_id if not conversation_id.startswith(".") else \
+                "_" + conversation_id
+            path = Path(self.settings.workspace_root).resolve() / owner / name
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.path.realpath(path)
+
+
+def _least(*values: float | int | None) -> float | int | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None

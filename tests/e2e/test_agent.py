@@ -1,0 +1,229 @@
+"""Agent mode: Claude Code's own tools in per-conversation workspaces, under the
+gateway's permission policy, with MCP servers, progress visible to the caller."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
+from tests.conftest import Gateway, ready, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+CALC = Path(__file__).parent / "servers" / "calc_mcp.py"
+
+
+@pytest.fixture(scope="module")
+def agent_gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("agent")
+    (tmp / "shared").mkdir()
+    (tmp / "shared" / "notes.txt").write_text("shared notes\n")
+    config = tmp / "mcp_config.json"
+    config.write_text(json.dumps({"mcpServers": {"calc": {
+        "type": "stdio", "command": sys.executable, "args": [str(CALC)]}}}))
+    gateway = start_gateway(upstream, tmp, agent__enabled="true",
+                            agent__workspace_root=str(tmp / "ws"),
+                            file_access__additional_dirs=json.dumps([str(tmp / "shared")]),
+                            mcp__enabled="true", mcp__config_file=str(config))
+    gateway.wait_idle()
+    yield gateway
+    gateway.stop()
+    assert not gateway.cli_processes()
+
+
+@pytest.fixture
+def gw(agent_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    return ready(agent_gateway, upstream)
+
+
+def workspace(gateway: Gateway, conversation: str) -> Path:
+    return Path(gateway.env["CLAUDE_CODE__AGENT__WORKSPACE_ROOT"]) / "local" / conversation
+
+
+def step(*blocks: Any) -> Reply:
+    return Reply(blocks=list(blocks), stop_reason="tool_use")
+
+
+def run_agent(gateway: Gateway, conversation: str, prompt: str, **extra: Any
+              ) -> tuple[str, str]:
+    """Stream an agent turn with the openai client: (progress, answer)."""
+    client = gateway.client()
+    stream = client.chat.completions.create(
+        model="claude-code", stream=True, messages=[{"role": "user", "content": prompt}],
+        extra_headers={"X-Conversation-ID": conversation}, extra_body=extra or None)
+    progress, answer = "", ""
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        progress += getattr(delta, "reasoning_content", None) or ""
+        answer += delta.content or ""
+    return progress, answer
+
+
+def tool_results(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    """The tool_result blocks the CLI sent upstream."""
+    out = []
+    for seen in upstream.message_requests():
+        for message in seen.messages:
+            if isinstance(message.get("content"), list):
+                out += [b for b in message["content"] if b.get("type") == "tool_result"]
+    return out
+
+
+def result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, list):
+        return " ".join(str(c.get("text", "")) for c in content)
+    return str(content)
+
+
+def test_agent_writes_a_file_in_its_workspace(gw: Gateway, upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-write") / "hello.txt"
+    upstream.script(step(Text("I'll write the file."),
+                         ToolUse("Write", {"file_path": str(target), "content": "hi there\n"})),
+                    Reply.text("Wrote hello.txt."))
+    progress, answer = run_agent(gw, "conv-write", "write hello.txt")
+    assert target.read_text() == "hi there\n"
+    assert f"[Write] {target}" in progress
+    assert "[Write] done" in progress
+    assert answer == "I'll write the file.\n\nWrote hello.txt."
+    offered = {t["name"] for t in upstream.message_requests()[0].body["tools"]}
+    assert {"Read", "Write", "Edit", "Glob", "Grep"} <= offered
+    assert not {"Bash", "WebFetch", "WebSearch"} & offered  # off unless configured
+
+
+def test_reading_outside_the_workspace_is_denied_and_reported(gw: Gateway,
+                                                              upstream: FakeUpstream,
+                                                              tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CANARY\n")
+    upstream.script(step(ToolUse("Read", {"file_path": str(secret)})),
+                    Reply.text("I could not read it."))
+    progress, answer = run_agent(gw, "conv-outside", "read my secret")
+    assert "[Read] failed: Permission denied" in progress
+    assert "outside this conversation's workspace" in progress
+    assert answer == "I could not read it."
+    (result,) = tool_results(upstream)
+    assert result.get("is_error") is True
+    assert "outside this conversation's workspace" in result_text(result)
+    assert all("TOP-SECRET-CANARY" not in json.dumps(s.body)
+               for s in upstream.message_requests())
+
+
+def test_additional_dirs_are_readable(gw: Gateway, upstream: FakeUpstream) -> None:
+    shared = Path(gw.env["CLAUDE_CODE__FILE_ACCESS__ADDITIONAL_DIRS"].strip('[]"')) / "notes.txt"
+    upstream.script(step(ToolUse("Read", {"file_path": str(shared)})), Reply.text("read"))
+    progress, _ = run_agent(gw, "conv-shared", "read the shared notes")
+    assert "[Read] done" in progress
+    (result,) = tool_results(upstream)
+    assert "shared notes" in result_text(result) and not result.get("is_error")
+
+
+def test_a_disallowed_tool_is_refused(gw: Gateway, upstream: FakeUpstream,
+                                      tmp_path: Path) -> None:
+    canary = tmp_path / "pwned"
+    upstream.script(step(ToolUse("Bash", {"command": f"touch {canary}"})),
+                    Reply.text("no shell for me"))
+    progress, _ = run_agent(gw, "conv-bash", "run a command")
+    assert "[Bash] failed" in progress
+    assert not canary.exists()
+    (result,) = tool_results(upstream)
+    assert result.get("is_error") is True
+
+
+def test_a_request_can_narrow_the_tools(gw: Gateway, upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-narrow") / "nope.txt"
+    upstream.script(step(ToolUse("Write", {"file_path": str(target), "content": "x"})),
+                    Reply.text("not allowed"))
+    progress, _ = run_agent(gw, "conv-narrow", "write", agent={"tools": ["Read", "Glob"]})
+    assert "not allowed for this request" in progress
+    assert not target.exists()
+
+
+def test_two_conversations_workspaces_are_isolated(gw: Gateway, upstream: FakeUpstream) -> None:
+    theirs = workspace(gw, "conv-a") / "diary.txt"
+    upstream.script(step(ToolUse("Write", {"file_path": str(theirs), "content": "DIARY-CANARY-42"})),
+                    Reply.text("saved"))
+    run_agent(gw, "conv-a", "keep my diary")
+    assert theirs.read_text() == "DIARY-CANARY-42"
+    upstream.reset()
+    upstream.script(step(ToolUse("Read", {"file_path": str(theirs)})),
+                    step(ToolUse("Glob", {"pattern": "*", "path": str(theirs.parent)})),
+                    Reply.text("nothing"))
+    progress, _ = run_agent(gw, "conv-b", "read A's diary")
+    assert progress.count("Permission denied") == 2
+    assert all("DIARY-CANARY-42" not in json.dumps(s.body) for s in upstream.message_requests())
+    assert workspace(gw, "conv-b").is_dir() and not (workspace(gw, "conv-b") / "diary.txt"
+                                                     ).exists()
+
+
+def test_mcp_server_from_the_config_file_is_listed_and_called(gw: Gateway,
+                                                               upstream: FakeUpstream) -> None:
+    health = gw.health()
+    assert health["agent"]["mcp_servers"] == [{"name": "calc", "type": "stdio"}]
+    upstream.script(step(ToolUse("mcp__calc__add", {"a": 2, "b": 3})),
+                    Reply.text("2 + 3 = 5"))
+    progress, answer = run_agent(gw, "conv-mcp", "add 2 and 3")
+    offered = {t["name"] for t in upstream.message_requests()[0].body["tools"]}
+    assert "mcp__calc__add" in offered
+    assert "[mcp__calc__add] done: sum=5" in progress
+    assert answer == "2 + 3 = 5"
+    (result,) = tool_results(upstream)
+    assert "sum=5" in result_text(result)
+
+
+def test_max_turns_stops_the_agent(gw: Gateway, upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-turns")
+    upstream.script(*(step(ToolUse("Glob", {"pattern": "*", "path": str(target)}))
+                      for _ in range(4)), Reply.text("never reached"))
+    client = gw.client()
+    completion = client.chat.completions.create(
+        model="claude-code", messages=[{"role": "user", "content": "loop"}],
+        extra_headers={"X-Conversation-ID": "conv-turns"}, extra_body={"agent": {
+            "max_turns": 2}})
+    assert completion.choices[0].finish_reason == "length"
+    reasoning = getattr(completion.choices[0].message, "reasoning_content", "")
+    assert "max_turns" in reasoning
+    assert len(upstream.message_requests()) == 2
+
+
+def test_agent_mode_selected_by_header_and_body(gw: Gateway, upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-header") / "h.txt"
+    upstream.script(step(ToolUse("Write", {"file_path": str(target), "content": "h"})),
+                    Reply.text("ok"))
+    response = httpx.post(gw.base_url + "/chat/completions", timeout=60, headers={
+        "X-Claude-Code-Mode": "agent", "X-Conversation-ID": "conv-header"}, json={
+        "model": "sonnet", "messages": [{"role": "user", "content": "write h"}]})
+    assert response.status_code == 200, response.text
+    assert target.read_text() == "h"
+    bad = httpx.post(gw.base_url + "/chat/completions", timeout=60, json={
+        "model": "sonnet", "messages": [{"role": "user", "content": "x"}],
+        "agent": {"max_turns": 0}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "agent.max_turns"
+
+
+def test_chat_mode_is_untouched(gw: Gateway, upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text("plain"))
+    answer = gw.client().chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "plain"
+    assert "tools" not in upstream.message_requests()[0].body or not \
+        upstream.message_requests()[0].body["tools"]
+
+
+def test_agent_mode_refused_where_not_enabled(shared_gateway: Gateway) -> None:
+    client = shared_gateway.client()
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client.chat.completions.create(model="claude-code",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert "not enabled" in str(caught.value)
