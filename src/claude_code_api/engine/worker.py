@@ -31,6 +31,7 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
+from .credentials import Credential
 from .tools import ToolBridge
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,11 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 bridge: ToolBridge | None = None) -> None:
+                 bridge: ToolBridge | None = None, credential: Credential | None = None) -> None:
         self.id = next(_ids)
         self.bridge = bridge
+        # The upstream credential in its environment (None: the CLI's own login).
+        self.credential = credential
         self.on_exit: Callable[[Worker], None] | None = None
         self.key = key
         self.options = options
