@@ -25,6 +25,7 @@ from .dialects.openai_chat.models import ROLE_TAGS
 from .dialects.openai_chat.router import router as openai_router
 from .dialects.openai_responses.router import router as responses_router
 from .engine.engine import cli_version
+from .engine.worker import Worker
 from .errors import GatewayError
 from .gateway import Gateway
 from .settings import Settings
@@ -118,14 +119,25 @@ async def health(request: Request) -> dict[str, Any]:
         "account": _account(info),
         "pool": counts,
         "conversations": dict(gateway.engine.stats),
-        "workers": [{"id": w.id, "state": w.state, "pid": w.pid, "turns": w.turns,
-                     "model": w.model, "rss_bytes": w.rss_bytes()} for w in pool.workers],
+        "workers": [_worker(w) for w in pool.workers],
     }
     body["agent"] = {"enabled": gateway.settings.agent.enabled,
                      "mcp_servers": gateway.agents.mcp_summary()}
+    credentials = gateway.engine.credentials
+    if credentials:
+        body["credentials"] = credentials.status()
+        body["credential_rotations"] = credentials.rotations
     if pool.last_start_error:
         body["last_start_error"] = pool.last_start_error
     return body
+
+
+def _worker(worker: Worker) -> dict[str, Any]:
+    out = {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
+           "model": worker.model, "rss_bytes": worker.rss_bytes()}
+    if worker.credential is not None:
+        out["credential"] = worker.credential.label
+    return out
 
 
 def _account(info: dict[str, Any]) -> dict[str, Any]:

@@ -121,7 +121,7 @@ class Gateway:
     def pool_totals(self) -> dict[str, int]:
         return {"restarts": self.engine.pool.restarts,
                 "started": self.engine.pool.started_total,
-                "credential_rotations": 0}
+                "credential_rotations": self.engine.credentials.rotations}
 
     async def start(self) -> None:
         await self.engine.start()

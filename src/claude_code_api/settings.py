@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,14 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = Path("config/local.toml")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+# Validated one by one, so that an error names the bad entry, not the whole list.
+Secret = Annotated[SecretStr, BeforeValidator(_strip), Field(min_length=1)]
 
 
 class ServerSettings(BaseModel):
@@ -76,6 +84,16 @@ class ClaudeSettings(BaseModel):
                                                     "temporary directory")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for "
                                                                   "the CLI")
+    credentials: list[Secret] = Field(default_factory=list, description="Anthropic API "
+                                         "keys or `claude setup-token` OAuth tokens, used in "
+                                         "order and rotated when one is rate-limited or "
+                                         "rejected; default: the CLI's own login or "
+                                         "ANTHROPIC_API_KEY")
+    credential_cooldown_seconds: float = Field(60.0, gt=0, description="how long a "
+                                               "rate-limited credential rests")
+    credential_rejected_cooldown_seconds: float = Field(600.0, gt=0, description="how long "
+                                                        "a rejected (401/403) credential "
+                                                        "rests")
 
 
 class MediaSettings(BaseModel):

@@ -152,8 +152,8 @@ def test_a_request_can_narrow_the_tools(gw: Gateway, upstream: FakeUpstream) -> 
 
 def test_two_conversations_workspaces_are_isolated(gw: Gateway, upstream: FakeUpstream) -> None:
     theirs = workspace(gw, "conv-a") / "diary.txt"
-    upstream.script(step(ToolUse("Write", {"file_path": str(theirs), "content": "DIARY-CANARY-42"})),
-                    Reply.text("saved"))
+    upstream.script(step(ToolUse("Write", {"file_path": str(theirs),
+                                           "content": "DIARY-CANARY-42"})), Reply.text("saved"))
     run_agent(gw, "conv-a", "keep my diary")
     assert theirs.read_text() == "DIARY-CANARY-42"
     upstream.reset()

@@ -67,3 +67,19 @@ def test_prompt_cache_emulation_bills_a_repeated_prefix_as_cache_reads(
     edited = [{"role": "user", "content": "a different opening"}, *longer[1:]]
     miss = client.messages.create(model="m", max_tokens=8, messages=edited)  # type: ignore[arg-type]
     assert miss.usage.cache_read_input_tokens == 0
+
+
+def test_a_rejected_credential_gets_its_error_and_others_are_served(
+        fake: FakeUpstream, client: anthropic.Anthropic) -> None:
+    fake.reject["sk-test"] = Reply.error(429, "rate_limit_error", headers={"retry-after": "7"})
+    fake.script(Reply.text("for the good key"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model="m", max_tokens=8,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.response.headers["retry-after"] == "7"
+    with anthropic.Anthropic(base_url=fake.url, auth_token="sk-ant-oat-good",
+                             max_retries=0) as bearer:
+        reply = bearer.messages.create(model="m", max_tokens=8,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert reply.content[0].text == "for the good key"  # type: ignore[union-attr]
+    assert [r.credential for r in fake.requests] == ["sk-test", "sk-ant-oat-good"]

@@ -13,6 +13,10 @@ How a response ends decides what happens to the worker:
 - anything else (hang-up, stop sequence, max_tokens, silence): the turn is
   interrupted in the background; the worker returns once the CLI obeys, or is
   killed and replaced.
+
+With several upstream credentials configured, a turn the upstream refuses
+(429, 401/403) before anything reached the caller cools that credential down
+and runs again, cold, on a worker with the next one (see ``credentials.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk.types import SystemPromptFile
 
-from ..errors import GatewayError, WorkerCrashed, WorkerTimeout
+from ..errors import (
+    GatewayError,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamRateLimited,
+    WorkerCrashed,
+    WorkerTimeout,
+)
 from ..events import (
     Answer,
     Message,
@@ -48,6 +59,7 @@ from ..events import (
     fingerprint,
 )
 from ..settings import ClaudeSettings
+from .credentials import Credential, Credentials
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .tools import ToolBridge, cli_name, mcp_result
@@ -84,8 +96,13 @@ class Engine:
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
         self.work_dir = root / "chat"
+        self.credentials = Credentials(settings.credentials,
+                                       settings.credential_cooldown_seconds,
+                                       settings.credential_rejected_cooldown_seconds)
+        self._in_use: Credential | None = self.credentials.current()
         self.pool = Pool(settings, self.make_worker)
         self.pool.reclaim = self._reclaim
+        self.pool.usable = self._usable
         self._aborts: set[asyncio.Task[None]] = set()
         self._parked: dict[str, _Parked] = {}
         self._launcher: str | None = None
@@ -109,13 +126,19 @@ class Engine:
     # -- workers ----------------------------------------------------------------
     def make_worker(self, key: WorkerKey) -> Worker:
         bridge = ToolBridge(key.tools) if key.tools else None
+        credential = self.credentials.current()
         permissions = Permissions(key.agent) if key.agent else None
-        return Worker(key, self.options_for(key, bridge, permissions), bridge, permissions)
+        return Worker(key, self.options_for(key, bridge, credential, permissions), bridge,
+                      credential, permissions)
 
     def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None,
+                    credential: Credential | None = None,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
+        # The credential goes into the process environment only: not into argv, the
+        # launcher script or any file.
         env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
-               "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries)}
+               "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
+               **(credential.env() if credential is not None else {})}
         if key.max_tokens is not None:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(key.max_tokens)
         if key.agent is not None and permissions is not None:
@@ -202,19 +225,46 @@ class Engine:
         With a ``session``, a worker whose live session holds exactly this history
         continues it (only the new turn is delivered), and after a complete answer
         the worker keeps the conversation loaded for the next request.
+
+        When the upstream refuses the worker's credential before any event was
+        yielded, the request runs again on a worker with the next credential, at
+        most once per credential.
         """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
                         request.output_schema, request.effort, agent)
         holding = _state(session, request, request.history) if request.history else None
         parked = self._claim(request, key)
-        if parked is not None:
-            worker, before = parked.worker, parked.usage
-        else:
-            worker, before = await self.pool.acquire(key, holding), Usage()
+        tried: set[Credential] = set()
+        while True:
+            if parked is not None:
+                worker, before = parked.worker, parked.usage
+            else:
+                self._check_credentials()
+                worker, before = await self.pool.acquire(key, holding), Usage()
+            if worker.credential is not None:
+                worker.credential.uses += 1
+            sent = False
+            try:
+                async with contextlib.aclosing(self._turn(worker, before, request, session,
+                                                          holding, parked is not None,
+                                                          narrow)) as turn:
+                    async for event in turn:
+                        sent = True
+                        yield event
+                return
+            except (UpstreamRateLimited, UpstreamAuthFailed):
+                if sent or not self._rotate(worker.credential, tried):
+                    raise
+            parked = None  # the retry replays the history on a fresh worker
+
+    async def _turn(self, worker: Worker, before: Usage, request: TurnRequest,
+                    session: Session | None, holding: str | None, resume: bool,
+                    narrow: frozenset[str] | None = None) -> AsyncGenerator[TurnEvent, None]:
+        """One attempt at the turn on ``worker``; hands the worker back at the end."""
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None,
-                                    agent=agent is not None)
+                                    agent=worker.key.agent is not None)
         end: TurnEnd | None = None
         answer = Answer()
         try:
@@ -222,7 +272,7 @@ class Engine:
                 worker.bridge.refuse = request.tool_choice.mode == "none"
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            if parked is not None:
+            if resume:
                 self._resume(worker, request)
             else:
                 await self._deliver(worker, request, holding)
@@ -231,6 +281,10 @@ class Engine:
                 if isinstance(event, TurnEnd):
                     end = event
                 yield event
+        except (UpstreamRateLimited, UpstreamAuthFailed) as exc:
+            if worker.credential is not None:  # before the release below sees the worker
+                self._cool(worker.credential, exc)
+            raise
         finally:
             if translator.done:
                 after = (*request.history, Message("user", request.prompt), answer.message())
@@ -292,6 +346,40 @@ class Engine:
                     yield event
                     return  # before the result only when cut short or at tool calls
                 yield event
+
+    # -- upstream credentials -----------------------------------------------------
+    def _usable(self, worker: Worker) -> bool:
+        """New turns go to workers on the credential in use (all, when none is set)."""
+        return worker.credential is self.credentials.current()
+
+    def _check_credentials(self) -> None:
+        """Fail fast when every credential is cooling down; when the credential in
+        use changed (one cooled down or came back), retire idle workers on the old."""
+        credential = self.credentials.pick()
+        if credential is not self._in_use:
+            self._in_use = credential
+            self.pool.retire_unusable()
+
+    def _cool(self, credential: Credential, error: UpstreamError) -> None:
+        seconds = self.credentials.cool(credential, error)
+        log.warning("upstream credential %s was %s; resting it %gs", credential.label,
+                    "rate-limited" if credential.reason == "rate_limited" else "rejected",
+                    seconds)
+        self._in_use = self.credentials.current()
+        self.pool.retire_unusable()
+
+    def _rotate(self, failed: Credential | None, tried: set[Credential]) -> bool:
+        """True to retry the request with the next credential (raises when every one
+        is cooling down); False when there is none left to try."""
+        if failed is None:
+            return False
+        tried.add(failed)
+        following = self.credentials.pick()
+        if following is None or following in tried:
+            return False
+        self.credentials.rotations += 1
+        log.info("retrying the request with upstream credential %s", following.label)
+        return True
 
     # -- paused tool turns --------------------------------------------------------
     def _park(self, worker: Worker, ids: frozenset[str], usage: Usage) -> None:

@@ -5,6 +5,10 @@ assignment step (``_dispatch``) hands idle workers to waiters or decides to star
 one, and the I/O (starting, resetting, closing processes) happens in tasks after
 it. A worker is handed back with ``release``; it is reset (``/clear``) off the
 request path and only then becomes idle again.
+
+A worker that is no longer ``usable`` (its upstream credential is cooling down,
+or a preferred one is back) is never handed out: idle, it is retired; busy, it
+is closed when released; the pool starts fresh workers as it needs them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Pool:
         self.make_worker = make_worker
         # Called when a waiter finds no room: may free a worker (a paused tool turn).
         self.reclaim: Callable[[], bool] = lambda: False
+        # Whether a worker may take new turns (the engine checks its credential).
+        self.usable: Callable[[Worker], bool] = lambda worker: True
         self.workers: list[Worker] = []
         self.restarts = 0
         self.started_total = 0
@@ -126,7 +132,7 @@ class Pool:
         """Hand a worker back after a turn. With ``keep`` it goes on holding that
         conversation state for a warm continuation; otherwise it is reset before
         anyone else gets it."""
-        if not healthy or not worker.alive or self._closed:
+        if not healthy or not worker.alive or self._closed or not self.usable(worker):
             self._discard(worker, crashed=not worker.alive)
             return
         worker.last_used = time.monotonic()
@@ -166,7 +172,8 @@ class Pool:
         one (the warmest); else, when no new worker may be started, the least
         recently used one holding another conversation, which the engine resets
         first (LRU eviction of live sessions)."""
-        idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive]
+        idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive
+                and self.usable(w)]
         match = [w for w in idle if holding is not None and w.holds == holding]
         clean = [w for w in idle if w.holds is None]
         if match:
@@ -191,6 +198,18 @@ class Pool:
         for worker in idle[:max(0, len(holders) - limit)]:
             worker.state = "resetting"
             self._spawn_task(self._reset(worker))
+
+    def retire_unusable(self) -> None:
+        """Close the idle workers that may take no new turns; busy ones follow when
+        released. Replacements start as the queue and ``min_idle_workers`` need them."""
+        stale = [w for w in self.workers if w.state == "idle" and not self.usable(w)]
+        for worker in stale:
+            log.info("retiring worker #%s: its upstream credential is no longer the one "
+                     "in use", worker.id)
+            self._retire(worker, crashed=False)
+        if stale:
+            self._dispatch()
+            self._top_up()
 
     def forget(self, holding: str) -> None:
         """Reset idle workers that hold this conversation state (it was deleted)."""
@@ -275,6 +294,11 @@ class Pool:
         if self._closed:
             await worker.close()
             return
+        if not self.usable(worker):  # its credential began to cool down meanwhile
+            if waiter is not None:
+                waiter.spawning = False
+            self._discard(worker, crashed=False)
+            return
         if waiter is not None and not waiter.future.done():
             worker.state = "busy"
             worker.last_used = time.monotonic()
@@ -296,7 +320,7 @@ class Pool:
             log.warning("worker #%s failed to reset (%s); replacing it", worker.id, exc)
             self._discard(worker, crashed=True)
             return
-        if not clean:
+        if not clean or not self.usable(worker):
             self._discard(worker, crashed=False)
             return
         worker.state = "idle"
@@ -346,6 +370,7 @@ class Pool:
             self._sweep()
 
     def _sweep(self) -> None:
+        self.retire_unusable()
         now = time.monotonic()
         for worker in list(self.workers):
             if worker.state == "idle" and not worker.alive:

@@ -31,6 +31,7 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
+from .credentials import Credential
 from .permissions import AgentKey, Permissions
 from .tools import ToolBridge
 
@@ -86,10 +87,12 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 bridge: ToolBridge | None = None,
+                 bridge: ToolBridge | None = None, credential: Credential | None = None,
                  permissions: Permissions | None = None) -> None:
         self.id = next(_ids)
         self.bridge = bridge
+        # The upstream credential in its environment (None: the CLI's own login).
+        self.credential = credential
         self.permissions = permissions
         self.on_exit: Callable[[Worker], None] | None = None
         self.key = key

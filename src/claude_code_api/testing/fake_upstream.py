@@ -11,6 +11,11 @@ the requests the CLI actually sent upstream.
     ...  # run the CLI with ANTHROPIC_BASE_URL=upstream.url
     assert upstream.requests[-1].body["messages"][-1]["role"] == "user"
     upstream.stop()
+
+``reject`` answers every request made with a given credential with an error, as
+the real API does for a rate-limited or revoked key:
+
+    upstream.reject["sk-ant-api-first"] = Reply.error(429, "rate_limit_error")
 """
 
 from __future__ import annotations
@@ -109,6 +114,14 @@ class Seen:
     at: float
 
     @property
+    def credential(self) -> str | None:
+        """The API key (``x-api-key``) or token (``Authorization: Bearer``) it carried."""
+        if self.headers.get("x-api-key"):
+            return self.headers["x-api-key"]
+        scheme, _, token = self.headers.get("authorization", "").partition(" ")
+        return token if scheme.lower() == "bearer" and token else None
+
+    @property
     def is_probe(self) -> bool:
         """The CLI's own start-up check (max_tokens 1, "Hi"), not a turn."""
         return self.body.get("max_tokens") == 1
@@ -177,6 +190,9 @@ class FakeUpstream:
         # A request counts as "main" (consumes a scripted reply) when this says so.
         # Side requests the CLI makes on its own get the default reply.
         self.is_main: Callable[[Seen], bool] = lambda seen: not seen.is_probe
+        # Credential -> the error every request made with it gets (probes too); a
+        # rejected request consumes no scripted reply.
+        self.reject: dict[str, Reply] = {}
         self.open_streams = 0
         self.files: dict[str, Served] = {}
         # Emulated prompt caching: usage is computed from each request (about four
@@ -200,6 +216,7 @@ class FakeUpstream:
             self.requests.clear()
             self.files.clear()
             self.fetched.clear()
+            self.reject.clear()
 
     @property
     def pending(self) -> int:
@@ -216,6 +233,9 @@ class FakeUpstream:
     def _next_reply(self, seen: Seen) -> Reply:
         with self._lock:
             self.requests.append(seen)
+            rejection = self.reject.get(seen.credential or "")
+            if rejection is not None:
+                return rejection
             if self.is_main(seen) and self._script:
                 return self._script.popleft()
         return self.default
