@@ -16,7 +16,15 @@ from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
 from .errors import Forbidden, Overloaded, UpstreamError
-from .events import ReasoningDelta, TextDelta, ToolCallStart, TurnEnd, TurnEvent, TurnRequest
+from .events import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallStart,
+    TurnEnd,
+    TurnEvent,
+    TurnRequest,
+    Usage,
+)
 from .media import MediaResolver
 from .metrics import Metrics
 from .settings import Settings
@@ -74,12 +82,17 @@ class Gateway:
                             f"`{turn.model}`; it may use: {allowed}.", param="model")
         turn = await self.media.resolve(turn)
         located = self.conversations.locate(caller.scope(user), turn, explicit)
+        def late_cost(cost: float) -> None:
+            self.metrics.cost.labels(model, caller.owner).inc(cost)
+            self.keys.charge(caller.owner, model, Usage(), cost, counted=False)
+
         if agent is not None:
             run = self.agents.prepare(caller, agent, located.conversation.id)
             caller.cacheable = False  # an agent turn acts on its workspace: never replayed
-            stream = self.engine.stream(located.turn, located.session, run.key, run.narrow)
+            stream = self.engine.stream(located.turn, located.session, run.key, run.narrow,
+                                        late_cost)
         else:
-            stream = self.engine.stream(located.turn, located.session)
+            stream = self.engine.stream(located.turn, located.session, late_cost=late_cost)
         events = self.conversations.recording(located, stream, model)
         return Run(located, model, self._accounted(caller, model, events))
 

@@ -53,6 +53,7 @@ def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
         "single": create_key(store, "single", "--concurrency", "1"),
         "haiku-only": create_key(store, "haiku-only", "--models", "haiku"),
         "tiny-budget": create_key(store, "tiny-budget", "--budget-usd", "0.000001"),
+        "cutter": create_key(store, "cutter", "--budget-usd", "0.000001"),
     }
     gateway = start_gateway(upstream, tmp, auth__required="true",
                             auth__rpm_window_seconds=str(WINDOW),
@@ -255,6 +256,26 @@ def test_budget_exhausted_by_reported_cost(gw: Gateway, tokens: dict[str, str],
     raised = keys_cli(store_of(gw), "update", "tiny-budget", "--reset-spent")
     assert raised.returncode == 0 and json.loads(raised.stdout)["spent_usd"] == 0
     assert chat(gw, token).status_code == 200
+
+
+def test_an_answer_cut_short_is_still_charged(gw: Gateway, tokens: dict[str, str],
+                                             upstream: FakeUpstream) -> None:
+    """A stop sequence ends the response before Claude Code reports the turn's cost;
+    the cost is charged when the interrupted turn's result arrives."""
+    token = tokens["cutter"]
+    upstream.script(Reply.text("one two STOP three four"))
+    cut = chat(gw, token, stop=["STOP"])
+    assert cut.status_code == 200 and cut.json()["choices"][0]["finish_reason"] == "stop"
+    assert cut.json()["choices"][0]["message"]["content"] == "one two "
+    deadline = time.monotonic() + 20
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = json.loads(keys_cli(store_of(gw), "usage", "cutter", "--json").stdout)
+        if rows and rows[0]["cost_usd"] > 0:
+            break
+        time.sleep(0.2)
+    assert rows and rows[0]["cost_usd"] > 0 and rows[0]["requests"] == 1
+    assert chat(gw, token).status_code == 429  # the budget is spent
 
 
 # -- whose conversations ------------------------------------------------------------------

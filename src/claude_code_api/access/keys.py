@@ -223,11 +223,13 @@ class KeyStore:
 
     # -- the ledger ---------------------------------------------------------------
     def charge(self, key_id: str, model: str, usage: Usage, cost_usd: float, *,
-               cached: bool = False) -> None:
-        """Record one finished request against its key (``local`` for no key)."""
+               cached: bool = False, counted: bool = True) -> None:
+        """Record one finished request against its key (``local`` for no key);
+        ``counted=False`` adds cost to a request already recorded."""
         now = time.time()
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
-        row = (key_id, model, day, 0 if cached else 1, 1 if cached else 0, usage.input_tokens,
+        row = (key_id, model, day, int(counted and not cached), int(counted and cached),
+               usage.input_tokens,
                usage.output_tokens, usage.cache_read_input_tokens,
                usage.cache_creation_input_tokens, cost_usd)
         with self._lock:

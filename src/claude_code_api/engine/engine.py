@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,8 @@ class Engine:
 
     # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest, session: Session | None = None,
-                     agent: AgentKey | None = None, narrow: frozenset[str] | None = None
+                     agent: AgentKey | None = None, narrow: frozenset[str] | None = None,
+                     late_cost: Callable[[float], None] | None = None
                      ) -> AsyncGenerator[TurnEvent, None]:
         """The response's events, ending with ``TurnEnd``; errors are raised.
 
@@ -229,6 +230,10 @@ class Engine:
         When the upstream refuses the worker's credential before any event was
         yielded, the request runs again on a worker with the next credential, at
         most once per credential.
+
+        A response that ends before the turn's result (max_tokens, a stop sequence,
+        the client hanging up) learns the turn's cost only once the CLI has stopped:
+        ``late_cost`` gets it then.
         """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
                         request.output_schema, request.effort, agent)
@@ -247,7 +252,7 @@ class Engine:
             try:
                 async with contextlib.aclosing(self._turn(worker, before, request, session,
                                                           holding, parked is not None,
-                                                          narrow)) as turn:
+                                                          narrow, late_cost)) as turn:
                     async for event in turn:
                         sent = True
                         yield event
@@ -259,7 +264,9 @@ class Engine:
 
     async def _turn(self, worker: Worker, before: Usage, request: TurnRequest,
                     session: Session | None, holding: str | None, resume: bool,
-                    narrow: frozenset[str] | None = None) -> AsyncGenerator[TurnEvent, None]:
+                    narrow: frozenset[str] | None = None,
+                    late_cost: Callable[[float], None] | None = None
+                    ) -> AsyncGenerator[TurnEvent, None]:
         """One attempt at the turn on ``worker``; hands the worker back at the end."""
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
                                     tools_visible=request.tool_choice.mode != "none",
@@ -293,7 +300,7 @@ class Engine:
             elif end is not None and end.stop_reason == "tool_use":
                 self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage)
             else:
-                self._abort(worker)
+                self._abort(worker, late_cost)
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
         timeout = self.settings.timeout_seconds
@@ -446,16 +453,19 @@ class Engine:
         return True
 
     # -- ending turns early -------------------------------------------------------
-    def _abort(self, worker: Worker) -> None:
-        task = asyncio.create_task(self._interrupt(worker))
+    def _abort(self, worker: Worker, late_cost: Callable[[float], None] | None = None) -> None:
+        task = asyncio.create_task(self._interrupt(worker, late_cost))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
-    async def _interrupt(self, worker: Worker) -> None:
+    async def _interrupt(self, worker: Worker,
+                         late_cost: Callable[[float], None] | None = None) -> None:
         """End a turn the client no longer wants; keep the process if it obeys."""
         try:
             await asyncio.wait_for(worker.interrupt(), _ABORT_TIMEOUT)
-            await worker.until_result(_ABORT_TIMEOUT)
+            result = await worker.until_result(_ABORT_TIMEOUT)
+            if late_cost is not None and result.total_cost_usd:
+                late_cost(result.total_cost_usd)
         except (GatewayError, Exception) as exc:
             reason = "silent" if isinstance(exc, WorkerTimeout) else type(exc).__name__
             log.warning("worker #%s did not stop cleanly (%s); replacing it", worker.id, reason)
