@@ -28,6 +28,7 @@ from .engine.engine import cli_version
 from .engine.worker import Worker
 from .errors import GatewayError
 from .gateway import Gateway
+from .sessions.router import router as sessions_router
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(responses_router)
     app.include_router(anthropic_router)
     app.include_router(conversations_router)
+    app.include_router(sessions_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
                       response_class=Response)

@@ -27,6 +27,7 @@ from .events import (
 )
 from .media import MediaResolver
 from .metrics import Metrics
+from .sessions.service import Sessions
 from .settings import Settings
 from .store.sqlite import ConversationStore
 
@@ -55,10 +56,12 @@ class Gateway:
     limiter: RateLimiter
     agents: Agents
     metrics: Metrics = field(init=False)
+    sessions: Sessions = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
+        self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -138,12 +141,14 @@ class Gateway:
 
     async def start(self) -> None:
         await self.engine.start()
+        self.sessions.start()
 
     async def learn_models(self, timeout: float) -> None:
         if await self.engine.pool.wait_ready(timeout):
             self.catalog.learn(self.engine.server_info())
 
     async def close(self) -> None:
+        await self.sessions.close_all()
         await self.engine.close()
         await self.media.close()
         self.conversations.store.close()

@@ -182,6 +182,13 @@ class McpSettings(BaseModel):
                                      "({\"mcpServers\": {...}})")
 
 
+class SessionSettings(BaseModel):
+    max_live: int = Field(2, ge=0, description="live WebSocket sessions at once (each holds "
+                          "a worker of the pool)")
+    idle_seconds: float = Field(600.0, gt=0, description="close a session without a turn "
+                                "for this long")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -208,6 +215,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     file_access: FileAccessSettings = Field(default_factory=FileAccessSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     def auth_required(self) -> bool:
         """Always beyond loopback; on loopback when configured."""

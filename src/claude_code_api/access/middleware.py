@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 
@@ -74,6 +75,9 @@ class AccessMiddleware:
         self.public = _ALWAYS_PUBLIC | ({"/metrics"} if metrics_public else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -120,9 +124,36 @@ class AccessMiddleware:
             if verdict is not None and verdict.allowed and caller.key is not None:
                 self.limiter.release(caller.key)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket is authenticated like a request: a key in the headers, or for
+        browsers (which cannot set them) an ``api_key`` query parameter. A refused
+        handshake is closed with 1008, which clients see as HTTP 403."""
+        headers = Headers(scope=scope)
+        rid = headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(rid):
+            rid = "req_" + uuid.uuid4().hex
+        token = request_id.set(rid)
+        try:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            supplied = _token(headers) or (query.get("api_key") or [None])[0]
+            try:
+                key = self._authenticate_token(supplied)
+            except Unauthorized as exc:
+                self._rejected(exc)
+                log.info("websocket %s refused: %s", scope["path"], exc.code)
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            scope.setdefault("state", {})["caller"] = Caller(key=key, request_id=rid,
+                                                             route=route_of(scope["path"]))
+            await self.app(scope, receive, send)
+        finally:
+            request_id.reset(token)
+
     # -- who, and how much -------------------------------------------------------
     def _authenticate(self, headers: Headers) -> ApiKey | None:
-        token = _token(headers)
+        return self._authenticate_token(_token(headers))
+
+    def _authenticate_token(self, token: str | None) -> ApiKey | None:
         if token:
             key = self.keys.authenticate(token)
             if key is not None:

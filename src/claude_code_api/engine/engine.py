@@ -60,6 +60,7 @@ from ..events import (
 )
 from ..settings import ClaudeSettings
 from .credentials import Credential, Credentials
+from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .tools import ToolBridge, cli_name, mcp_result
@@ -327,6 +328,22 @@ class Engine:
             else:
                 await worker.send(user_message(content, query=False))
                 await worker.until_result(timeout)
+
+    async def open_live(self, key: WorkerKey, model: str,
+                        narrow: frozenset[str] | None = None) -> LiveSession:
+        """A worker of its own for an interactive session, until it is closed."""
+        worker = await self.pool.acquire(key)
+        try:
+            if worker.holds is not None and not await worker.reset():
+                raise WorkerCrashed("could not clear a Claude Code session for this one")
+            worker.holds = None
+            await worker.set_model(model)
+        except BaseException:
+            self.pool.release(worker, healthy=False)
+            raise
+        if worker.permissions is not None:
+            worker.permissions.narrow = narrow
+        return LiveSession(worker, self.pool, self.settings.timeout_seconds)
 
     def forget(self, state: str) -> None:
         """A conversation was deleted: no worker may go on holding it."""

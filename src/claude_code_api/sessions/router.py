@@ -1,0 +1,162 @@
+"""POST/GET /v1/sessions, GET/DELETE /v1/sessions/{id}, WS /v1/sessions/{id}/ws.
+
+The WebSocket speaks JSON text frames. The client sends
+``{"type": "user", "content": "..." | [blocks]}`` or ``{"type": "interrupt"}``;
+the server sends ``{"type": "session", ...}`` once, then every message of the
+CLI as it comes (``stream_event``, ``assistant``, ``user`` with tool results,
+``system``, ``result``), and ``{"type": "error", "error": {...}}`` for a
+message it cannot take. One turn runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..access.caller import Caller, caller_of
+from ..agent import select
+from ..errors import GatewayError
+from ..gateway import Gateway
+from .service import Session, Sessions
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["Sessions"])
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="a model, or claude-code[/model] for "
+                                                "agent mode")
+    system: str | None = Field(None, description="system prompt (appended to Claude "
+                                                 "Code's own in agent mode)")
+    agent: dict[str, Any] | bool | None = Field(None, description="agent mode and its "
+                                                "narrowing, as for the other endpoints")
+
+
+def _sessions(gateway: Gateway) -> Sessions:
+    return gateway.sessions
+
+
+@router.post("/v1/sessions")
+async def create_session(body: SessionCreate, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    default = gateway.settings.claude.default_model
+    model, agent = select(body.model or default, {"agent": body.agent}, request.headers,
+                          default)
+    session = await _sessions(gateway).create(caller_of(request), model, body.system, agent)
+    return session.summary()
+
+
+@router.get("/v1/sessions")
+async def list_sessions(request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return {"object": "list",
+            "data": [s.summary() for s in _sessions(gateway).all(caller_of(request))]}
+
+
+@router.get("/v1/sessions/{session_id}")
+async def get_session(session_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return _sessions(gateway).get(caller_of(request), session_id).summary()
+
+
+@router.delete("/v1/sessions/{session_id}")
+async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    sessions = _sessions(gateway)
+    await sessions.close(sessions.get(caller_of(request), session_id))
+    return {"id": session_id, "object": "session.deleted", "deleted": True}
+
+
+@router.websocket("/v1/sessions/{session_id}/ws")
+async def session_socket(websocket: WebSocket, session_id: str) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    caller = websocket.scope.get("state", {}).get("caller") or Caller()
+    try:
+        session = _sessions(gateway).get(caller, session_id)
+    except GatewayError:
+        await websocket.close(code=4404, reason="session not found")
+        return
+    if session.connected:
+        await websocket.close(code=4409, reason="the session already has a client")
+        return
+    await websocket.accept()
+    session.connected = True
+    running: asyncio.Task[None] | None = None
+    try:
+        await websocket.send_json({"type": "session", **session.summary()})
+        while True:
+            message = await _receive(websocket)
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind == "interrupt":
+                await session.live.interrupt()
+            elif kind == "user":
+                if running is not None and not running.done():
+                    await _error(websocket, "a turn is running; wait for its result or "
+                                            "send an interrupt")
+                    continue
+                content = message.get("content")
+                if not _valid_content(content):
+                    await _error(websocket, "`content` must be a string or a list of "
+                                            "content blocks")
+                    continue
+                session.last_active = time.monotonic()
+                running = asyncio.create_task(_pump(websocket, session, content))
+            else:
+                await _error(websocket, f"unknown message type {kind!r}; send `user` or "
+                                        "`interrupt`")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        session.connected = False
+        if running is not None and not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running
+        await session.live.settle()  # nobody reads this turn any more
+
+
+async def _receive(websocket: WebSocket) -> dict[str, Any] | None:
+    text = await websocket.receive_text()
+    try:
+        message = json.loads(text)
+    except ValueError:
+        await _error(websocket, "messages are JSON objects")
+        return None
+    if not isinstance(message, dict):
+        await _error(websocket, "messages are JSON objects")
+        return None
+    return message
+
+
+def _valid_content(content: Any) -> bool:
+    if isinstance(content, str):
+        return bool(content)
+    return isinstance(content, list) and bool(content) and \
+        all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
+
+
+async def _pump(websocket: WebSocket, session: Session, content: Any) -> None:
+    try:
+        async for message in session.live.turn(content):
+            await websocket.send_json(message)
+    except GatewayError as exc:
+        await _error(websocket, exc.message, exc.type)
+    finally:
+        session.last_active = time.monotonic()
+
+
+async def _error(websocket: WebSocket, message: str,
+                 error_type: str = "invalid_request_error") -> None:
+    await websocket.send_json({"type": "error", "error": {"type": error_type,
+                                                          "message": message}})

@@ -1,0 +1,123 @@
+"""Live sessions: a Claude Code process held for one interactive client.
+
+A session is created over HTTP, driven over a WebSocket (user turns in, the
+CLI's messages out, interrupts), and closed with DELETE or after
+``sessions.idle_seconds`` without a turn; closing ends its process. Sessions
+take their worker from the pool, so ``sessions.max_live`` keeps some of the pool
+for ordinary requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..access.caller import Caller
+from ..agent import AgentRequest, Agents
+from ..catalog import Catalog
+from ..engine.engine import Engine
+from ..engine.live import LiveSession
+from ..engine.worker import WorkerKey
+from ..errors import NotFound, Overloaded
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    id: str
+    owner: str
+    model: str
+    mode: str  # "chat" | "agent"
+    live: LiveSession
+    workspace: str | None = None
+    created_at: float = field(default_factory=time.time)
+    last_active: float = field(default_factory=time.monotonic)
+    connected: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "session", "model": self.model, "mode": self.mode,
+                "created_at": int(self.created_at), "turns": self.live.worker.turns,
+                "state": "closed" if self.live.closed else
+                ("running" if self.live.turn_running else "idle"),
+                "connected": self.connected, "workspace": self.workspace}
+
+
+class Sessions:
+    def __init__(self, settings: Settings, engine: Engine, catalog: Catalog,
+                 agents: Agents) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.catalog = catalog
+        self.agents = agents
+        self._sessions: dict[str, Session] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
+
+    async def create(self, caller: Caller, model: str, system: str | None,
+                     agent: AgentRequest | None) -> Session:
+        if sum(1 for s in self._sessions.values() if not s.live.closed) >= \
+                self.settings.sessions.max_live:
+            raise Overloaded(f"{self.settings.sessions.max_live} live sessions are open, the "
+                             "server's limit; close one (DELETE /v1/sessions/{id})",
+                             retry_after=self.settings.claude.retry_after_seconds)
+        resolved = self.catalog.resolve(model)
+        session_id = "sess_" + uuid.uuid4().hex[:24]
+        if agent is not None:
+            run = self.agents.prepare(caller, agent, session_id)
+            key = WorkerKey(system=system, agent=run.key)
+            live = await self.engine.open_live(key, resolved, run.narrow)
+            session = Session(session_id, caller.owner, resolved, "agent", live,
+                              run.key.workspace)
+        else:
+            live = await self.engine.open_live(WorkerKey(system=system), resolved)
+            session = Session(session_id, caller.owner, resolved, "chat", live)
+        self._sessions[session_id] = session
+        log.info("session %s opened (%s, worker #%s)", session_id, session.mode,
+                 live.worker.id)
+        return session
+
+    def get(self, caller: Caller, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.owner != caller.owner:
+            raise NotFound(f"session `{session_id}` not found")
+        return session
+
+    def all(self, caller: Caller) -> list[Session]:
+        return [s for s in self._sessions.values() if s.owner == caller.owner]
+
+    async def close(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        await session.live.settle()
+        session.live.close()
+        log.info("session %s closed", session.id)
+
+    async def close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for session in list(self._sessions.values()):
+            self._sessions.pop(session.id, None)
+            session.live.close()
+
+    async def _sweep(self) -> None:
+        idle = self.settings.sessions.idle_seconds
+        while True:
+            await asyncio.sleep(min(5.0, idle / 4))
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                if session.live.closed:
+                    self._sessions.pop(session.id, None)
+                elif not session.live.turn_running and now - session.last_active > idle:
+                    log.info("session %s idle %.0fs; closing it", session.id,
+                             now - session.last_active)
+                    await self.close(session)

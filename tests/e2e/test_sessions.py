@@ -1,0 +1,175 @@
+"""Live sessions over WebSocket: two turns, an interrupt, auth, and a freed process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, ToolUse
+from tests.conftest import Gateway, ready, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+EXE = Path(sys.executable).parent / "claude-code-api"
+
+
+@pytest.fixture(scope="module")
+def live(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[tuple[Gateway, dict[str, str]]]:
+    tmp = tmp_path_factory.mktemp("sessions")
+    tokens = {}
+    for name, flags in (("dev", ["--agent"]), ("other", ["--agent"]), ("chatty", [])):
+        done = subprocess.run([str(EXE), "keys", "create", "--name", name, *flags],
+                              capture_output=True, text=True, timeout=60,
+                              env={"CLAUDE_CODE__STORE__PATH": str(tmp / "gateway.db")})
+        assert done.returncode == 0, done.stderr
+        tokens[name] = done.stdout.strip()
+    gateway = start_gateway(upstream, tmp, auth__required="true", agent__enabled="true",
+                            agent__workspace_root=str(tmp / "ws"),
+                            claude__max_concurrent_sessions="3")
+    gateway.wait_idle()
+    yield gateway, tokens
+    gateway.stop()
+    assert not gateway.cli_processes()
+
+
+@pytest.fixture
+def gw(live: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
+    return ready(live[0], upstream)
+
+
+@pytest.fixture
+def tokens(live: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
+    return live[1]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def create(gateway: Gateway, token: str, **body: Any) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/sessions", headers=auth(token), json=body, timeout=60)
+
+
+def ws_url(gateway: Gateway, session_id: str) -> str:
+    return gateway.url.replace("http://", "ws://") + f"/v1/sessions/{session_id}/ws"
+
+
+def until_result(ws: ClientConnection) -> list[dict[str, Any]]:
+    seen = []
+    while True:
+        message = json.loads(ws.recv(timeout=60))
+        seen.append(message)
+        if message["type"] in ("result", "error"):
+            return seen
+
+
+def text_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(b.get("text", "") for m in messages if m["type"] == "assistant"
+                   for b in m["content"] if b.get("type") == "text")
+
+
+def test_two_turns_and_an_interrupt(gw: Gateway, tokens: dict[str, str],
+                                    upstream: FakeUpstream) -> None:
+    created = create(gw, tokens["dev"], model="claude-code")
+    assert created.status_code == 200, created.text
+    session = created.json()
+    assert session["mode"] == "agent" and session["state"] == "idle"
+    workspace = Path(session["workspace"])
+    assert workspace.is_dir()
+    before = len(gw.cli_processes())
+
+    upstream.script(
+        Reply(blocks=[ToolUse("Write", {"file_path": str(workspace / "a.txt"),
+                                        "content": "first"})], stop_reason="tool_use"),
+        Reply.text("wrote a.txt"), Reply.text("second answer"),
+        Reply.text("a long answer " * 40, chunk_delay=0.05))
+    with connect(ws_url(gw, session["id"]), additional_headers=auth(tokens["dev"])) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "session" and hello["id"] == session["id"]
+
+        ws.send(json.dumps({"type": "user", "content": "write a.txt"}))
+        first = until_result(ws)
+        assert first[-1]["type"] == "result" and first[-1]["is_error"] is False
+        assert text_of(first) == "wrote a.txt"
+        uses = [b for m in first if m["type"] == "assistant" for b in m["content"]
+                if b.get("type") == "tool_use"]
+        assert uses and uses[0]["name"] == "Write"
+        assert any(m["type"] == "user" for m in first)  # the tool result
+        assert any(m["type"] == "stream_event" for m in first)
+        assert (workspace / "a.txt").read_text() == "first"
+
+        ws.send(json.dumps({"type": "user", "content": "and now?"}))
+        second = until_result(ws)
+        assert text_of(second) == "second answer"
+        # The second turn continued the same conversation: the upstream saw turn one.
+        last = upstream.message_requests()[-1]
+        assert "write a.txt" in json.dumps(last.messages)
+
+        ws.send(json.dumps({"type": "user", "content": "talk for a while"}))
+        while json.loads(ws.recv(timeout=30))["type"] != "stream_event":
+            pass
+        ws.send(json.dumps({"type": "user", "content": "too early"}))
+        ws.send(json.dumps({"type": "interrupt"}))
+        rest = until_result(ws)
+        while rest[-1]["type"] == "error":  # the refused second message
+            assert "a turn is running" in rest[-1]["error"]["message"]
+            rest = until_result(ws)
+        assert rest[-1]["type"] == "result"
+        assert rest[-1]["subtype"] != "success" or rest[-1]["is_error"]
+
+        ws.send(json.dumps({"type": "oops"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "error"
+
+    listed = httpx.get(gw.url + "/v1/sessions", headers=auth(tokens["dev"]), timeout=10).json()
+    assert [s["id"] for s in listed["data"]] == [session["id"]]
+    assert listed["data"][0]["turns"] == 3
+    deleted = httpx.delete(gw.url + f"/v1/sessions/{session['id']}",
+                           headers=auth(tokens["dev"]), timeout=30)
+    assert deleted.json()["deleted"] is True
+    gw.wait_for(lambda h: all(w["state"] != "busy" for w in h["workers"]))
+    gw.wait_for(lambda h: len(gw.cli_processes()) < before or h["pool"]["size"] < 3)
+    assert httpx.get(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["dev"]),
+                     timeout=10).status_code == 404
+
+
+def test_sessions_are_authenticated_and_owned(gw: Gateway, tokens: dict[str, str]) -> None:
+    assert httpx.post(gw.url + "/v1/sessions", json={}, timeout=10).status_code == 401
+    refused = create(gw, tokens["chatty"], model="claude-code")
+    assert refused.status_code == 403 and "agent mode" in refused.json()["error"]["message"]
+    session = create(gw, tokens["dev"], model="sonnet").json()
+    assert session["mode"] == "chat"
+    try:
+        with pytest.raises(InvalidStatus) as caught:
+            connect(ws_url(gw, session["id"]))
+        assert caught.value.response.status_code == 403
+        with pytest.raises(InvalidStatus) as caught:  # a session of another key: refused
+            connect(ws_url(gw, session["id"]) + f"?api_key={tokens['other']}")
+        assert caught.value.response.status_code == 403
+        with connect(ws_url(gw, session["id"]) + f"?api_key={tokens['dev']}") as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "session"
+        assert httpx.get(gw.url + f"/v1/sessions/{session['id']}", headers=auth(
+            tokens["other"]), timeout=10).status_code == 404
+    finally:
+        httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["dev"]),
+                     timeout=30)
+
+
+def test_live_sessions_are_limited(gw: Gateway, tokens: dict[str, str]) -> None:
+    opened = [create(gw, tokens["dev"]).json() for _ in range(2)]
+    try:
+        third = create(gw, tokens["dev"])
+        assert third.status_code == 429 and "live sessions" in third.json()["error"]["message"]
+    finally:
+        for session in opened:
+            httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["dev"]),
+                         timeout=30)
