@@ -227,3 +227,28 @@ def test_agent_mode_refused_where_not_enabled(shared_gateway: Gateway) -> None:
         client.chat.completions.create(model="claude-code",
                                        messages=[{"role": "user", "content": "hi"}])
     assert "not enabled" in str(caught.value)
+
+
+def test_anthropic_clients_see_progress_as_thinking(gw: Gateway, upstream: FakeUpstream) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    target = workspace(gw, "conv-anthropic") / "x.txt"
+    upstream.script(step(ToolUse("Write", {"file_path": str(target), "content": "x"})),
+                    Reply.text("written"), Reply.text("and again"))
+    asked: dict[str, Any] = {"role": "user", "content": "write x"}
+    headers = {"X-Conversation-ID": "conv-anthropic"}
+    first = client.messages.create(model="claude-code", max_tokens=500, messages=[asked],
+                                   extra_headers=headers)  # type: ignore[list-item]
+    thinking = [b for b in first.content if b.type == "thinking"]
+    assert thinking and "[Write] done" in thinking[0].thinking
+    assert [b.text for b in first.content if b.type == "text"] == ["written"]
+    assert target.read_text() == "x"
+    # Claude Code-style clients send the whole turn back, progress included.
+    second = client.messages.create(
+        model="claude-code", max_tokens=500, extra_headers=headers,
+        messages=[asked, {"role": "assistant",  # type: ignore[list-item]
+                          "content": [b.model_dump() for b in first.content]},
+                  {"role": "user", "content": "again"}])
+    assert [b.text for b in second.content if b.type == "text"] == ["and again"]
+    assert '"signature": ""' not in json.dumps(upstream.message_requests()[-1].messages)

@@ -22,6 +22,7 @@ from .models import (
     ImageBlock,
     MessagesRequest,
     TextBlock,
+    ThinkingBlock,
     ThinkingDisabled,
     ThinkingEnabled,
     ToolChoiceAny,
@@ -120,6 +121,9 @@ def _blocks(content: str | list[Block], i: int) -> tuple[dict[str, Any], ...]:
         elif isinstance(block, ToolResultBlock):
             out.append(_tool_result(block, param))
         elif isinstance(block, TextBlock) and not block.text:
+            continue
+        elif isinstance(block, ThinkingBlock) and not block.signature:
+            # Unsigned thinking is ours (agent-mode progress): the API would refuse it.
             continue
         else:
             out.append(block.model_dump(exclude_none=True, exclude={"cache_control"}))
