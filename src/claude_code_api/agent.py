@@ -121,6 +121,11 @@ class Agents:
         return [{"name": name, "type": str(spec.get("type", "stdio"))}
                 for name, spec in self.mcp_servers.items()]
 
+    def usable_by(self, caller: Caller) -> bool:
+        if not self.settings.enabled:
+            return False
+        return caller.key.agent if caller.key is not None else self.local_ok
+
     def prepare(self, caller: Caller, request: AgentRequest, conversation_id: str) -> AgentRun:
         """The policy a turn runs with; Forbidden when the caller may not use agent mode."""
         if not self.settings.enabled:

@@ -212,6 +212,12 @@ def test_agent_mode_selected_by_header_and_body(gw: Gateway, upstream: FakeUpstr
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "agent.max_turns"
 
 
+def test_the_agent_model_is_listed(gw: Gateway, shared_gateway: Gateway) -> None:
+    assert "claude-code" in [m.id for m in gw.client().models.list()]
+    assert gw.client().models.retrieve("claude-code").id == "claude-code"
+    assert "claude-code" not in [m.id for m in shared_gateway.client().models.list()]
+
+
 def test_chat_mode_is_untouched(gw: Gateway, upstream: FakeUpstream) -> None:
     upstream.script(Reply.text("plain"))
     answer = gw.client().chat.completions.create(

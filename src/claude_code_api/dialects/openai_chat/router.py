@@ -13,7 +13,8 @@ from openai.types import Model
 
 from ... import sse
 from ...access.caller import caller_of
-from ...agent import select
+from ...agent import AGENT_MODEL, select
+from ...catalog import ModelEntry
 from ...conversations.service import valid_id
 from ...errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from ...events import (
@@ -146,6 +147,9 @@ async def list_models(request: Request) -> dict[str, Any]:
     key = caller_of(request).key
     entries = [e for e in gateway.catalog.entries()
                if key is None or key.allows_model(*gateway.catalog.names_for(e.id))]
+    if gateway.agents.usable_by(caller_of(request)):
+        entries.append(ModelEntry(AGENT_MODEL, "agent mode: Claude Code with its own tools "
+                                               "in a workspace"))
     if "anthropic-version" in request.headers:
         # Anthropic's SDKs (and Claude Code) list models in their own shape.
         data = [{"type": "model", "id": e.id, "display_name": e.description or e.id,
@@ -163,6 +167,8 @@ def _rfc3339(timestamp: int) -> str:
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
+    if model_id == AGENT_MODEL and gateway.agents.usable_by(caller_of(request)):
+        return _model(model_id, gateway)
     if not gateway.catalog.known(model_id):
         gateway.catalog.resolve(model_id)  # 404 model_not_found for unknown names
         if not model_id.startswith("claude-"):
