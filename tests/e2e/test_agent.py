@@ -258,3 +258,18 @@ def test_anthropic_clients_see_progress_as_thinking(gw: Gateway, upstream: FakeU
                   {"role": "user", "content": "again"}])
     assert [b.text for b in second.content if b.type == "text"] == ["and again"]
     assert '"signature": ""' not in json.dumps(upstream.message_requests()[-1].messages)
+
+
+def test_max_budget_stops_the_agent(gw: Gateway, upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-budget")
+    # Each model call reports a million output tokens: far beyond a cent.
+    upstream.script(*(Reply(blocks=[ToolUse("Glob", {"pattern": "*", "path": str(target)})],
+                            stop_reason="tool_use", output_tokens=1_000_000)
+                      for _ in range(3)), Reply.text("never reached"))
+    completion = gw.client().chat.completions.create(
+        model="claude-code", messages=[{"role": "user", "content": "spend"}],
+        extra_headers={"X-Conversation-ID": "conv-budget"},
+        extra_body={"agent": {"max_budget_usd": 0.01}})
+    assert completion.choices[0].finish_reason == "length"
+    assert "max_budget_usd" in getattr(completion.choices[0].message, "reasoning_content", "")
+    assert len(upstream.message_requests()) == 1
