@@ -61,7 +61,8 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
-        self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents)
+        self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
+                                 self.keys)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:

@@ -130,6 +130,12 @@ def test_two_turns_and_an_interrupt(gw: Gateway, tokens: dict[str, str],
         ws.send(json.dumps({"type": "oops"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
 
+    ledger = subprocess.run([str(EXE), "keys", "usage", "dev", "--json"], capture_output=True,
+                            text=True, timeout=60,
+                            env={"CLAUDE_CODE__STORE__PATH": gw.env["CLAUDE_CODE__STORE__PATH"]})
+    rows = json.loads(ledger.stdout)
+    assert sum(r["requests"] for r in rows) == 3  # every turn's result, the interrupted too
+    assert sum(r["cost_usd"] for r in rows) > 0
     listed = httpx.get(gw.url + "/v1/sessions", headers=auth(tokens["dev"]), timeout=10).json()
     assert [s["id"] for s in listed["data"]] == [session["id"]]
     assert listed["data"][0]["turns"] == 3

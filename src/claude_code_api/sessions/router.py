@@ -110,8 +110,13 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
                     await _error(websocket, "`content` must be a string or a list of "
                                             "content blocks")
                     continue
+                try:
+                    _sessions(gateway).check_budget(session.owner)
+                except GatewayError as exc:
+                    await _error(websocket, exc.message, exc.type)
+                    continue
                 session.last_active = time.monotonic()
-                running = asyncio.create_task(_pump(websocket, session, content))
+                running = asyncio.create_task(_pump(websocket, gateway, session, content))
             else:
                 await _error(websocket, f"unknown message type {kind!r}; send `user` or "
                                         "`interrupt`")
@@ -146,9 +151,12 @@ def _valid_content(content: Any) -> bool:
         all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
 
 
-async def _pump(websocket: WebSocket, session: Session, content: Any) -> None:
+async def _pump(websocket: WebSocket, gateway: Gateway, session: Session,
+                content: Any) -> None:
     try:
         async for message in session.live.turn(content):
+            if message["type"] == "result":
+                _sessions(gateway).charge(session, message)
             await websocket.send_json(message)
     except GatewayError as exc:
         await _error(websocket, exc.message, exc.type)

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..access.caller import Caller
+from ..access.keys import KeyStore
 from ..agent import AgentRequest, Agents
 from ..catalog import Catalog
 from ..engine.engine import Engine
 from ..engine.live import LiveSession
+from ..engine.turns import usage_of
 from ..engine.worker import WorkerKey
-from ..errors import NotFound, Overloaded
+from ..errors import BudgetExceeded, Forbidden, NotFound, Overloaded
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,12 @@ class Session:
 
 class Sessions:
     def __init__(self, settings: Settings, engine: Engine, catalog: Catalog,
-                 agents: Agents) -> None:
+                 agents: Agents, keys: KeyStore) -> None:
         self.settings = settings
         self.engine = engine
         self.catalog = catalog
         self.agents = agents
+        self.keys = keys
         self._sessions: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -70,6 +73,11 @@ class Sessions:
                              "server's limit; close one (DELETE /v1/sessions/{id})",
                              retry_after=self.settings.claude.retry_after_seconds)
         resolved = self.catalog.resolve(model)
+        if caller.key is not None and not caller.key.allows_model(
+                *self.catalog.names_for(resolved)):
+            raise Forbidden(f"The API key `{caller.key.name}` may not use the model "
+                            f"`{resolved}`.", param="model")
+        self.check_budget(caller.owner)
         session_id = "sess_" + uuid.uuid4().hex[:24]
         if agent is not None:
             run = self.agents.prepare(caller, agent, session_id)
@@ -84,6 +92,21 @@ class Sessions:
         log.info("session %s opened (%s, worker #%s)", session_id, session.mode,
                  live.worker.id)
         return session
+
+    def check_budget(self, owner: str) -> None:
+        """Before each turn: a key whose budget is spent gets no more."""
+        key = self.keys.get(owner)
+        if key is not None and key.over_budget():
+            raise BudgetExceeded(f"The API key `{key.name}` has used its budget of "
+                                 f"${key.budget_usd:.2f}.")
+
+    def charge(self, session: Session, result: dict[str, Any]) -> None:
+        """A turn's result: its cost and tokens go to the session owner's ledger."""
+        usage = result.get("usage")
+        cost = result.get("total_cost_usd")
+        self.keys.charge(session.owner, session.model,
+                         usage_of(usage if isinstance(usage, dict) else None),
+                         float(cost) if isinstance(cost, int | float) else 0.0)
 
     def get(self, caller: Caller, session_id: str) -> Session:
         session = self._sessions.get(session_id)
@@ -120,4 +143,7 @@ class Sessions:
                 elif not session.live.turn_running and now - session.last_active > idle:
                     log.info("session %s idle %.0fs; closing it", session.id,
                              now - session.last_active)
-                    await self.close(session)
+                    try:
+                        await self.close(session)
+                    except Exception:
+                        log.exception("closing session %s failed", session.id)
