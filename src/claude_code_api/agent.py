@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .errors import Forbidden, InvalidRequest
 from .settings import Settings
 
 AGENT_MODEL = "claude-code"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MODE_HEADER = "x-claude-code-mode"
 
 
@@ -160,10 +162,18 @@ class Agents:
         if self.settings.project_dir is not None:
             path = Path(self.settings.project_dir).resolve()
         else:
-            # Ids are [A-Za-z0-9_.-]; one starting with a dot ("..") gets a prefix.
+            # Ids are checked as [A-Za-z0-9_.-]{1,128} where they come in; checked
+            # again here, since this one names a directory. A leading dot ("..")
+            # gets a prefix.
+            if not _SAFE_ID.match(conversation_id):
+                raise InvalidRequest("conversation ids are 1-128 letters, digits, '_', '.' "
+                                     "or '-'", param="conversation_id")
             name = conversation_id if not conversation_id.startswith(".") else \
                 "_" + conversation_id
-            path = Path(self.settings.workspace_root).resolve() / owner / name
+            root = Path(self.settings.workspace_root).resolve()
+            path = root / owner / name
+            if root not in path.resolve().parents:
+                raise InvalidRequest("invalid conversation id", param="conversation_id")
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return os.path.realpath(path)
 

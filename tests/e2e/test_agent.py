@@ -210,6 +210,15 @@ def test_agent_mode_selected_by_header_and_body(gw: Gateway, upstream: FakeUpstr
         "model": "sonnet", "messages": [{"role": "user", "content": "x"}],
         "agent": {"max_turns": 0}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "agent.max_turns"
+    for path, body in (("/v1/messages", {"model": "claude-code", "max_tokens": 10,
+                                         "messages": [{"role": "user", "content": "x"}]}),
+                       ("/v1/responses", {"model": "claude-code", "input": "x"}),
+                       ("/v1/chat/completions", {"model": "claude-code", "messages": [
+                           {"role": "user", "content": "x"}]})):
+        escape = httpx.post(gw.url + path, json=body, timeout=30,
+                            headers={"X-Conversation-ID": "../../escape"})
+        assert escape.status_code == 400, (path, escape.text)
+    assert not (Path(gw.env["CLAUDE_CODE__AGENT__WORKSPACE_ROOT"]).parent / "escape").exists()
 
 
 def test_the_agent_model_is_listed(gw: Gateway, shared_gateway: Gateway) -> None:
@@ -273,3 +282,21 @@ def test_max_budget_stops_the_agent(gw: Gateway, upstream: FakeUpstream) -> None
     assert completion.choices[0].finish_reason == "length"
     assert "max_budget_usd" in getattr(completion.choices[0].message, "reasoning_content", "")
     assert len(upstream.message_requests()) == 1
+
+
+def test_responses_clients_see_progress_as_reasoning_summaries(gw: Gateway,
+                                                               upstream: FakeUpstream) -> None:
+    target = workspace(gw, "conv-responses") / "r.txt"
+    upstream.script(step(ToolUse("Write", {"file_path": str(target), "content": "r"})),
+                    Reply.text("done with r"))
+    client = gw.client()
+    with client.responses.stream(model="claude-code", input="write r",
+                                 extra_headers={"X-Conversation-ID": "conv-responses"}
+                                 ) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.reasoning_summary_text.delta"]
+        final = stream.get_final_response()
+    assert "[Write] done" in "".join(deltas)
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert "[Write]" in final.output[0].summary[0].text  # type: ignore[union-attr]
+    assert final.output_text == "done with r"
+    assert target.read_text() == "r"

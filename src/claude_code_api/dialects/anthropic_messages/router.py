@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ... import sse
 from ...access.caller import caller_of
 from ...agent import select
+from ...conversations.service import valid_id
 from ...errors import GatewayError, UpstreamError
 from ...events import TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
@@ -32,11 +33,12 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
         log.info("messages: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
     user = (body.metadata or {}).get("user_id")
+    explicit = request.headers.get("x-conversation-id")
     body.model, agent = select(body.model, body.model_extra, request.headers,
                                gateway.settings.claude.default_model)
     run = await gateway.run(to_turn(body, gateway.catalog), caller_of(request),
-                            str(user) if user else None, request.headers.get("x-conversation-id"),
-                            agent)
+                            str(user) if user else None,
+                            valid_id(explicit, "X-Conversation-ID") if explicit else None, agent)
     located, model, events = run.located, run.model, run.events
     headers = {"X-Conversation-ID": located.conversation.id}
     if body.stream:

@@ -16,6 +16,7 @@ from typing import Any
 from openai.types.responses import Response
 
 from ...events import (
+    ReasoningDelta,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -45,8 +46,11 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 class ResponseWriter:
     def __init__(self, request: ResponsesRequest, model: str,
-                 previous_response_id: str | None) -> None:
+                 previous_response_id: str | None, *, reasoning: bool = False) -> None:
         self.id = new_id("resp")
+        # Reasoning as reasoning items with a summary (agent-mode progress); off
+        # otherwise, as OpenAI shows no summaries unless asked.
+        self.reasoning = reasoning
         self.created_at = int(time.time())
         self.request = request
         self.model = model
@@ -95,6 +99,15 @@ class ResponseWriter:
                 self._event("response.in_progress", response=snapshot)]
 
     def feed(self, event: TurnEvent) -> list[Event]:
+        if isinstance(event, ReasoningDelta) and self.reasoning:
+            out = [] if self._kind() == "reasoning" else \
+                [*self._close(), *self._open_reasoning()]
+            assert self._open is not None
+            self._open["summary"][0]["text"] += event.text
+            return [*out, self._event("response.reasoning_summary_text.delta",
+                                      item_id=self._open["id"],
+                                      output_index=len(self.output) - 1, summary_index=0,
+                                      delta=event.text)]
         if isinstance(event, TextDelta):
             out = [] if self._kind() == "message" else [*self._close(), *self._open_message()]
             assert self._open is not None
@@ -133,6 +146,18 @@ class ResponseWriter:
                                    output_index=len(self.output) - 1, content_index=0,
                                    part=dict(part))]
 
+    def _open_reasoning(self) -> list[Event]:
+        item: dict[str, Any] = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+        self.output.append(item)
+        self._open = item
+        index = len(self.output) - 1
+        added = self._event("response.output_item.added", output_index=index,
+                            item=dict(item, summary=[]))
+        part = {"type": "summary_text", "text": ""}
+        item["summary"].append(part)
+        return [added, self._event("response.reasoning_summary_part.added", item_id=item["id"],
+                                   output_index=index, summary_index=0, part=dict(part))]
+
     def _open_call(self, start: ToolCallStart) -> list[Event]:
         item: dict[str, Any] = {"id": new_id("fc"), "type": "function_call", "call_id": start.id,
                 "name": start.name, "arguments": "", "status": "in_progress"}
@@ -147,6 +172,14 @@ class ResponseWriter:
         if item is None:
             return []
         index = self.output.index(item)
+        if item["type"] == "reasoning":
+            part = item["summary"][0]
+            return [self._event("response.reasoning_summary_text.done", item_id=item["id"],
+                                output_index=index, summary_index=0, text=part["text"]),
+                    self._event("response.reasoning_summary_part.done", item_id=item["id"],
+                                output_index=index, summary_index=0, part=dict(part)),
+                    self._event("response.output_item.done", output_index=index,
+                                item=dict(item))]
         item["status"] = "completed"
         if item["type"] == "function_call":
             return [self._event("response.function_call_arguments.done", item_id=item["id"],

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ... import sse
 from ...access.caller import Caller, caller_of
 from ...agent import select
-from ...conversations.service import Located
+from ...conversations.service import Located, valid_id
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import Answer, Message, TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
@@ -36,22 +36,26 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     previous = _previous(gateway, caller, body.previous_response_id)
     body.model, agent = select(body.model, body.model_extra, request.headers,
                                gateway.settings.claude.default_model)
+    explicit = request.headers.get("x-conversation-id")
     run = await gateway.run(to_turn(body, gateway.catalog, previous), caller, body.user,
-                            agent=agent)
+                            valid_id(explicit, "X-Conversation-ID") if explicit else None,
+                            agent)
     located, model, events = run.located, run.model, run.events
-    writer = ResponseWriter(body, model, body.previous_response_id)
+    headers = {"X-Conversation-ID": located.conversation.id}
+    writer = ResponseWriter(body, model, body.previous_response_id,
+                            reasoning=agent is not None)
     saver = _Saver(gateway, body, located, scope)
     if body.stream:
         first = await first_event(events)
         return StreamingResponse(_frames(events, first, writer, saver),
                                  media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache", **headers})
     seen = await unless_disconnected(request, collect_events(events))
     if seen is None:
         return Response(status_code=499)
     final = collect(writer, seen)
     saver.save(final, seen)
-    return JSONResponse(final)
+    return JSONResponse(final, headers=headers)
 
 
 @router.get("/v1/responses/{response_id}")
