@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from . import __version__
 from .access.caller import caller_of
 from .access.middleware import AccessMiddleware
+from .batch.router import router as batch_router
 from .conversations.router import router as conversations_router
 from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.errors import describe_validation, error_response, gateway_error_response
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(responses_router)
     app.include_router(anthropic_router)
     app.include_router(conversations_router)
+    app.include_router(batch_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
                       response_class=Response)

@@ -1,4 +1,5 @@
-"""What the routes share: settings, the engine, the model catalog, keys and metrics."""
+"""What the routes share: settings, the engine, the model catalog, keys, metrics and
+batches."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
 from .access.limits import RateLimiter
+from .batch.service import Batches
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
@@ -45,10 +47,12 @@ class Gateway:
     cache: ResponseCache
     limiter: RateLimiter
     metrics: Metrics = field(init=False)
+    batches: Batches = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
+        self.batches = Batches(self)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -117,12 +121,14 @@ class Gateway:
 
     async def start(self) -> None:
         await self.engine.start()
+        self.batches.start()
 
     async def learn_models(self, timeout: float) -> None:
         if await self.engine.pool.wait_ready(timeout):
             self.catalog.learn(self.engine.server_info())
 
     async def close(self) -> None:
+        await self.batches.close()  # first: their turns are interrupted, not orphaned
         await self.engine.close()
         await self.media.close()
         self.conversations.store.close()

@@ -123,6 +123,14 @@ class CacheSettings(BaseModel):
                                      "another key's identical requests")
 
 
+class BatchSettings(BaseModel):
+    max_requests: int = Field(1000, ge=1, description="requests in one POST /v1/batch at most")
+    max_file_requests: int = Field(50_000, ge=1, description="requests in one batch input "
+                                   "file (POST /v1/batches) at most")
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest file accepted "
+                                "by POST /v1/files")
+
+
 class ModelSettings(BaseModel):
     aliases: dict[str, str] = Field(
         default_factory=dict,
@@ -146,6 +154,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     def auth_required(self) -> bool:
         """Always beyond loopback; on loopback when configured."""
