@@ -8,6 +8,7 @@ the requests the CLI actually sent upstream.
     upstream = FakeUpstream()
     upstream.start()
     upstream.script(Reply.text("Hello there", chunk_delay=0.05))
+    upstream.responder = lambda seen: Reply.text(seen.last_user_text().upper())
     ...  # run the CLI with ANTHROPIC_BASE_URL=upstream.url
     assert upstream.requests[-1].body["messages"][-1]["role"] == "user"
     upstream.stop()
@@ -177,6 +178,9 @@ class FakeUpstream:
         # A request counts as "main" (consumes a scripted reply) when this says so.
         # Side requests the CLI makes on its own get the default reply.
         self.is_main: Callable[[Seen], bool] = lambda seen: not seen.is_probe
+        # Answers main requests when the script is empty: a reply computed from the
+        # request, for concurrent turns whose order of arrival is not known.
+        self.responder: Callable[[Seen], Reply] | None = None
         self.open_streams = 0
         self.files: dict[str, Served] = {}
         # Emulated prompt caching: usage is computed from each request (about four
@@ -197,6 +201,7 @@ class FakeUpstream:
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
+            self.responder = None
             self.requests.clear()
             self.files.clear()
             self.fetched.clear()
@@ -218,6 +223,8 @@ class FakeUpstream:
             self.requests.append(seen)
             if self.is_main(seen) and self._script:
                 return self._script.popleft()
+            if self.is_main(seen) and self.responder is not None:
+                return self.responder(seen)
         return self.default
 
     # -- serving -----------------------------------------------------------
