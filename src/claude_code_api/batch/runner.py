@@ -74,6 +74,13 @@ class Outcome:
                 "error": None}
 
 
+def _cancelled() -> bool:
+    """Whether this task was asked to stop, even if the request was swallowed below
+    (Python 3.11's ``asyncio.wait_for`` can lose one, e.g. in an image fetch)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Runner:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -101,6 +108,8 @@ class Runner:
                 outcomes.append(outcome)
                 if done is not None:
                     done(outcome)
+                if _cancelled():
+                    raise asyncio.CancelledError
 
         async with asyncio.TaskGroup() as group:
             for _ in range(limit):
