@@ -17,11 +17,10 @@ from starlette.exceptions import HTTPException
 from . import __version__
 from .access.caller import caller_of
 from .access.middleware import AccessMiddleware
+from .batch.router import router as batch_router
 from .conversations.router import router as conversations_router
-from .dialects.anthropic_messages.models import BLOCK_TAGS
 from .dialects.anthropic_messages.router import router as anthropic_router
-from .dialects.errors import error_response, gateway_error_response
-from .dialects.openai_chat.models import ROLE_TAGS
+from .dialects.errors import describe_validation, error_response, gateway_error_response
 from .dialects.openai_chat.router import router as openai_router
 from .dialects.openai_responses.router import router as responses_router
 from .engine.engine import cli_version
@@ -59,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic_router)
     app.include_router(conversations_router)
     app.include_router(sessions_router)
+    app.include_router(batch_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
                       response_class=Response)
@@ -175,46 +175,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request.url.path, 500, "internal error in the gateway")
-
-
-def describe_validation(errors: Any) -> tuple[str, str | None]:
-    """A message and an OpenAI-style ``param`` ("messages[0].content") for the error.
-
-    A union reports one error per member; the deepest one is the most telling
-    (a list given for ``str | list[part]`` fails inside the list, not as a str).
-    """
-    if not errors:
-        return "invalid request", None
-    first = max(errors, key=lambda e: len(e.get("loc", ())))
-    if first.get("type") == "json_invalid":
-        return "We could not parse the JSON body of your request: it is not valid JSON.", None
-    loc = [p for p in first.get("loc", ()) if p != "body"]
-    param = _param_path(loc)
-    if first.get("type") == "missing" and not loc:
-        return "The request needs a JSON body.", None
-    detail = first.get("msg", "invalid value")
-    if param:
-        return f"Invalid value for '{param}': {detail}", param
-    return f"Invalid request body: {detail}", None
-
-
-_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
-_TAGS = ROLE_TAGS | BLOCK_TAGS
-
-
-def _param_path(loc: list[Any]) -> str | None:
-    out = ""
-    previous_int = False
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            previous_int = True
-            continue
-        # Unions add the member ("str", "list[...]") and discriminated unions the
-        # tag ("user") to the location: neither is a field name.
-        if "[" in part or part in _UNION_MEMBERS or (previous_int and part in _TAGS):
-            previous_int = False
-            continue
-        out += f".{part}" if out else part
-        previous_int = False
-    return out or None

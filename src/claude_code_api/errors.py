@@ -7,6 +7,8 @@
     ├── Forbidden                     403 the key may not do this (a model it is not for)
     ├── ModelNotFound                 404 model_not_found
     ├── NotFound                      404 a route or object that does not exist
+    ├── Conflict                      409 the object is in a state that forbids this
+    ├── PayloadTooLarge               413 an upload over the configured size
     ├── Overloaded                    429 the pool and its queue are full (Retry-After)
     ├── RateLimited                   429 the key's requests per minute or at once
     ├── BudgetExceeded                429 insufficient_quota (Anthropic: 402 billing_error)
@@ -82,6 +84,12 @@ class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "file_too_large"
 
 
 class Overloaded(GatewayError):

@@ -1,4 +1,5 @@
-"""What the routes share: settings, the engine, the model catalog, keys and metrics."""
+"""What the routes share: settings, the engine, the model catalog, keys, metrics and
+batches."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .access.caller import Caller
 from .access.keys import KeyStore
 from .access.limits import RateLimiter
 from .agent import AgentRequest, Agents
+from .batch.service import Batches
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
@@ -57,12 +59,14 @@ class Gateway:
     agents: Agents
     metrics: Metrics = field(init=False)
     sessions: Sessions = field(init=False)
+    batches: Batches = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
         self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
                                  self.keys)
+        self.batches = Batches(self)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -143,6 +147,7 @@ class Gateway:
     async def start(self) -> None:
         await self.engine.start()
         self.sessions.start()
+        self.batches.start()
 
     async def learn_models(self, timeout: float) -> None:
         if await self.engine.pool.wait_ready(timeout):
@@ -150,6 +155,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.sessions.close_all()
+        await self.batches.close()  # first: their turns are interrupted, not orphaned
         await self.engine.close()
         await self.media.close()
         self.conversations.store.close()

@@ -187,6 +187,12 @@ class SessionSettings(BaseModel):
                           "a worker of the pool)")
     idle_seconds: float = Field(600.0, gt=0, description="close a session without a turn "
                                 "for this long")
+class BatchSettings(BaseModel):
+    max_requests: int = Field(1000, ge=1, description="requests in one POST /v1/batch at most")
+    max_file_requests: int = Field(50_000, ge=1, description="requests in one batch input "
+                                   "file (POST /v1/batches) at most")
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest file accepted "
+                                "by POST /v1/files")
 
 
 class ModelSettings(BaseModel):
@@ -216,6 +222,7 @@ class Settings(BaseSettings):
     file_access: FileAccessSettings = Field(default_factory=FileAccessSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     def auth_required(self) -> bool:
         """Always beyond loopback; on loopback when configured."""

@@ -53,6 +53,20 @@ def test_scripted_errors_reach_the_sdk_as_errors(fake: FakeUpstream,
     assert reply.content[0].text == "ok after"  # type: ignore[union-attr]
 
 
+def test_responder_answers_from_the_request_once_the_script_is_empty(
+        fake: FakeUpstream, client: anthropic.Anthropic) -> None:
+    fake.script(Reply.text("scripted"))
+    fake.responder = lambda seen: Reply.text(f"echo {seen.last_user_text()}")
+    texts = [client.messages.create(model="m", max_tokens=8,
+                                    messages=[{"role": "user", "content": prompt}])
+             .content[0].text for prompt in ("one", "two")]  # type: ignore[union-attr]
+    assert texts == ["scripted", "echo two"]
+    fake.reset()
+    reply = client.messages.create(model="m", max_tokens=8,
+                                   messages=[{"role": "user", "content": "three"}])
+    assert reply.content[0].text == "Hello from the fake upstream."  # type: ignore[union-attr]
+
+
 def test_prompt_cache_emulation_bills_a_repeated_prefix_as_cache_reads(
         client: anthropic.Anthropic) -> None:
     first = [{"role": "user", "content": "a long opening message " * 20}]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_code_api.app import _param_path
 from claude_code_api.catalog import Catalog
+from claude_code_api.dialects.errors import _param_path
 from claude_code_api.settings import load_settings
 
 EXE = Path(sys.executable).parent / "claude-code-api"

@@ -43,7 +43,9 @@ log = logging.getLogger("claude_code_api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _ALWAYS_PUBLIC = frozenset({"/health", "/docs", "/redoc", "/openapi.json",
                             "/docs/oauth2-redirect"})
-MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens"}
+# A batch is admitted once (one request against requests per minute), then its items
+# run within the runner's limits; see batch/runner.py.
+MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens", "/v1/batch", "/v1/batches"}
 _QUIET = frozenset({"/health", "/metrics"})
 
 

@@ -112,8 +112,11 @@ class Pool:
         self._waiters.append(waiter)
         self._dispatch()
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future),
-                                          self.settings.queue_timeout_seconds)
+            # Not wait_for: on Python 3.11 it returns a worker assigned just as the
+            # caller is cancelled and swallows the cancellation; here _abandon hands
+            # that worker back.
+            async with asyncio.timeout(self.settings.queue_timeout_seconds):
+                return await asyncio.shield(waiter.future)
         except TimeoutError:
             self._abandon(waiter)
             raise Overloaded(

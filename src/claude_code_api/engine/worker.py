@@ -242,7 +242,10 @@ class Worker:
 
     async def next_message(self, timeout: float) -> SDKMessage:
         try:
-            item = await asyncio.wait_for(self._inbox.get(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that arrives with a message, and a cancelled turn runs on.
+            async with asyncio.timeout(timeout):
+                item = await self._inbox.get()
         except TimeoutError:
             raise WorkerTimeout(
                 f"Claude Code produced nothing for {timeout:g} seconds"

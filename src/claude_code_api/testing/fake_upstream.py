@@ -8,6 +8,7 @@ the requests the CLI actually sent upstream.
     upstream = FakeUpstream()
     upstream.start()
     upstream.script(Reply.text("Hello there", chunk_delay=0.05))
+    upstream.responder = lambda seen: Reply.text(seen.last_user_text().upper())
     ...  # run the CLI with ANTHROPIC_BASE_URL=upstream.url
     assert upstream.requests[-1].body["messages"][-1]["role"] == "user"
     upstream.stop()
@@ -193,6 +194,9 @@ class FakeUpstream:
         # Credential -> the error every request made with it gets (probes too); a
         # rejected request consumes no scripted reply.
         self.reject: dict[str, Reply] = {}
+        # Answers main requests when the script is empty: a reply computed from the
+        # request, for concurrent turns whose order of arrival is not known.
+        self.responder: Callable[[Seen], Reply] | None = None
         self.open_streams = 0
         self.files: dict[str, Served] = {}
         # Emulated prompt caching: usage is computed from each request (about four
@@ -213,6 +217,7 @@ class FakeUpstream:
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
+            self.responder = None
             self.requests.clear()
             self.files.clear()
             self.fetched.clear()
@@ -238,6 +243,8 @@ class FakeUpstream:
                 return rejection
             if self.is_main(seen) and self._script:
                 return self._script.popleft()
+            if self.is_main(seen) and self.responder is not None:
+                return self.responder(seen)
         return self.default
 
     # -- serving -----------------------------------------------------------

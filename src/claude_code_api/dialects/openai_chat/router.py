@@ -15,10 +15,8 @@ from ... import sse
 from ...access.caller import caller_of
 from ...agent import AGENT_MODEL, select
 from ...catalog import ModelEntry
-from ...conversations.service import valid_id
-from ...errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import (
-    Answer,
     ReasoningDelta,
     TextDelta,
     TextReplaced,
@@ -29,13 +27,13 @@ from ...events import (
 )
 from ...gateway import Gateway
 from ..streams import BROKEN_STREAM, first_event, unless_disconnected
+from .completion import complete, conversation_id, shown
 from .models import ChatCompletionRequest
-from .render import ChunkWriter, completion_body, error_body, new_id
+from .render import ChunkWriter, error_body, new_id
 from .translate import to_turn
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
-
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -43,69 +41,25 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.model_extra:
         log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
     gateway: Gateway = request.app.state.gateway
-    explicit = _conversation_id(body, request)
+    caller = caller_of(request)
+    explicit = conversation_id(body, request.headers.get("x-conversation-id"))
+    if not body.stream:
+        completion = await unless_disconnected(request, complete(gateway, body, caller,
+                                                                 explicit, request.headers))
+        if completion is None:
+            return Response(status_code=499)
+        return JSONResponse(completion,
+                            headers={"X-Conversation-ID": completion["conversation_id"]})
     body.model, agent = select(body.model, body.model_extra, request.headers,
                                gateway.settings.claude.default_model)
-    run = await gateway.run(to_turn(body, gateway.catalog), caller_of(request), body.user,
-                            explicit, agent)
-    located, model, events = run.located, run.model, run.events
-    if not gateway.settings.chat.reasoning_content:
-        events = _without_reasoning(events)
-    headers = {"X-Conversation-ID": located.conversation.id}
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = await first_event(events)
-        writer = ChunkWriter(new_id(), model, include_usage)
-        return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", **headers})
-    outcome = await unless_disconnected(request, _collect(events))
-    if outcome is None:
-        return Response(status_code=499)
-    answer, end = outcome
-    completion = completion_body(new_id(), model, answer, end.stop_reason, end.usage)
-    completion["conversation_id"] = located.conversation.id
-    return JSONResponse(completion, headers=headers)
-
-
-def _conversation_id(body: ChatCompletionRequest, request: Request) -> str | None:
-    """An explicit conversation id: body field, header, or model suffix (`sonnet:my-conv`)."""
-    candidates: list[tuple[str, str]] = []
-    extra = (body.model_extra or {}).get("conversation_id")
-    if extra is not None:
-        candidates.append((str(extra), "conversation_id"))
-    if header := request.headers.get("x-conversation-id"):
-        candidates.append((header, "X-Conversation-ID"))
-    model, sep, suffix = body.model.partition(":")
-    if sep:
-        body.model = model
-        candidates.append((suffix, "model"))
-    ids = {valid_id(value, param) for value, param in candidates}
-    if len(ids) > 1:
-        raise InvalidRequest("the request names two different conversations",
-                             param=candidates[1][1])
-    return ids.pop() if ids else None
-
-
-async def _without_reasoning(events: AsyncGenerator[TurnEvent, None]
-                             ) -> AsyncGenerator[TurnEvent, None]:
-    try:
-        async for event in events:
-            if not isinstance(event, ReasoningDelta):
-                yield event
-    finally:
-        await events.aclose()
-
-
-async def _collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[Answer, TurnEnd]:
-    answer = Answer()
-    try:
-        async for event in events:
-            answer.feed(event)
-            if isinstance(event, TurnEnd):
-                return answer, event
-    finally:
-        await events.aclose()
-    raise GatewayError("Claude Code ended the turn without a result")
+    run = await gateway.run(to_turn(body, gateway.catalog), caller, body.user, explicit, agent)
+    events = shown(gateway, run.events)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    first = await first_event(events)
+    writer = ChunkWriter(new_id(), run.model, include_usage)
+    return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache",
+                                      "X-Conversation-ID": run.located.conversation.id})
 
 
 async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,

@@ -1,0 +1,119 @@
+"""Thin routes of batches: ``POST /v1/batch`` and OpenAI's Files and Batch APIs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from ..access.caller import caller_of
+from ..dialects.streams import unless_disconnected
+from ..errors import InvalidRequest
+from ..gateway import Gateway
+from .models import BatchRequest, CreateBatchRequest, unique_ids
+
+router = APIRouter(tags=["Batches"])
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the other fields
+
+
+@router.post("/v1/batch", response_model=None)
+async def run_batch(body: BatchRequest, request: Request) -> Response:
+    """Run every request now (at most the pool's size at once) and answer with each
+    result in input order; a failed item does not stop the others."""
+    gateway: Gateway = request.app.state.gateway
+    most = gateway.settings.batch.max_requests
+    if len(body.requests) > most:
+        raise InvalidRequest(f"a batch holds at most {most} requests (batch.max_requests); "
+                             f"this one holds {len(body.requests)}", param="requests")
+    unique_ids(body.requests)
+    caller = caller_of(request)
+    runner = gateway.batches.runner
+    outcomes = await unless_disconnected(request, runner.run(
+        caller, enumerate(body.requests), runner.limit(caller, body.max_concurrency)))
+    if outcomes is None:
+        return Response(status_code=499)
+    completed = sum(1 for o in outcomes if o.ok)
+    return JSONResponse({"object": "batch.result", "results": [o.result() for o in outcomes],
+                         "counts": {"total": len(outcomes), "completed": completed,
+                                    "failed": len(outcomes) - completed}})
+
+
+# -- files ---------------------------------------------------------------------------
+@router.post("/v1/files")
+async def upload_file(request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    batches = gateway.batches
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > batches.settings.max_file_bytes + _FORM_OVERHEAD:
+        raise batches.too_large()  # before reading it
+    form = await request.form(max_files=1, max_fields=8)
+    upload, purpose = form.get("file"), form.get("purpose")
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("send the file as multipart/form-data field `file`",
+                             param="file")
+    if not isinstance(purpose, str):
+        raise InvalidRequest("the form field `purpose` is required", param="purpose")
+    content = await upload.read()
+    file = batches.add_file(caller_of(request).owner, upload.filename or "upload.jsonl",
+                            purpose, content)
+    return file.wire()
+
+
+@router.get("/v1/files")
+async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    files = [f.wire() for f in gateway.batches.store.files(caller_of(request).owner, purpose)]
+    return {"object": "list", "data": files, "has_more": False,
+            "first_id": files[0]["id"] if files else None,
+            "last_id": files[-1]["id"] if files else None}
+
+
+@router.get("/v1/files/{file_id}")
+async def get_file(file_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return gateway.batches.file(caller_of(request).owner, file_id).wire()
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(file_id: str, request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.batches.content(caller_of(request).owner, file_id),
+                    media_type="application/octet-stream")
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(file_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    gateway.batches.delete_file(caller_of(request).owner, file_id)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+# -- batches -------------------------------------------------------------------------
+@router.post("/v1/batches")
+async def create_batch(body: CreateBatchRequest, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return gateway.batches.create(caller_of(request).owner, body)
+
+
+@router.get("/v1/batches")
+async def list_batches(request: Request, after: str | None = None,
+                       limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    data, more = gateway.batches.page(caller_of(request).owner, after, limit)
+    return {"object": "list", "data": data, "has_more": more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/v1/batches/{batch_id}")
+async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return gateway.batches.get(caller_of(request).owner, batch_id)
+
+
+@router.post("/v1/batches/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
+    gateway: Gateway = request.app.state.gateway
+    return gateway.batches.cancel(caller_of(request).owner, batch_id)

@@ -1,0 +1,101 @@
+"""Batch input parsing, result shapes and the batch store, without processes."""
+
+from __future__ import annotations
+
+import json
+
+from openai.types import Batch, FileObject
+
+from claude_code_api.access.caller import Caller
+from claude_code_api.access.keys import ApiKey
+from claude_code_api.batch.models import BatchItem, parse_input
+from claude_code_api.batch.runner import Outcome, Runner
+from claude_code_api.batch.store import BatchStore, StoredFile
+from claude_code_api.settings import Settings
+
+CHAT = "/v1/chat/completions"
+
+
+def line(custom_id: str, **extra: object) -> str:
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": CHAT,
+                       "body": {"model": "sonnet", "messages": []}, **extra})
+
+
+def test_input_lines_become_items_and_blank_lines_are_skipped() -> None:
+    content = f"{line('a')}\n\n{line('b')}\r\n".encode()
+    items, errors = parse_input(content, CHAT, 10)
+    assert errors == []
+    assert [i.custom_id for i in items] == ["a", "b"]
+
+
+def test_each_bad_line_is_reported_with_its_number() -> None:
+    content = "\n".join([line("a"), "not json", line("a"), line("c", url="/v1/embeddings"),
+                         line("d", method="GET"), line("e", body="text"),
+                         json.dumps({"method": "POST"})]).encode()
+    _, errors = parse_input(content, CHAT, 10)
+    assert [(e.line, e.code) for e in errors] == [
+        (2, "invalid_json_line"), (3, "duplicate_custom_id"), (4, "mismatched_endpoint"),
+        (5, "invalid_method"), (6, "invalid_body"), (7, "invalid_json_line")]
+    assert errors[-1].param == "custom_id"
+
+
+def test_whole_file_problems() -> None:
+    assert parse_input(b"\xff\xfe", CHAT, 10)[1][0].code == "invalid_file"
+    assert parse_input(b"\n\n", CHAT, 10)[1][0].code == "empty_file"
+    many = "\n".join(line(str(i)) for i in range(3)).encode()
+    assert parse_input(many, CHAT, 2)[1][0].code == "too_many_requests"
+
+
+def test_outcomes_render_as_results_and_openai_output_lines() -> None:
+    ok = Outcome(0, "a", 200, {"object": "chat.completion"}, "req_1")
+    failed = Outcome(1, "b", 404, {"error": {"message": "m", "type": "t", "param": "model",
+                                             "code": "model_not_found"}}, "req_2")
+    assert ok.result() == {"custom_id": "a", "status_code": 200,
+                           "body": {"object": "chat.completion"}}
+    assert failed.result() == {"custom_id": "b", "status_code": 404,
+                               "error": failed.body["error"]}
+    output = failed.line()
+    assert output["id"].startswith("batch_req_") and output["error"] is None
+    assert output["response"] == {"status_code": 404, "request_id": "req_2",
+                                  "body": failed.body}
+
+
+class _Gateway:
+    def __init__(self, pool: int) -> None:
+        self.settings = Settings(claude={"max_concurrent_sessions": pool})
+
+
+def test_a_batch_runs_no_more_items_at_once_than_pool_request_and_key_allow() -> None:
+    runner = Runner(_Gateway(4))  # type: ignore[arg-type]
+    assert runner.limit(Caller()) == 4
+    assert runner.limit(Caller(), 2) == 2
+    assert runner.limit(Caller(), 10) == 4
+    assert runner.limit(Caller(key=ApiKey("k", "k", concurrency=1)), 3) == 1
+
+
+def test_store_keeps_files_batches_and_results_until_finished() -> None:
+    store = BatchStore(":memory:")
+    file = StoredFile("file-1", "alice", "in.jsonl", "batch", 3, 100)
+    store.add_file(file, b"abc")
+    FileObject.model_validate(file.wire())
+    assert store.content("file-1") == b"abc"
+    assert store.files("bob") == [] and store.files("alice", "batch") == [file]
+    body = {"id": "batch_1", "object": "batch", "endpoint": CHAT, "input_file_id": "file-1",
+            "completion_window": "24h", "status": "in_progress", "created_at": 100,
+            "request_counts": {"total": 2, "completed": 0, "failed": 0}}
+    store.save_batch("alice", body)
+    Batch.model_validate(body)
+    store.add_result("batch_1", 1, False, {"custom_id": "b"})
+    store.add_result("batch_1", 0, True, {"custom_id": "a"})
+    assert store.done("batch_1") == {0, 1}
+    assert store.counts("batch_1") == (1, 1)
+    assert [ok for ok, _ in store.results("batch_1")] == [True, False]
+    assert [b["id"] for _, b in store.unfinished()] == ["batch_1"]
+    out = StoredFile("file-2", "alice", "batch_1_output.jsonl", "batch_output", 1, 101)
+    store.finish({**body, "status": "completed", "output_file_id": "file-2"}, [(out, b"x")])
+    assert store.unfinished() == [] and store.results("batch_1") == []
+    assert store.batch("batch_1") == ("alice", {**body, "status": "completed",
+                                                "output_file_id": "file-2"})
+    assert store.content("file-2") == b"x"
+    assert BatchItem(custom_id="x").url == CHAT
+    store.close()
