@@ -113,6 +113,25 @@ class Gateway:
                 self.process.wait(10)
 
 
+CLI = Path(sys.executable).parent / "claude-code-api"
+
+
+def keys_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`claude-code-api keys ...` on the store at ``store``, as an operator runs it."""
+    env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([str(CLI), "keys", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def create_key(store: Path, name: str, *flags: str) -> str:
+    """A new client API key, made with the CLI; returns the key it printed once."""
+    done = keys_cli(store, "create", "--name", name, *flags)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("sk-cca-") and "shown only once" in done.stderr
+    return token
+
+
 def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-ant-test",
                   **settings: str) -> Gateway:
     """Start a gateway; ``settings`` are CLAUDE_CODE__* variables without the prefix."""
@@ -132,9 +151,8 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-a
     if api_key is not None:
         env["ANTHROPIC_API_KEY"] = api_key
     env.update({f"CLAUDE_CODE__{k.upper()}": v for k, v in settings.items()})
-    exe = Path(sys.executable).parent / "claude-code-api"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
+        process = subprocess.Popen([str(CLI), "serve", "--port", str(port)], env=env,
                                    stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     gateway = Gateway(f"http://127.0.0.1:{port}", process, config_dir, log_path, env)
     deadline = time.monotonic() + 60

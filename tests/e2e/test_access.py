@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,27 +17,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, free_port, ready, start_gateway
+from tests.conftest import (
+    CLI,
+    Gateway,
+    create_key,
+    free_port,
+    keys_cli,
+    ready,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
-EXE = Path(sys.executable).parent / "claude-code-api"
 USER = [{"role": "user", "content": "hi"}]
 WINDOW = 3.0  # the gateway's rpm window in this module (60 s in production)
-
-
-def keys_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(EXE), "keys", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
-
-
-def create_key(store: Path, name: str, *flags: str) -> str:
-    done = keys_cli(store, "create", "--name", name, *flags)
-    assert done.returncode == 0, done.stderr
-    token = done.stdout.strip()
-    assert token.startswith("sk-cca-") and "shown only once" in done.stderr
-    return token
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +374,7 @@ def test_beyond_loopback_needs_a_key_to_exist(tmp_path: Path, upstream: FakeUpst
     store = tmp_path / "gateway.db"
     env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin",
            "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(tmp_path / "work")}
-    refused = subprocess.run([str(EXE), "serve", "--host", "0.0.0.0", "--port",
+    refused = subprocess.run([str(CLI), "serve", "--host", "0.0.0.0", "--port",
                               str(free_port())], env=env, capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2

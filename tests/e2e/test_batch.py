@@ -17,8 +17,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen
-from tests.conftest import Gateway, ready, start_gateway
-from tests.e2e.test_access import create_key
+from tests.conftest import Gateway, create_key, ready, start_gateway
 from tests.openapi import validate
 
 pytestmark = pytest.mark.e2e

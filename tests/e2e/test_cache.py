@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,19 +13,11 @@ import httpx
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, ToolUse
-from tests.conftest import Gateway, ready, start_gateway
+from tests.conftest import Gateway, create_key, keys_cli, ready, start_gateway
 
 pytestmark = pytest.mark.e2e
 
-EXE = Path(sys.executable).parent / "claude-code-api"
 TTL = 5.0
-
-
-def create_key(store: Path, name: str) -> str:
-    done = subprocess.run([str(EXE), "keys", "create", "--name", name], capture_output=True,
-                          text=True, timeout=60, env={"CLAUDE_CODE__STORE__PATH": str(store)})
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +140,7 @@ def test_anthropic_messages_are_cached_and_ledgered(gw: Gateway, tokens: dict[st
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
     assert second.parse().content[0].text == "claude once"  # type: ignore[union-attr]
     assert second.parse().id == first.parse().id
-    usage = subprocess.run([str(EXE), "keys", "usage", "bob", "--json"], capture_output=True,
-                           text=True, timeout=60,
-                           env={"CLAUDE_CODE__STORE__PATH": gw.env["CLAUDE_CODE__STORE__PATH"]})
+    usage = keys_cli(Path(gw.env["CLAUDE_CODE__STORE__PATH"]), "usage", "bob", "--json")
     rows = json.loads(usage.stdout)
     assert sum(r["cached_requests"] for r in rows) >= 1
     assert sum(r["requests"] for r in rows) >= 1

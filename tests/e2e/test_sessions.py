@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,24 +13,19 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, ToolUse
-from tests.conftest import Gateway, ready, start_gateway
+from tests.conftest import Gateway, create_key, keys_cli, ready, start_gateway
 
 pytestmark = pytest.mark.e2e
 
-EXE = Path(sys.executable).parent / "claude-code-api"
 
 
 @pytest.fixture(scope="module")
 def live(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[tuple[Gateway, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("sessions")
-    tokens = {}
-    for name, flags in (("dev", ["--agent"]), ("other", ["--agent"]), ("chatty", [])):
-        done = subprocess.run([str(EXE), "keys", "create", "--name", name, *flags],
-                              capture_output=True, text=True, timeout=60,
-                              env={"CLAUDE_CODE__STORE__PATH": str(tmp / "gateway.db")})
-        assert done.returncode == 0, done.stderr
-        tokens[name] = done.stdout.strip()
+    store = tmp / "gateway.db"
+    tokens = {"dev": create_key(store, "dev", "--agent"),
+              "other": create_key(store, "other", "--agent"), "chatty": create_key(store, "chatty")}
     gateway = start_gateway(upstream, tmp, auth__required="true", agent__enabled="true",
                             agent__workspace_root=str(tmp / "ws"),
                             claude__max_concurrent_sessions="3")
@@ -130,9 +123,7 @@ def test_two_turns_and_an_interrupt(gw: Gateway, tokens: dict[str, str],
         ws.send(json.dumps({"type": "oops"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
 
-    ledger = subprocess.run([str(EXE), "keys", "usage", "dev", "--json"], capture_output=True,
-                            text=True, timeout=60,
-                            env={"CLAUDE_CODE__STORE__PATH": gw.env["CLAUDE_CODE__STORE__PATH"]})
+    ledger = keys_cli(Path(gw.env["CLAUDE_CODE__STORE__PATH"]), "usage", "dev", "--json")
     rows = json.loads(ledger.stdout)
     assert sum(r["requests"] for r in rows) == 3  # every turn's result, the interrupted too
     assert sum(r["cost_usd"] for r in rows) > 0

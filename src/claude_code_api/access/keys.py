@@ -14,14 +14,15 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import BudgetExceeded
 from ..events import Usage
+from ..store.sqlite import connect
 
 KEY_PREFIX = "sk-cca-"
 _KEY = re.compile(r"^sk-cca-([0-9a-f]{12})-([0-9a-f]{48})$")
@@ -86,6 +87,12 @@ class ApiKey:
     def over_budget(self) -> bool:
         return self.budget_usd is not None and self.spent_usd >= self.budget_usd
 
+    def budget_error(self) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"The API key `{self.name}` has used its budget of ${self.budget_usd or 0:.2f} "
+            f"(spent ${self.spent_usd:.4f}). Ask the operator to raise it "
+            "(`claude-code-api keys update`).")
+
     def budget_left(self) -> float | None:
         return None if self.budget_usd is None else max(0.0, self.budget_usd - self.spent_usd)
 
@@ -115,14 +122,8 @@ class KeyStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=10)
+        self._db = connect(path, _SCHEMA)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:

@@ -84,9 +84,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        rid = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(rid):
-            rid = "req_" + uuid.uuid4().hex
+        rid = _request_id(headers)
         path = scope["path"]
         caller = Caller(request_id=rid, route=route_of(path))
         scope.setdefault("state", {})["caller"] = caller
@@ -131,9 +129,7 @@ class AccessMiddleware:
         browsers (which cannot set them) an ``api_key`` query parameter. A refused
         handshake is closed with 1008, which clients see as HTTP 403."""
         headers = Headers(scope=scope)
-        rid = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(rid):
-            rid = "req_" + uuid.uuid4().hex
+        rid = _request_id(headers)
         token = request_id.set(rid)
         try:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -173,10 +169,7 @@ class AccessMiddleware:
 
     def _admit(self, key: ApiKey) -> Verdict:
         if key.over_budget():
-            raise BudgetExceeded(
-                f"The API key `{key.name}` has used its budget of ${key.budget_usd:.2f} "
-                f"(spent ${key.spent_usd:.4f}). Ask the operator to raise it "
-                "(`claude-code-api keys update`).")
+            raise key.budget_error()
         verdict = self.limiter.acquire(key)
         if verdict.allowed:
             return verdict
@@ -269,6 +262,12 @@ class AccessMiddleware:
                 seconds * 1000, extra={"http_method": exchange.method, "path": exchange.path,
                         "status": status, "duration_ms": round(seconds * 1000, 1),
                         "key": caller.owner, "cache": exchange.cache})
+
+
+def _request_id(headers: Headers) -> str:
+    """The client's X-Request-ID if it is a sane one, else a new id."""
+    given = headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else "req_" + uuid.uuid4().hex
 
 
 def _token(headers: Headers) -> str | None:

@@ -25,7 +25,7 @@ from ..engine.engine import Engine
 from ..engine.live import LiveSession
 from ..engine.turns import usage_of
 from ..engine.worker import WorkerKey
-from ..errors import BudgetExceeded, Forbidden, NotFound, Overloaded
+from ..errors import Forbidden, NotFound, Overloaded
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ class Sessions:
         """Before each turn: a key whose budget is spent gets no more."""
         key = self.keys.get(owner)
         if key is not None and key.over_budget():
-            raise BudgetExceeded(f"The API key `{key.name}` has used its budget of "
-                                 f"${key.budget_usd:.2f}.")
+            raise key.budget_error()
 
     def charge(self, session: Session, result: dict[str, Any]) -> None:
         """A turn's result: its cost and tokens go to the session owner's ledger."""

@@ -73,18 +73,27 @@ def _load(text: str) -> list[Message]:
     return [Message(m["role"], tuple(m["content"])) for m in json.loads(text)]
 
 
+def connect(path: Path | str, schema: str) -> sqlite3.Connection:
+    """The gateway's SQLite file (made if missing) with ``schema`` applied. Autocommit
+    (every statement its own transaction unless BEGIN says otherwise), WAL so the
+    ``keys`` command can write while the server runs, a 10 s wait for a lock."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                         timeout=10)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+    db.executescript(schema)
+    return db
+
+
 class ConversationStore:
     """Small synchronous store; every call is a single short transaction."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = connect(path, _SCHEMA)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
-        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
