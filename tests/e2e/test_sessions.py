@@ -170,3 +170,30 @@ def test_live_sessions_are_limited(gw: Gateway, tokens: dict[str, str]) -> None:
         for session in opened:
             httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["dev"]),
                          timeout=30)
+
+
+def test_a_turn_left_by_a_disconnect_is_stopped_and_charged(gw: Gateway, tokens: dict[str, str],
+                                                            upstream: FakeUpstream) -> None:
+    store = Path(gw.env["CLAUDE_CODE__STORE__PATH"])
+
+    def requests() -> int:
+        rows = json.loads(keys_cli(store, "usage", "other", "--json").stdout)
+        return sum(r["requests"] for r in rows)
+
+    before = requests()
+    session = create(gw, tokens["other"], model="sonnet").json()
+    upstream.script(Reply.text("words " * 200, chunk_delay=0.05))
+    try:
+        with connect(ws_url(gw, session["id"]), additional_headers=auth(tokens["other"])) as ws:
+            ws.recv(timeout=10)
+            ws.send(json.dumps({"type": "user", "content": "talk"}))
+            while json.loads(ws.recv(timeout=30))["type"] != "stream_event":
+                pass
+        # The client went away mid-turn: the turn is interrupted, the session idle again.
+        gw.wait_for(lambda h: requests() == before + 1, timeout=30)
+        state = httpx.get(gw.url + f"/v1/sessions/{session['id']}",
+                          headers=auth(tokens["other"]), timeout=10).json()
+        assert state["state"] == "idle" and state["connected"] is False
+    finally:
+        httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["other"]),
+                     timeout=30)

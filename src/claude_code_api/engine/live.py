@@ -83,17 +83,20 @@ class LiveSession:
         if self.turn_running:
             await self.worker.interrupt()
 
-    async def settle(self, timeout: float = 10.0) -> None:
-        """Stop a turn nobody reads any more and wait for its end; a CLI that does
-        not obey loses the session."""
+    async def settle(self, timeout: float = 10.0) -> dict[str, Any] | None:
+        """Stop a turn nobody reads any more and wait for its end (its result, for the
+        ledger); a CLI that does not obey loses the session."""
         if not self.turn_running:
-            return
+            return None
         try:
-            await asyncio.wait_for(self.worker.interrupt(), timeout)
-            await self.worker.until_result(timeout)
-            self.turn_running = False
+            async with asyncio.timeout(timeout):
+                await self.worker.interrupt()
+            result = await self.worker.until_result(timeout)
         except Exception:
             self.close()
+            return None
+        self.turn_running = False
+        return message_json(result)
 
     def close(self) -> None:
         """End the process: the pool starts a fresh one when it needs one."""

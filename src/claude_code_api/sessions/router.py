@@ -128,7 +128,7 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
-        await session.live.settle()  # nobody reads this turn any more
+        await _sessions(gateway).settle(session)  # nobody reads this turn any more
 
 
 async def _receive(websocket: WebSocket) -> dict[str, Any] | None:

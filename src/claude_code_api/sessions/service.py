@@ -118,9 +118,15 @@ class Sessions:
 
     async def close(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
-        await session.live.settle()
+        await self.settle(session)
         session.live.close()
         log.info("session %s closed", session.id)
+
+    async def settle(self, session: Session) -> None:
+        """End a turn nobody reads any more; its cost still goes to the ledger."""
+        result = await session.live.settle()
+        if result is not None:
+            self.charge(session, result)
 
     async def close_all(self) -> None:
         if self._sweeper is not None:
