@@ -14,7 +14,6 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..errors import BudgetExceeded
 from ..events import Usage
-from ..store.sqlite import connect
+from ..store.sqlite import SQLiteStore
 
 KEY_PREFIX = "sk-cca-"
 _KEY = re.compile(r"^sk-cca-([0-9a-f]{12})-([0-9a-f]{48})$")
@@ -116,22 +115,18 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class KeyStore:
-    """Keys and the ledger; every call is one short transaction, safe across threads
-    and across processes (the ``keys`` command writes while the server runs)."""
+class KeyStore(SQLiteStore):
+    """Keys and the ledger; safe across threads and across processes (the ``keys``
+    command writes while the server runs)."""
+
+    schema = _SCHEMA
 
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._db = connect(path, _SCHEMA)
-        self._lock = threading.Lock()
+        super().__init__(path)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {kind}")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # -- keys -------------------------------------------------------------------
     def create(self, name: str, *, rpm: int | None = None, concurrency: int | None = None,

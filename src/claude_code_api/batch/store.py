@@ -8,12 +8,10 @@ interrupted by a restart resumes with the items that were not done.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..store.sqlite import connect
+from ..store.sqlite import SQLiteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -67,17 +65,8 @@ def _row(file: StoredFile) -> tuple[Any, ...]:
     return (file.id, file.owner, file.filename, file.purpose, file.bytes, file.created_at)
 
 
-class BatchStore:
-    """Small synchronous store; every call is one short transaction."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._db = connect(path, _SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+class BatchStore(SQLiteStore):
+    schema = _SCHEMA
 
     # -- files ----------------------------------------------------------------------
     def add_file(self, file: StoredFile, content: bytes) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..events import Message
 
@@ -87,17 +87,24 @@ def connect(path: Path | str, schema: str) -> sqlite3.Connection:
     return db
 
 
-class ConversationStore:
-    """Small synchronous store; every call is a single short transaction."""
+class SQLiteStore:
+    """A small synchronous store on the gateway's SQLite file: every call is one short
+    transaction under a lock (the connection is shared between threads)."""
+
+    schema: ClassVar[str] = ""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._db = connect(path, _SCHEMA)
+        self._db = connect(path, self.schema)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class ConversationStore(SQLiteStore):
+    schema = _SCHEMA
 
     def get(self, conversation_id: str) -> Conversation | None:
         return self._one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
