@@ -208,11 +208,37 @@ def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
                    **settings: str) -> Iterator[Gateway]:
     """A gateway of its own for one test module (tests that leave tool turns paused,
     or that need predictable live sessions)."""
-    gateway = start_gateway(upstream, factory.mktemp("gateway"), **settings)
+    yield from _serving(upstream, factory.mktemp("gateway"), **settings)
+
+
+def team_gateway(upstream: FakeUpstream, tmp: Path, keys: dict[str, tuple[str, ...]],
+                 **settings: str) -> Iterator[tuple[Gateway, dict[str, str]]]:
+    """A module's gateway with client API keys made first with the CLI (name -> the
+    flags of `keys create`); yields the gateway and each key's token by name."""
+    tokens = {name: create_key(tmp / "gateway.db", name, *flags)
+              for name, flags in keys.items()}
+    for gateway in _serving(upstream, tmp, **settings):
+        yield gateway, tokens
+
+
+def _serving(upstream: FakeUpstream, tmp: Path, **settings: str) -> Iterator[Gateway]:
+    gateway = start_gateway(upstream, tmp, **settings)
     gateway.wait_idle()
     yield gateway
     gateway.stop()
     assert not gateway.cli_processes()
+
+
+@pytest.fixture
+def gw(team: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
+    """The module's `team` gateway, ready for a test."""
+    return ready(team[0], upstream)
+
+
+@pytest.fixture
+def tokens(team: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
+    """The module's `team` keys by name."""
+    return team[1]
 
 
 @pytest.fixture(scope="module")

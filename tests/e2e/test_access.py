@@ -23,8 +23,8 @@ from tests.conftest import (
     create_key,
     free_port,
     keys_cli,
-    ready,
     start_gateway,
+    team_gateway,
 )
 
 pytestmark = pytest.mark.e2e
@@ -36,35 +36,14 @@ WINDOW = 3.0  # the gateway's rpm window in this module (60 s in production)
 @pytest.fixture(scope="module")
 def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[tuple[Gateway, dict[str, str]]]:
-    tmp = tmp_path_factory.mktemp("team")
-    store = tmp / "gateway.db"
-    tokens = {
-        "alice": create_key(store, "alice"),
-        "bob": create_key(store, "bob"),
-        "limited": create_key(store, "limited", "--rpm", "2"),
-        "single": create_key(store, "single", "--concurrency", "1"),
-        "haiku-only": create_key(store, "haiku-only", "--models", "haiku"),
-        "tiny-budget": create_key(store, "tiny-budget", "--budget-usd", "0.000001"),
-        "cutter": create_key(store, "cutter", "--budget-usd", "0.000001"),
-    }
-    gateway = start_gateway(upstream, tmp, auth__required="true",
-                            auth__rpm_window_seconds=str(WINDOW),
+    keys = {"alice": (), "bob": (), "limited": ("--rpm", "2"),
+            "single": ("--concurrency", "1"), "haiku-only": ("--models", "haiku"),
+            "tiny-budget": ("--budget-usd", "0.000001"),
+            "cutter": ("--budget-usd", "0.000001")}
+    yield from team_gateway(upstream, tmp_path_factory.mktemp("team"), keys,
+                            auth__required="true", auth__rpm_window_seconds=str(WINDOW),
                             server__log_format="json",
                             server__cors_origins='["https://app.example"]')
-    gateway.wait_idle()
-    yield gateway, tokens
-    gateway.stop()
-    assert not gateway.cli_processes()
-
-
-@pytest.fixture
-def gw(team: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
-    return ready(team[0], upstream)
-
-
-@pytest.fixture
-def tokens(team: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
-    return team[1]
 
 
 def store_of(gateway: Gateway) -> Path:

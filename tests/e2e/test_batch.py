@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen
-from tests.conftest import Gateway, create_key, ready, start_gateway
+from tests.conftest import Gateway, start_gateway, team_gateway
 from tests.openapi import validate
 
 pytestmark = pytest.mark.e2e
@@ -31,29 +31,12 @@ _QUESTION = re.compile(r"\bq-([\w-]+)")
 @pytest.fixture(scope="module")
 def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[tuple[Gateway, dict[str, str]]]:
-    tmp = tmp_path_factory.mktemp("batch")
-    store = tmp / "gateway.db"
-    tokens = {"alice": create_key(store, "alice"), "bob": create_key(store, "bob"),
-              "single": create_key(store, "single", "--concurrency", "1", "--rpm", "2"),
-              "haiku-only": create_key(store, "haiku-only", "--models", "haiku")}
-    gateway = start_gateway(upstream, tmp, auth__required="true",
-                            claude__max_concurrent_sessions=str(POOL),
+    keys = {"alice": (), "bob": (), "single": ("--concurrency", "1", "--rpm", "2"),
+            "haiku-only": ("--models", "haiku")}
+    yield from team_gateway(upstream, tmp_path_factory.mktemp("batch"), keys,
+                            auth__required="true", claude__max_concurrent_sessions=str(POOL),
                             batch__max_requests=str(MAX_REQUESTS),
                             batch__max_file_bytes=str(MAX_FILE_BYTES))
-    gateway.wait_idle()
-    yield gateway, tokens
-    gateway.stop()
-    assert not gateway.cli_processes()
-
-
-@pytest.fixture
-def gw(team: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
-    return ready(team[0], upstream)
-
-
-@pytest.fixture
-def tokens(team: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
-    return team[1]
 
 
 def answering(upstream: FakeUpstream, delay: float = 0.2) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, ToolUse
-from tests.conftest import Gateway, create_key, keys_cli, ready, start_gateway
+from tests.conftest import Gateway, keys_cli, team_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -21,26 +21,11 @@ TTL = 5.0
 
 
 @pytest.fixture(scope="module")
-def cached(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[Gateway, dict[str, str]]]:
-    tmp = tmp_path_factory.mktemp("cache")
-    tokens = {name: create_key(tmp / "gateway.db", name) for name in ("alice", "bob")}
-    gateway = start_gateway(upstream, tmp, cache__enabled="true",
+    yield from team_gateway(upstream, tmp_path_factory.mktemp("cache"),
+                            {"alice": (), "bob": ()}, cache__enabled="true",
                             cache__ttl_seconds=str(TTL))
-    gateway.wait_idle()
-    yield gateway, tokens
-    gateway.stop()
-    assert not gateway.cli_processes()
-
-
-@pytest.fixture
-def gw(cached: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
-    return ready(cached[0], upstream)
-
-
-@pytest.fixture
-def tokens(cached: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
-    return cached[1]
 
 
 def post(gateway: Gateway, body: dict[str, Any], token: str | None = None,

@@ -13,36 +13,19 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, ToolUse
-from tests.conftest import Gateway, create_key, keys_cli, ready, start_gateway
+from tests.conftest import Gateway, keys_cli, team_gateway
 
 pytestmark = pytest.mark.e2e
 
 
-
 @pytest.fixture(scope="module")
-def live(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[tuple[Gateway, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("sessions")
-    store = tmp / "gateway.db"
-    tokens = {"dev": create_key(store, "dev", "--agent"),
-              "other": create_key(store, "other", "--agent"), "chatty": create_key(store, "chatty")}
-    gateway = start_gateway(upstream, tmp, auth__required="true", agent__enabled="true",
-                            agent__workspace_root=str(tmp / "ws"),
+    keys = {"dev": ("--agent",), "other": ("--agent",), "chatty": ()}
+    yield from team_gateway(upstream, tmp, keys, auth__required="true",
+                            agent__enabled="true", agent__workspace_root=str(tmp / "ws"),
                             claude__max_concurrent_sessions="3")
-    gateway.wait_idle()
-    yield gateway, tokens
-    gateway.stop()
-    assert not gateway.cli_processes()
-
-
-@pytest.fixture
-def gw(live: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> Gateway:
-    return ready(live[0], upstream)
-
-
-@pytest.fixture
-def tokens(live: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
-    return live[1]
 
 
 def auth(token: str) -> dict[str, str]:
