@@ -26,7 +26,6 @@ import pytest
 from claude_code_api.testing.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
 
 
 def free_port() -> int:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "specs" / "openai-openapi.yaml"
+SPEC = Path(__file__).resolve().parent / "fixtures" / "openai-openapi.json"
 
 
 def _denull(node: Any) -> Any:
@@ -28,7 +28,7 @@ def _denull(node: Any) -> Any:
 
 @functools.cache
 def _registry() -> tuple[Registry, dict[str, Any]]:
-    spec = _denull(yaml.safe_load(SPEC.read_text()))
+    spec = _denull(json.loads(SPEC.read_text()))
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     return Registry().with_resource("openapi.yaml", resource), spec
 

@@ -18,8 +18,7 @@ from claude_code_api.engine.turns import TurnTranslator
 from claude_code_api.errors import InvalidRequest
 from claude_code_api.events import TurnEnd, TurnEvent, Usage
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "specs" / "recorded" / \
-    "anthropic-messages"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-messages"
 
 
 def recorded(name: str) -> list[dict[str, Any]]:

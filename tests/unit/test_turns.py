@@ -18,7 +18,7 @@ from claude_code_api.errors import (
 )
 from claude_code_api.events import ReasoningDelta, TextDelta, TextReplaced, TurnEnd, Usage
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "specs" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def stream_event(event: dict[str, Any]) -> StreamEvent:
