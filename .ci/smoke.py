@@ -69,7 +69,10 @@ def main() -> None:
             sys.exit(f"unexpected answer {answer!r}:\n{log.read_text()}")
         print(f"clean install answered: {answer!r}")
     finally:
-        children = psutil.Process(server.pid).children(recursive=True)
+        try:
+            children = psutil.Process(server.pid).children(recursive=True)
+        except psutil.NoSuchProcess:  # it exited early; the log was printed
+            children = []
         server.terminate()
         server.wait(30)
         upstream.stop()
