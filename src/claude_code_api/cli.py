@@ -51,7 +51,7 @@ def _keys_parser(commands: Any) -> None:
     create.add_argument("--name", required=True, help="who or what the key is for")
     _limit_flags(create)
     update = actions.add_parser("update", help="change a key's limits")
-    update.add_argument("key", help="key id or name")
+    update.add_argument("key", help="the key: its id, its name or the whole key")
     _limit_flags(update)
     update.add_argument("--reset-spent", action="store_true",
                         help="start the key's budget over (spent = 0)")
@@ -59,10 +59,10 @@ def _keys_parser(commands: Any) -> None:
     listing.add_argument("--all", action="store_true", help="include revoked keys")
     listing.add_argument("--json", action="store_true", help="print JSON")
     revoke = actions.add_parser("revoke", help="revoke a key (requests with it get 401)")
-    revoke.add_argument("key", help="key id or name")
+    revoke.add_argument("key", help="the key: its id, its name or the whole key")
     usage = actions.add_parser("usage", help="the usage ledger: requests, tokens and cost "
                                              "per key, model and day (UTC)")
-    usage.add_argument("key", nargs="?", help="only this key (id or name)")
+    usage.add_argument("key", nargs="?", help="only this key (id, name or the whole key)")
     usage.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -170,7 +170,7 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
     if args.key:
         key = store.find(args.key) or store.get(args.key)
         if key is None:
-            print(f"claude-code-api: no key {args.key!r}", file=sys.stderr)
+            return _print_key(None, args.key)
             return 1
         key_id = key.id
     _table(store.usage(key_id), args.json, ("day", "key_id", "model", "requests",
@@ -188,7 +188,9 @@ def _models(text: str | None) -> list[str] | None:
 
 def _print_key(key: Any, wanted: str) -> int:
     if key is None:
-        print(f"claude-code-api: no active key {wanted!r}", file=sys.stderr)
+        from .logs import mask  # a mistyped whole key is still nearly a secret
+
+        print(f"claude-code-api: no active key {mask(wanted)!r}", file=sys.stderr)
         return 1
     print(json.dumps(key.summary(), indent=2))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,31 @@ def test_serve_reports_a_missing_config_file(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "config file not found" in done.stderr
+
+
+def keys(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(EXE), "keys", *args], capture_output=True, text=True,
+                          timeout=60, env={"CLAUDE_CODE__STORE__PATH": str(store),
+                                           "PATH": "/usr/bin:/bin"})
+
+
+def test_keys_are_named_by_id_name_or_the_whole_key(tmp_path: Path) -> None:
+    store = tmp_path / "gateway.db"
+    token = keys(store, "create", "--name", "laptop").stdout.strip()
+    key_id = token.split("-")[2]
+    wrong = token[:-1] + ("0" if token[-1] != "0" else "1")
+    refused = keys(store, "revoke", wrong)
+    assert refused.returncode == 1 and "no active key" in refused.stderr
+    assert token not in refused.stderr and wrong not in refused.stderr  # never echoed
+    updated = keys(store, "update", token, "--rpm", "7")
+    assert updated.returncode == 0, updated.stderr
+    assert json.loads(updated.stdout)["rpm"] == 7
+    assert json.loads(keys(store, "update", "laptop", "--rpm", "8").stdout)["rpm"] == 8
+    assert json.loads(keys(store, "update", key_id, "--rpm", "9").stdout)["rpm"] == 9
+    revoked = keys(store, "revoke", token)
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout) | {"id": key_id, "revoked": True} == \
+        json.loads(revoked.stdout)
 
 
 def test_help_lists_the_serve_flags() -> None:

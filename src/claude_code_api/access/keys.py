@@ -165,10 +165,13 @@ class KeyStore(SQLiteStore):
         rows = self._keys("SELECT * FROM api_keys WHERE id = ?", (key_id,))
         return rows[0] if rows else None
 
-    def find(self, id_or_name: str) -> ApiKey | None:
-        """An active key by id or name."""
+    def find(self, ref: str) -> ApiKey | None:
+        """An active key by id, name, or the whole key (whose secret must match: a
+        mistyped key finds nothing rather than its id's key)."""
+        if _KEY.match(ref):
+            return self.authenticate(ref)
         rows = self._keys("SELECT * FROM api_keys WHERE (id = ? OR name = ?) AND "
-                          "revoked_at IS NULL", (id_or_name, id_or_name))
+                          "revoked_at IS NULL", (ref, ref))
         return rows[0] if rows else None
 
     def all(self, include_revoked: bool = False) -> list[ApiKey]:
@@ -180,8 +183,8 @@ class KeyStore(SQLiteStore):
             return self._db.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL "
                                     "LIMIT 1").fetchone() is not None
 
-    def revoke(self, id_or_name: str) -> ApiKey | None:
-        key = self.find(id_or_name)
+    def revoke(self, ref: str) -> ApiKey | None:
+        key = self.find(ref)
         if key is None:
             return None
         with self._lock:
@@ -189,11 +192,11 @@ class KeyStore(SQLiteStore):
                              (time.time(), key.id))
         return self.get(key.id)
 
-    def update(self, id_or_name: str, *, reset_spent: bool = False,
+    def update(self, ref: str, *, reset_spent: bool = False,
                **limits: Any) -> ApiKey | None:
         """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``,
         ``max_turns``, ``agent``; a value of None is left alone, 0 or [] means no limit)."""
-        key = self.find(id_or_name)
+        key = self.find(ref)
         if key is None:
             return None
         sets: list[str] = []
