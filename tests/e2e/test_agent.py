@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from claude_code_api.settings import AGENT_TOOLS
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
 from tests.conftest import Gateway, ready, start_gateway
 
@@ -468,3 +469,12 @@ def test_globs_inside_the_workspace_still_work(gw: Gateway, upstream: FakeUpstre
     assert found[3] == "notes/today.md:1:in-workspace note"
     assert "notes.txt" in found[4]
 
+
+def test_every_default_agent_tool_is_offered_by_the_bundled_cli(gw: Gateway,
+                                                                upstream: FakeUpstream) -> None:
+    """The default `agent.tools` names only tools the bundled CLI has: a CLI upgrade
+    that drops or renames one fails here (the CLI ignores names it does not know)."""
+    upstream.script(Reply.text("ready"))
+    run_agent(gw, "conv-tools", "which tools?")
+    offered = {t["name"] for t in upstream.message_requests()[0].body["tools"]}
+    assert set(AGENT_TOOLS) <= offered, sorted(set(AGENT_TOOLS) - offered)
