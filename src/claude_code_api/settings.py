@@ -141,8 +141,11 @@ class CacheSettings(BaseModel):
                                      "another key's identical requests")
 
 
-AGENT_TOOLS = ["Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "Glob", "Grep", "LS",
-               "TodoWrite"]
+# Claude Code's file tools and its task list (TaskCreate..TaskUpdate took TodoWrite's
+# place), as the bundled CLI offers them; no Bash, no web. Older CLIs' MultiEdit, LS
+# and TodoWrite are gone: a test checks that the CLI offers every one listed here.
+AGENT_TOOLS = ["Read", "Write", "Edit", "NotebookEdit", "Glob", "Grep",
+               "TaskCreate", "TaskGet", "TaskList", "TaskUpdate"]
 
 
 def _default_workspaces() -> Path:

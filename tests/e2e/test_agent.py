@@ -4,6 +4,7 @@ gateway's permission policy, with MCP servers, progress visible to the caller.""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from claude_code_api.settings import AGENT_TOOLS
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
 from tests.conftest import Gateway, ready, start_gateway
 
@@ -30,10 +32,15 @@ def agent_gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFacto
     config = tmp / "mcp_config.json"
     config.write_text(json.dumps({"mcpServers": {"calc": {
         "type": "stdio", "command": sys.executable, "args": [str(CALC)]}}}))
-    gateway = start_gateway(upstream, tmp, agent__enabled="true",
-                            agent__workspace_root=str(tmp / "ws"),
-                            file_access__additional_dirs=json.dumps([str(tmp / "shared")]),
-                            mcp__enabled="true", mcp__config_file=str(config))
+    # A home of its own, with a canary in it, for the `~` tests.
+    (tmp / "home").mkdir()
+    (tmp / "home" / "HOME-NAME-CANARY.txt").write_text("HOME-CONTENT-CANARY\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HOME", str(tmp / "home"))
+        gateway = start_gateway(upstream, tmp, agent__enabled="true",
+                                agent__workspace_root=str(tmp / "ws"),
+                                file_access__additional_dirs=json.dumps([str(tmp / "shared")]),
+                                mcp__enabled="true", mcp__config_file=str(config))
     gateway.wait_idle()
     yield gateway
     gateway.stop()
@@ -300,3 +307,174 @@ def test_responses_clients_see_progress_as_reasoning_summaries(gw: Gateway,
     assert "[Write]" in final.output[0].summary[0].text  # type: ignore[union-attr]
     assert final.output_text == "done with r"
     assert target.read_text() == "r"
+
+
+# -- confinement of names: Glob patterns, Grep globs and paths ------------------------
+
+def outside_tree(tmp_path: Path, tag: str) -> Path:
+    """A directory outside every workspace, its file names and contents canaries."""
+    outside = tmp_path / f"OUTSIDE-DIR-{tag}"
+    (outside / "deep").mkdir(parents=True)
+    (outside / f"NAME-CANARY-{tag}.txt").write_text(f"CONTENT-CANARY-{tag}\n")
+    (outside / "deep" / f"DEEP-NAME-CANARY-{tag}.txt").write_text(f"DEEP-CONTENT-{tag}\n")
+    return outside
+
+
+def calls_and_results(upstream: FakeUpstream) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each tool call, in the order the model made them, with its result, from the last
+    request the CLI sent upstream (results come back in the order the calls finish)."""
+    messages = upstream.message_requests()[-1].messages
+    blocks = [b for m in messages if isinstance(m.get("content"), list) for b in m["content"]]
+    results = {b["tool_use_id"]: b for b in blocks if b.get("type") == "tool_result"}
+    return [(b, results[b["id"]]) for b in blocks if b.get("type") == "tool_use"]
+
+
+def assert_denied_without_leaks(upstream: FakeUpstream, progress: str, secret: Path,
+                                denied: int) -> None:
+    """Every call was refused as a tool error, reported as failed progress, and nothing
+    under the directory ``secret`` (names or contents) reached the model in any tool
+    result. (A refusal may repeat the path the call itself named.)"""
+    pairs = calls_and_results(upstream)
+    assert len(pairs) == denied
+    for use, result in pairs:
+        assert result.get("is_error") is True, (use, result)
+        assert "outside this conversation's workspace" in result_text(result), (use, result)
+    assert progress.count("failed: Permission denied") == denied, progress
+    named = json.dumps([use["input"] for use, _ in pairs])
+    seen = json.dumps([result_text(r) for s in upstream.message_requests()
+                       for m in s.messages if isinstance(m.get("content"), list)
+                       for r in m["content"] if r.get("type") == "tool_result"])
+    for path in secret.rglob("*"):
+        assert path.name not in seen or path.name in named, path
+        if path.is_file():
+            assert path.read_text().strip() not in seen, path
+
+
+def test_glob_with_an_absolute_pattern_outside_is_denied(gw: Gateway, upstream: FakeUpstream,
+                                                         tmp_path: Path) -> None:
+    outside = outside_tree(tmp_path, "ABS")
+    ws = workspace(gw, "conv-glob-abs")
+    upstream.script(step(ToolUse("Glob", {"pattern": f"{outside}/*"}),
+                         ToolUse("Glob", {"pattern": f"{outside}/**/*", "path": str(ws)})),
+                    Reply.text("nothing there"))
+    progress, answer = run_agent(gw, "conv-glob-abs", "list files elsewhere")
+    assert "[Glob] failed: Permission denied" in progress and answer == "nothing there"
+    assert_denied_without_leaks(upstream, progress, outside, denied=2)
+
+
+def test_glob_with_dotdot_in_the_pattern_is_denied(gw: Gateway, upstream: FakeUpstream,
+                                                   tmp_path: Path) -> None:
+    outside = outside_tree(tmp_path, "DOTDOT")
+    ws = workspace(gw, "conv-glob-dotdot")
+    ws.mkdir(parents=True)
+    up = os.path.relpath(outside, ws)  # ../../.. up out of the workspace, then down
+    upstream.script(step(ToolUse("Glob", {"pattern": f"{ws}/{up}/*"}),
+                         ToolUse("Glob", {"pattern": f"{up}/**/*.txt"}),
+                         ToolUse("Glob", {"pattern": f"**/../{up}/*"})),
+                    Reply.text("no climbing"))
+    progress, _ = run_agent(gw, "conv-glob-dotdot", "climb out")
+    assert_denied_without_leaks(upstream, progress, outside, denied=3)
+
+
+def test_glob_with_a_home_directory_is_denied(gw: Gateway, upstream: FakeUpstream) -> None:
+    home = Path(gw.env["CLAUDE_CODE__AGENT__WORKSPACE_ROOT"]).parent / "home"
+    upstream.script(step(ToolUse("Glob", {"pattern": "~/*"}),
+                         ToolUse("Glob", {"pattern": "*.txt", "path": "~"}),
+                         ToolUse("Grep", {"pattern": "CANARY", "glob": "~/*"})),
+                    Reply.text("not home"))
+    progress, _ = run_agent(gw, "conv-glob-home", "look at home")
+    assert_denied_without_leaks(upstream, progress, home, denied=3)
+
+
+def test_a_symlink_in_the_workspace_pointing_outside(gw: Gateway, upstream: FakeUpstream,
+                                                     tmp_path: Path) -> None:
+    outside = outside_tree(tmp_path, "LINK")
+    ws = workspace(gw, "conv-glob-link")
+    ws.mkdir(parents=True)
+    (ws / "link").symlink_to(outside)
+    (ws / "mine.txt").write_text("mine\n")
+    upstream.script(step(ToolUse("Glob", {"pattern": f"{ws}/link/*"}),
+                         ToolUse("Glob", {"pattern": "link/**/*"}),
+                         ToolUse("Grep", {"pattern": "CONTENT", "path": "link"})),
+                    Reply.text("followed nothing"))
+    progress, _ = run_agent(gw, "conv-glob-link", "follow the link")
+    assert_denied_without_leaks(upstream, progress, outside, denied=3)
+    # The model never named the link's target: not even the directory's name gets out.
+    assert all(outside.name not in json.dumps(s.body) for s in upstream.message_requests())
+
+
+def test_paths_through_a_symlink_and_dotdot_are_read_as_the_cli_reads_them(
+        gw: Gateway, upstream: FakeUpstream) -> None:
+    """`hop` points two levels down, so the kernel reads `hop/../..` as the workspace
+    while the CLI collapses `..` by name first and lands in the workspaces' parent:
+    another conversation's files."""
+    theirs = workspace(gw, "conv-victim")
+    theirs.mkdir(parents=True)
+    (theirs / "VICTIM-NAME-CANARY.txt").write_text("VICTIM-CONTENT-CANARY\n")
+    (theirs / "diary.txt").write_text("VICTIM-DIARY-CANARY\n")
+    ws = workspace(gw, "conv-hop")
+    (ws / "sub" / "deeper").mkdir(parents=True)
+    (ws / "hop").symlink_to(ws / "sub" / "deeper")
+    upstream.script(step(ToolUse("Grep", {"pattern": "CANARY", "path": "hop/../../conv-victim",
+                                          "output_mode": "content"}),
+                         ToolUse("Glob", {"pattern": "*", "path": f"{ws}/hop/../../conv-victim"}),
+                         ToolUse("Read", {"file_path":
+                                          f"{ws}/hop/../../conv-victim/diary.txt"})),
+                    Reply.text("stayed home"))
+    progress, _ = run_agent(gw, "conv-hop", "read the neighbours")
+    assert_denied_without_leaks(upstream, progress, theirs, denied=3)
+
+
+def test_grep_glob_and_path_outside_are_denied(gw: Gateway, upstream: FakeUpstream,
+                                               tmp_path: Path) -> None:
+    outside = outside_tree(tmp_path, "GREP")
+    ws = workspace(gw, "conv-grep")
+    ws.mkdir(parents=True)
+    up = os.path.relpath(outside, ws)
+    upstream.script(step(ToolUse("Grep", {"pattern": "CONTENT", "glob": f"{outside}/*"}),
+                         ToolUse("Grep", {"pattern": "CONTENT", "glob": f"{up}/**"}),
+                         ToolUse("Grep", {"pattern": "CONTENT", "path": str(outside),
+                                          "output_mode": "content"})),
+                    Reply.text("nothing found"))
+    progress, _ = run_agent(gw, "conv-grep", "search elsewhere")
+    assert "[Grep] failed: Permission denied" in progress
+    assert_denied_without_leaks(upstream, progress, outside, denied=3)
+
+
+def test_globs_inside_the_workspace_still_work(gw: Gateway, upstream: FakeUpstream,
+                                               tmp_path: Path) -> None:
+    """Relative, absolute and additional-dir globs run. The bundled CLI's Glob and Grep
+    walk without following symbolic links, so `**` over a workspace holding a link out
+    is allowed and finds only the workspace's own files (a CLI that starts following
+    links fails here)."""
+    outside = outside_tree(tmp_path, "WALK")
+    ws = workspace(gw, "conv-glob-ok")
+    (ws / "notes").mkdir(parents=True)
+    (ws / "notes" / "today.md").write_text("in-workspace note\n")
+    (ws / "link").symlink_to(outside)
+    shared = Path(gw.env["CLAUDE_CODE__FILE_ACCESS__ADDITIONAL_DIRS"].strip('[]"'))
+    upstream.script(step(ToolUse("Glob", {"pattern": "**/*"}),
+                         ToolUse("Glob", {"pattern": f"{ws}/notes/*.md"}),
+                         ToolUse("Glob", {"pattern": "*.txt", "path": str(shared)}),
+                         ToolUse("Grep", {"pattern": "note|CONTENT", "glob": "**/*",
+                                          "output_mode": "content"}),
+                         ToolUse("Grep", {"pattern": "shared", "path": str(shared),
+                                          "glob": "*.txt"})),
+                    Reply.text("found them"))
+    progress, answer = run_agent(gw, "conv-glob-ok", "find my notes")
+    assert "failed" not in progress and answer == "found them"
+    found = [result_text(r) for _, r in calls_and_results(upstream)]
+    assert found[:2] == ["notes/today.md", "notes/today.md"]
+    assert found[2].endswith("notes.txt")
+    assert found[3] == "notes/today.md:1:in-workspace note"
+    assert "notes.txt" in found[4]
+
+
+def test_every_default_agent_tool_is_offered_by_the_bundled_cli(gw: Gateway,
+                                                                upstream: FakeUpstream) -> None:
+    """The default `agent.tools` names only tools the bundled CLI has: a CLI upgrade
+    that drops or renames one fails here (the CLI ignores names it does not know)."""
+    upstream.script(Reply.text("ready"))
+    run_agent(gw, "conv-tools", "which tools?")
+    offered = {t["name"] for t in upstream.message_requests()[0].body["tools"]}
+    assert set(AGENT_TOOLS) <= offered, sorted(set(AGENT_TOOLS) - offered)

@@ -8,7 +8,9 @@ own tools and of MCP tools comes to ``can_use_tool``, and the policy decides:
 - the tool must be one the server offers (and not disallowed), and one the
   request allowed if it narrowed the set (a request can only narrow);
 - every path the call names must be inside the conversation's workspace or a
-  configured additional directory, after resolving ``..`` and symbolic links.
+  configured additional directory, after resolving ``..`` and symbolic links, and
+  so must every directory a Glob ``pattern`` or a Grep ``glob`` could search
+  (see ``confinement``).
 
 A denied call is answered with a message; the CLI gives it to Claude as the
 tool's error result and the caller sees it in the turn's progress.
@@ -17,9 +19,7 @@ tool's error result and the caller sees it in the turn's progress.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import (
@@ -31,12 +31,16 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import HookInput, HookJSONOutput, PermissionResult
 
+from .confinement import Confinement
 from .tools import PREFIX as CLIENT_PREFIX
 
 log = logging.getLogger(__name__)
 
-# Input fields that name files or directories, per tool family.
+# Input fields that name files or directories, in any tool (MCP tools included).
 _PATH_FIELDS = ("file_path", "path", "notebook_path")
+# Glob patterns over paths, relative to the call's ``path``. Grep's ``pattern`` is a
+# regular expression over file contents (its input schema says so), not a path.
+_PATTERN_FIELDS = {"Glob": "pattern", "Grep": "glob"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Permissions:
 
     def __init__(self, key: AgentKey) -> None:
         self.key = key
-        self.roots = [Path(os.path.realpath(p)) for p in (key.workspace, *key.extra_dirs)]
+        self.confinement = Confinement(key.workspace, key.extra_dirs)
         self.narrow: frozenset[str] | None = None
         self.denied: list[tuple[str, str]] = []  # (tool, reason), for logs and tests
 
@@ -74,19 +78,22 @@ class Permissions:
             return f"{tool}: no MCP servers are configured"
         if self.narrow is not None and not _matches(tool, self.narrow):
             return f"{tool} is not allowed for this request"
+        return self._outside(tool, tool_input)
+
+    def _outside(self, tool: str, tool_input: dict[str, Any]) -> str | None:
+        """Why a path or pattern of the call reaches outside the roots, if one does."""
         for name in _PATH_FIELDS:
             value = tool_input.get(name)
-            if isinstance(value, str) and value and not self._inside(value):
-                return (f"{value} is outside this conversation's workspace; use paths "
-                        "inside the working directory")
-        return None
-
-    def _inside(self, value: str) -> bool:
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = Path(self.key.workspace) / path
-        resolved = Path(os.path.realpath(path))
-        return any(resolved == root or root in resolved.parents for root in self.roots)
+            if isinstance(value, str) and value:
+                reason = self.confinement.path(value)
+                if reason is not None:
+                    return reason
+        pattern = tool_input.get(_PATTERN_FIELDS.get(tool, ""))
+        if not isinstance(pattern, str) or not pattern:
+            return None
+        base = tool_input.get("path")
+        return self.confinement.pattern(pattern, base if isinstance(base, str) and base
+                                        else None)
 
     async def can_use_tool(self, tool: str, tool_input: dict[str, Any],
                            context: ToolPermissionContext) -> PermissionResult:
