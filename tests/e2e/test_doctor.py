@@ -78,7 +78,7 @@ def leftovers(tmp: Path) -> list[psutil.Process]:
     out = []
     for process in psutil.process_iter():
         try:
-            if process.cwd().startswith(str(tmp)):
+            if Path(process.cwd()).is_relative_to(tmp):
                 out.append(process)
         except psutil.Error:
             continue
