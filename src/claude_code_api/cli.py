@@ -1,4 +1,4 @@
-"""The ``claude-code-api`` command: ``serve`` and ``keys``."""
+"""The ``claude-code-api`` command: ``serve``, ``keys`` and ``doctor``."""
 
 from __future__ import annotations
 
@@ -32,12 +32,45 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
     _config_flag(serve)
     _keys_parser(commands)
+    _doctor_parser(commands)
     return parser
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML configuration file (default config/local.toml if present)")
+
+
+def _doctor_parser(commands: Any) -> None:
+    doctor = commands.add_parser(
+        "doctor", help="check that everything the server needs works, one line each",
+        description="Check what the server needs, one line each (what was found, or what "
+                    "is wrong and what to do): Python, the configuration, the claude CLI, "
+                    "a worker's start-up "
+                    "handshake, upstream credentials (never printed), one minimal turn "
+                    "upstream, the store, the agent workspace, the port. Exit status 0 "
+                    "when all pass, 1 otherwise.")
+    doctor.add_argument("--host", help="address `serve` would bind (default server.host)")
+    doctor.add_argument("--port", type=int, help="port `serve` would bind (default "
+                                                 "server.port)")
+    _config_flag(doctor)
+    doctor.add_argument("--offline", action="store_true",
+                        help="skip the turn upstream (no request to the Anthropic API)")
+    doctor.add_argument("--json", action="store_true",
+                        help='print one JSON object: {"ok": ..., "checks": [...]}')
+    doctor.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="longest wait for the CLI to start and for the turn "
+                             "(default 30)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _keys_parser(commands: Any) -> None:
@@ -84,6 +117,10 @@ def _limit_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import run
+
+        return run(args)
     try:
         settings = _settings(args)
     except (FileNotFoundError, ValueError) as exc:

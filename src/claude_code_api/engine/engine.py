@@ -110,9 +110,13 @@ class Engine:
         self.stats: Counter[str] = Counter()
 
     async def start(self) -> None:
+        self.prepare()
+        await self.pool.start()
+
+    def prepare(self) -> None:
+        """The CLI's working directory and launcher, which every worker needs."""
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
-        await self.pool.start()
 
     async def close(self) -> None:
         for parked in set(self._parked.values()):

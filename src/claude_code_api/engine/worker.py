@@ -145,7 +145,13 @@ class Worker:
         try:
             await asyncio.wait_for(asyncio.shield(self._started), timeout)
         except BaseException:
+            # A CLI that never answers the handshake keeps connect() waiting for the
+            # SDK's own (longer) initialize timeout: cancel it, so start is bounded.
+            if not self._started.done():
+                self._owner.cancel()
             await self.close()
+            if self._started.done() and not self._started.cancelled():
+                self._started.exception()  # retrieved: the caller gets its own error
             raise
 
     async def _own(self) -> None:
