@@ -124,6 +124,36 @@ def test_escaped_surrogate_pairs_are_text_and_reach_claude(gateway: Gateway,
     assert "smile \U0001F600 please" in upstream.message_requests()[-1].last_user_text()
 
 
+# -- image hosts that cannot be reached -----------------------------------------------
+NOWHERE = "http://no-such-host.invalid/cat.png"  # .invalid never resolves (RFC 2606)
+
+
+def test_an_image_host_that_does_not_resolve_is_a_400_naming_the_image(
+        gateway: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+    client = gateway.client()
+    with pytest.raises(openai.BadRequestError) as chat_error:
+        client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": NOWHERE}}]}])
+    assert chat_error.value.param == "messages[0].content[1].image_url.url"
+    assert "no-such-host.invalid does not resolve" in chat_error.value.message
+    with pytest.raises(openai.BadRequestError) as responses_error:
+        client.responses.create(model="sonnet", input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": NOWHERE, "detail": "auto"}]}])
+    assert responses_error.value.param == "input[0].content[1].image_url"
+    with pytest.raises(anthropic.BadRequestError) as messages_error:
+        claude_of(gateway).messages.create(model="sonnet", max_tokens=32, messages=[{
+            "role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image", "source": {"type": "url", "url": NOWHERE}}]}])
+    error = messages_error.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("messages[0].content[1].source: image refused: ")
+    assert "does not resolve" in error["message"]
+    assert upstream.message_requests() == []
+
+
 # -- a body limit instead of the SDK's 1 MiB read buffer --------------------------------
 @pytest.fixture(scope="module")
 def one_worker(upstream: FakeUpstream,
