@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, ready, start_gateway
+from tests.conftest import Gateway, module_gateway, ready, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +219,64 @@ def test_a_body_over_the_limit_is_413_in_each_dialect(limited: Gateway, upstream
     assert response.json()["error"]["code"] == "request_too_large"
     assert upstream.message_requests() == []
 
+
+# -- a Responses stream that fails ----------------------------------------------------
+def test_a_responses_stream_that_breaks_ends_with_response_failed(
+        gateway: Gateway, upstream: FakeUpstream) -> None:
+    # The upstream stream breaks off and Claude Code's retry says something else:
+    # what streamed cannot be taken back, so the response fails.
+    upstream.script(Reply.text("partial answer that breaks", fail_after_deltas=2,
+                               chunk_delay=0.05), Reply.text("A different answer."))
+    client = gateway.client()
+    with client.responses.stream(model="sonnet", input="Go") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError, match="response.completed"):
+            stream.get_final_response()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
+    error, failed = events[-2], events[-1]
+    assert error.type == "error" and failed.type == "response.failed"
+    assert error.code == "upstream_error" and "broke off" in error.message
+    response = failed.response
+    assert response.id == events[0].response.id  # type: ignore[union-attr]
+    assert response.status == "failed"
+    assert response.error is not None and response.error.code == "server_error"
+    assert response.error.message == error.message
+    [message] = response.output
+    assert message.type == "message" and message.status == "incomplete"
+    assert message.content[0].text == "partial answer"  # type: ignore[union-attr]
+
+
+# -- the gateway's own timeout in the Anthropic dialect ---------------------------------
+@pytest.fixture(scope="module")
+def impatient(upstream: FakeUpstream,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from module_gateway(upstream, tmp_path_factory, claude__timeout_seconds="3")
+
+
+def test_the_gateways_timeout_is_a_504_timeout_error(impatient: Gateway, upstream: FakeUpstream,
+                                                     claude_of: Claude) -> None:
+    gateway = ready(impatient, upstream)
+    upstream.script(Reply.text("one two three", stall_after_deltas=1, stall=20))
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        claude_of(gateway).messages.create(model="sonnet", max_tokens=32,
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 504
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "timeout_error"
+    assert "3 seconds" in error["message"]
+    gateway.wait_idle()
+
+
+def test_the_gateways_timeout_mid_stream_is_a_timeout_error_event(
+        impatient: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+    gateway = ready(impatient, upstream)
+    upstream.script(Reply.text("one two three", stall_after_deltas=1, stall=20))
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught, claude_of(gateway).messages.stream(
+            model="sonnet", max_tokens=32, messages=[{"role": "user", "content": "hi"}]) as stream:
+        received.extend(stream.text_stream)
+    assert received == ["one"]  # the stream had begun: the error came inside it
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "timeout_error"
+    gateway.wait_idle()
