@@ -1,8 +1,8 @@
 """Images from clients, turned into Anthropic base64 image blocks, safely.
 
 Dialects emit a placeholder ``{"type": "image", "source": {"type": "url", "url": ...},
-"_param": ...}`` for every image; ``MediaResolver.resolve`` replaces it with the
-image bytes or refuses with a 400 naming the param. Sources:
+"_param": ...}`` for every image (also inside tool results); ``MediaResolver.resolve``
+replaces it with the image bytes or refuses with a 400 naming the param. Sources:
 
 - ``data:`` URLs: decoded, size-checked, format sniffed;
 - ``http(s)://``: fetched with a size and time limit. Every address a host
@@ -129,6 +129,8 @@ class MediaResolver:
         for block in blocks:
             if block.get("type") == "image" and "_param" in block:
                 block = await self._image(block["source"]["url"], block["_param"])
+            elif _results_image(block):
+                block = {**block, "content": list(await self._blocks(tuple(block["content"])))}
             out.append(block)
         return tuple(out)
 
@@ -255,4 +257,12 @@ def _check_web_url(url: str) -> None:
 
 
 def _has_image(blocks: tuple[dict[str, Any], ...]) -> bool:
-    return any(b.get("type") == "image" and "_param" in b for b in blocks)
+    return any((b.get("type") == "image" and "_param" in b) or _results_image(b)
+               for b in blocks)
+
+
+def _results_image(block: dict[str, Any]) -> bool:
+    """A tool result carrying images (Anthropic's tool_result content blocks)."""
+    content = block.get("content")
+    return block.get("type") == "tool_result" and isinstance(content, list) and \
+        _has_image(tuple(c for c in content if isinstance(c, dict)))

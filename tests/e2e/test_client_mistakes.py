@@ -154,6 +154,37 @@ def test_an_image_host_that_does_not_resolve_is_a_400_naming_the_image(
     assert upstream.message_requests() == []
 
 
+
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4DwABAQEABRjYTgAAAABJ"
+         "RU5ErkJggg==")
+
+
+def test_an_image_in_a_tool_result_is_checked_like_any_other(
+        gateway: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+    def ask(data: str) -> Any:
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": data}}]}
+        return claude_of(gateway).messages.create(
+            model="sonnet", max_tokens=32, tools=[{"name": "snap", "input_schema": WEATHER}],
+            messages=[{"role": "user", "content": "Take a picture"},
+                      {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                                         "name": "snap", "input": {}}]},
+                      {"role": "user", "content": [result]}])
+
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        ask("not base64!")
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("messages[2].content[0].content[0].source: image refused: ")
+    assert upstream.message_requests() == []
+    upstream.script(Reply.text("A pixel."))
+    assert ask(PIXEL).content[0].text == "A pixel."  # type: ignore[union-attr]
+    results = [b for m in upstream.message_requests()[-1].messages if m["role"] == "user"
+               and isinstance(m["content"], list) for b in m["content"]
+               if b.get("type") == "tool_result"]
+    images = [c for r in results for c in r["content"] if c.get("type") == "image"]
+    assert [i["source"]["data"] for i in images] == [PIXEL]
+
 # -- a body limit instead of the SDK's 1 MiB read buffer --------------------------------
 @pytest.fixture(scope="module")
 def one_worker(upstream: FakeUpstream,
