@@ -241,7 +241,8 @@ class MediaResolver:
 
 
 def _check_web_url(url: str) -> None:
-    """Refuse what httpcore could not even request: a URL it must not be asked for."""
+    """Refuse, with a reason, the URLs httpcore would fail on with a bare ValueError or
+    TypeError (no host, a bad port, spaces, non-ASCII) instead of a network error."""
     if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
         raise _Refused("the URL must be ASCII without spaces or control characters "
                        "(percent-encode the path, write the host in punycode)")

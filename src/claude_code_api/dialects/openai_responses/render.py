@@ -139,10 +139,11 @@ class ResponseWriter:
 
         An ``error`` event first, carrying the gateway's own code (``worker_timeout``,
         ``upstream_error``...), which ``response.failed`` cannot: the spec limits its
-        ``error.code`` to a fixed list. Then ``response.failed``, the lifecycle's
-        terminal event the openai SDK's stream state and Codex read: the Response,
-        status ``failed``, with what was answered so far (the open item
-        ``incomplete``) and ``error`` {code, message}.
+        ``error.code`` to a fixed list. Then ``response.failed``, the terminal event of
+        the Response's lifecycle (the spec's, and the openai SDK's stream state, which
+        checks its id against ``response.created``): the Response, status ``failed``,
+        with what was answered so far (the open item ``incomplete``) and ``error``
+        {code, message}.
         """
         if self._open is not None:
             self._open["status"] = "incomplete"
