@@ -69,7 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(AccessMiddleware, keys=gateway.keys, limiter=gateway.limiter,
                        cache=gateway.cache, metrics=gateway.metrics,
                        auth_required=settings.auth_required(),
-                       metrics_public=settings.server.metrics_public)
+                       metrics_public=settings.server.metrics_public,
+                       max_body_bytes=settings.server.max_body_bytes)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.server.cors_origins,

@@ -70,8 +70,8 @@ class Gateway:
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
-        return cls(settings, Engine(settings.claude), Catalog(settings.models.aliases),
-                   MediaResolver(settings.media),
+        return cls(settings, Engine(settings.claude, settings.cli_line_bytes()),
+                   Catalog(settings.models.aliases), MediaResolver(settings.media),
                    Conversations(ConversationStore(settings.store.path)),
                    KeyStore(settings.store.path), ResponseCache(settings.cache),
                    RateLimiter(settings.auth.rpm_window_seconds), Agents(settings))

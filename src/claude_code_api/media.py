@@ -1,8 +1,8 @@
 """Images from clients, turned into Anthropic base64 image blocks, safely.
 
 Dialects emit a placeholder ``{"type": "image", "source": {"type": "url", "url": ...},
-"_param": ...}`` for every image; ``MediaResolver.resolve`` replaces it with the
-image bytes or refuses with a 400 naming the param. Sources:
+"_param": ...}`` for every image (also inside tool results); ``MediaResolver.resolve``
+replaces it with the image bytes or refuses with a 400 naming the param. Sources:
 
 - ``data:`` URLs: decoded, size-checked, format sniffed;
 - ``http(s)://``: fetched with a size and time limit. Every address a host
@@ -83,10 +83,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None,
                           ) -> httpcore.AsyncNetworkStream:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                                 type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # no such name, or no valid one (IDNA)
+            infos = []
         addresses = [str(info[4][0]) for info in infos]
         if not addresses:
-            raise _Refused(f"{host} does not resolve")
+            raise _Refused(f"the host {host} does not resolve")
         if host.lower() not in self._allowed and not all(is_public(a) for a in addresses):
             raise _Refused(f"{host} resolves to a private or reserved address")
         return await self._inner.connect_tcp(addresses[0], port, timeout=timeout,
@@ -125,6 +129,8 @@ class MediaResolver:
         for block in blocks:
             if block.get("type") == "image" and "_param" in block:
                 block = await self._image(block["source"]["url"], block["_param"])
+            elif _results_image(block):
+                block = {**block, "content": list(await self._blocks(tuple(block["content"])))}
             out.append(block)
         return tuple(out)
 
@@ -144,7 +150,10 @@ class MediaResolver:
                                             "data": base64.b64encode(data).decode()}}
 
     async def _load(self, url: str) -> tuple[bytes, str | None]:
-        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        try:
+            scheme = urllib.parse.urlsplit(url).scheme.lower()
+        except ValueError:  # e.g. an unclosed [ in the host
+            raise _Refused("the URL is not valid") from None
         if scheme == "data":
             return self._data_url(url)
         if scheme in ("http", "https"):
@@ -175,14 +184,17 @@ class MediaResolver:
             raise _Refused("local files are not served (no media.allowed_local_dirs)")
         raw = urllib.parse.unquote(urllib.parse.urlsplit(url).path) if url.startswith(
             "file:") else url
-        path = Path(raw).expanduser().resolve()  # links resolved before the check
-        if not any(path.is_relative_to(root) for root in roots):
-            raise _Refused("the file is outside media.allowed_local_dirs")
-        if not path.is_file():
-            raise _Refused("no such file")
-        if path.stat().st_size > self.settings.max_image_bytes:
-            raise _Refused(f"larger than {self.settings.max_image_bytes} bytes")
-        return path.read_bytes()
+        try:
+            path = Path(raw).expanduser().resolve()  # links resolved before the check
+            if not any(path.is_relative_to(root) for root in roots):
+                raise _Refused("the file is outside media.allowed_local_dirs")
+            if not path.is_file():
+                raise _Refused("no such file")
+            if path.stat().st_size > self.settings.max_image_bytes:
+                raise _Refused(f"larger than {self.settings.max_image_bytes} bytes")
+            return path.read_bytes()
+        except (OSError, ValueError, RuntimeError):  # unreadable, a NUL, ~nosuchuser
+            raise _Refused("the file cannot be read") from None
 
     async def _fetch(self, url: str) -> tuple[bytes, str | None]:
         try:
@@ -197,13 +209,13 @@ class MediaResolver:
             raise _Refused("could not connect") from None
         except httpcore.TimeoutException:
             raise _Refused("the fetch timed out") from None
-        except (httpcore.ProtocolError, httpcore.NetworkError, httpcore.UnsupportedProtocol):
+        except (httpcore.ProtocolError, httpcore.NetworkError, httpcore.UnsupportedProtocol,
+                OSError):
             raise _Refused("the fetch failed") from None
 
     async def _follow(self, url: str) -> tuple[bytes, str | None]:
         for _ in range(self.settings.max_redirects + 1):
-            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise _Refused("redirects may only lead to http(s) URLs")
+            _check_web_url(url)
             async with self._pool.stream("GET", url, headers={
                     "Accept": ", ".join(SUPPORTED), "User-Agent": "claude-code-api"}) as resp:
                 headers = {k.decode().lower(): v.decode("latin-1") for k, v in resp.headers}
@@ -228,5 +240,30 @@ class MediaResolver:
         return bytes(data)
 
 
+def _check_web_url(url: str) -> None:
+    """Refuse, with a reason, the URLs httpcore would fail on with a bare ValueError or
+    TypeError (no host, a bad port, spaces, non-ASCII) instead of a network error."""
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        raise _Refused("the URL must be ASCII without spaces or control characters "
+                       "(percent-encode the path, write the host in punycode)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises for a port that is not a number in range)
+    except ValueError:
+        raise _Refused("the URL is not valid") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _Refused("redirects may only lead to http(s) URLs")
+    if not parts.hostname:
+        raise _Refused("the URL names no host")
+
+
 def _has_image(blocks: tuple[dict[str, Any], ...]) -> bool:
-    return any(b.get("type") == "image" and "_param" in b for b in blocks)
+    return any((b.get("type") == "image" and "_param" in b) or _results_image(b)
+               for b in blocks)
+
+
+def _results_image(block: dict[str, Any]) -> bool:
+    """A tool result carrying images (Anthropic's tool_result content blocks)."""
+    content = block.get("content")
+    return block.get("type") == "tool_result" and isinstance(content, list) and \
+        _has_image(tuple(c for c in content if isinstance(c, dict)))

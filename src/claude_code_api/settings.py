@@ -44,6 +44,9 @@ class ServerSettings(BaseModel):
                                          "auth headers cross-origin")
     metrics_public: bool = Field(False, description="serve /metrics without a key even when "
                                  "auth is required (for a scraper on a private network)")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request "
+                                "body accepted (413 beyond); uploads to /v1/files have "
+                                "batch.max_file_bytes instead")
 
     def is_loopback(self) -> bool:
         if self.host == "localhost":
@@ -230,6 +233,13 @@ class Settings(BaseSettings):
     def auth_required(self) -> bool:
         """Always beyond loopback; on loopback when configured."""
         return not self.server.is_loopback() or bool(self.auth.required)
+
+    def cli_line_bytes(self) -> int:
+        """The longest JSON line read from a CLI. The CLI writes a conversation's text
+        back in single lines (a rewind's answer holds the first message's text, a tool
+        result comes back whole), so a line must hold the largest body, twice over
+        for the CLI's own escaping and wrapping, and a fetched image as base64."""
+        return 2 * (self.server.max_body_bytes + self.media.max_image_bytes)
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -97,3 +98,15 @@ def test_a_rejected_credential_gets_its_error_and_others_are_served(
                                        messages=[{"role": "user", "content": "hi"}])
     assert reply.content[0].text == "for the good key"  # type: ignore[union-attr]
     assert [r.credential for r in fake.requests] == ["sk-test", "sk-ant-oat-good"]
+
+
+def test_a_scripted_stall_holds_the_stream_after_the_given_delta(
+        fake: FakeUpstream, client: anthropic.Anthropic) -> None:
+    fake.script(Reply.text("one two three", stall_after_deltas=1, stall=0.5))
+    arrived: list[tuple[str, float]] = []
+    started = time.monotonic()
+    with client.messages.stream(model="m", max_tokens=8,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        arrived = [(text, time.monotonic() - started) for text in stream.text_stream]
+    assert [text for text, _ in arrived] == ["one", " two", " three"]
+    assert arrived[1][1] - arrived[0][1] >= 0.5  # silent between the first and second

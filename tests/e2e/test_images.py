@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Served
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, free_port, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +158,8 @@ def test_files_inside_allowed_dirs_only(fetching_gateway: Gateway, upstream: Fak
     assert "outside" in refused(fetching_gateway, f"file://{allowed / 'sneaky.png'}")
     assert "outside" in refused(fetching_gateway, str(allowed / ".." / "secret.png"))
     assert "outside" in refused(fetching_gateway, "/etc/hostname")
+
+
+def test_a_host_that_refuses_the_connection_is_a_400(fetching_gateway: Gateway) -> None:
+    assert "could not connect" in refused(fetching_gateway,
+                                          f"http://127.0.0.1:{free_port()}/x.png")

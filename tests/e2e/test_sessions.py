@@ -180,3 +180,25 @@ def test_a_turn_left_by_a_disconnect_is_stopped_and_charged(gw: Gateway, tokens:
     finally:
         httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["other"]),
                      timeout=30)
+
+
+def test_text_that_cannot_be_encoded_is_refused_and_the_session_goes_on(
+        gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
+    session = create(gw, tokens["other"], model="sonnet").json()
+    upstream.script(Reply.text("still here"))
+    try:
+        with connect(ws_url(gw, session["id"]), additional_headers=auth(tokens["other"])) as ws:
+            ws.recv(timeout=10)
+            # json.dumps escapes the lone surrogate: valid JSON, not text.
+            ws.send(json.dumps({"type": "user", "content": [{"type": "text",
+                                                             "text": "hi \ud800"}]}))
+            refused = json.loads(ws.recv(timeout=30))
+            assert refused["type"] == "error"
+            assert refused["error"]["type"] == "invalid_request_error"
+            assert "'content[0].text'" in refused["error"]["message"]
+            ws.send(json.dumps({"type": "user", "content": "hi"}))
+            assert text_of(until_result(ws)) == "still here"
+        assert [m.last_user_text() for m in upstream.message_requests()][-1].endswith("hi")
+    finally:
+        httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["other"]),
+                     timeout=30)

@@ -99,3 +99,12 @@ def test_store_keeps_files_batches_and_results_until_finished() -> None:
     assert store.content("file-2") == b"x"
     assert BatchItem(custom_id="x").url == CHAT
     store.close()
+
+
+def test_a_line_with_text_that_cannot_be_encoded_fails_validation_naming_the_field() -> None:
+    bad = json.dumps({"custom_id": "b", "url": CHAT, "body": {
+        "model": "sonnet", "messages": [{"role": "user", "content": "\ud800"}]}})
+    items, errors = parse_input(f"{line('a')}\n{bad}\n".encode(), CHAT, 10)
+    assert [(e.line, e.code, e.param) for e in errors] == [
+        (2, "invalid_text", "body.messages[0].content")]
+    assert "surrogate" in errors[0].message

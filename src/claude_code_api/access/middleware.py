@@ -3,7 +3,9 @@
 In order: a request id (the client's ``X-Request-ID`` if sane, else a new one),
 the caller (API key from ``Authorization: Bearer`` or ``x-api-key``), and for
 model calls the key's limits (requests per minute, requests at once, budget)
-and the response cache. On the way out it adds ``X-Request-ID``,
+and the response cache; then the body is read, within ``server.max_body_bytes``
+and checked for text that cannot be encoded (see ``body.py``), before any route
+parses it. On the way out it adds ``X-Request-ID``,
 ``x-ratelimit-*`` and ``X-Cache`` headers, records metrics and writes one
 access log line. It is plain ASGI so that a streaming response passes through
 untouched and the key's concurrency slot is held until its last byte.
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 
+from ..body import check_text, read_within
 from ..dialects.errors import gateway_error_response, is_anthropic
 from ..errors import BudgetExceeded, GatewayError, RateLimited, Unauthorized
 from ..events import Usage
@@ -47,6 +50,9 @@ _ALWAYS_PUBLIC = frozenset({"/health", "/docs", "/redoc", "/openapi.json",
 # run within the runner's limits; see batch/runner.py.
 MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens", "/v1/batch", "/v1/batches"}
 _QUIET = frozenset({"/health", "/metrics"})
+# Uploads have their own limit (batch.max_file_bytes) and the route spools them to
+# disk: their bodies are not read here.
+_UPLOADS = frozenset({"/v1/files"})
 
 
 @dataclass
@@ -67,8 +73,9 @@ class _Exchange:
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, *, keys: KeyStore, limiter: RateLimiter,
                  cache: ResponseCache, metrics: Metrics, auth_required: bool,
-                 metrics_public: bool) -> None:
+                 metrics_public: bool, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.keys = keys
         self.limiter = limiter
         self.cache = cache
@@ -108,9 +115,14 @@ class AccessMiddleware:
                     and caller.key is not None:
                 verdict = self._admit(caller.key)
                 extra += _ratelimit_headers(verdict, exchange.path)
-            if self.cache.enabled and exchange.method == "POST" and \
-                    exchange.path in CACHED_ROUTES:
-                await self._cached(scope, receive, send, headers, exchange, extra)
+            body: bytes | None = None
+            if exchange.method == "POST" and exchange.path not in _UPLOADS:
+                body = await read_within(receive, self.max_body_bytes,
+                                         headers.get("content-length"))
+                check_text(body)
+                receive = _replaying(body, receive)
+            if self.cache.enabled and body is not None and exchange.path in CACHED_ROUTES:
+                await self._cached(scope, receive, send, headers, exchange, extra, body)
                 return
             await self.app(scope, receive, self._sender(send, exchange, extra))
         except GatewayError as exc:
@@ -194,14 +206,12 @@ class AccessMiddleware:
 
     # -- the response cache --------------------------------------------------------
     async def _cached(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
-                      exchange: _Exchange, extra: list[tuple[str, str]]) -> None:
-        body = await _read_body(receive)
-        replay = _replaying(body, receive)
+                      exchange: _Exchange, extra: list[tuple[str, str]], body: bytes) -> None:
         control = headers.get("cache-control", "").lower()
         key = request_key(exchange.path, self.cache.owner_part(exchange.caller.owner),
                           headers.get("x-conversation-id"), body)
         if key is None or "no-store" in control:
-            await self.app(scope, replay, self._sender(send, exchange, extra))
+            await self.app(scope, receive, self._sender(send, exchange, extra))
             return
         hit = None if "no-cache" in control else self.cache.get(key)
         if hit is not None:
@@ -216,7 +226,7 @@ class AccessMiddleware:
             return
         exchange.cache = "miss"
         self.metrics.cache.labels("miss").inc()
-        await self.app(scope, replay, self._sender(send, exchange, [*extra, ("x-cache", "miss")],
+        await self.app(scope, receive, self._sender(send, exchange, [*extra, ("x-cache", "miss")],
                                                    capture=True))
         caller = exchange.caller
         if exchange.status == 200 and exchange.finished and caller.completed and \
@@ -288,18 +298,6 @@ def _ratelimit_headers(verdict: Verdict, path: str) -> list[tuple[str, str]]:
                 ("anthropic-ratelimit-requests-remaining", str(verdict.remaining)),
                 ("anthropic-ratelimit-requests-reset", reset)]
     return out
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

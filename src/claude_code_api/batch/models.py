@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..body import check_text
 from ..errors import InvalidRequest
 
 CHAT = "/v1/chat/completions"
@@ -105,7 +106,12 @@ def parse_input(content: bytes, endpoint: str, limit: int
 
 def _line(raw: str, number: int, endpoint: str) -> tuple[BatchItem | None, LineError | None]:
     try:
-        item = BatchItem.model_validate(json.loads(raw))
+        document = json.loads(raw)
+        check_text(raw, document)
+        item = BatchItem.model_validate(document)
+    except InvalidRequest as exc:  # text that cannot be encoded
+        return None, LineError("invalid_text", f"line {number}: {exc.message}", number,
+                               exc.param)
     except ValueError as exc:  # JSON or the shape around the body
         param = None
         if isinstance(exc, ValidationError) and exc.errors():

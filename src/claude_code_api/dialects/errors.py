@@ -25,6 +25,9 @@ def error_response(path: str, status: int, message: str, type_: str = "api_error
     if is_anthropic(path):
         # Anthropic says 529 for overload and 402 for an exhausted budget.
         status = 402 if type_ == "insufficient_quota" else anthropic_wire.error_status(status)
+        if param and param not in message:
+            # Its envelope has no param: the field leads the message, as in Anthropic's.
+            message = f"{param}: {message}"
         return JSONResponse(anthropic_wire.error_body(status, message), status, headers=headers)
     return JSONResponse(openai_wire.error_body(message, type_, param, code), status,
                         headers=headers)

@@ -92,8 +92,9 @@ class _Parked:
 
 
 class Engine:
-    def __init__(self, settings: ClaudeSettings) -> None:
+    def __init__(self, settings: ClaudeSettings, line_bytes: int | None = None) -> None:
         self.settings = settings
+        self.line_bytes = line_bytes  # the SDK's read buffer; None: its own 1 MiB
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
         self.work_dir = root / "chat"
@@ -164,6 +165,7 @@ class Engine:
             output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
             if key.output_schema else None,
             stderr=_log_stderr,
+            max_buffer_size=self.line_bytes,
             # Chat turns are not kept as transcripts in the operator's ~/.claude;
             # rewind_conversation works the same without them.
             extra_args={"no-session-persistence": None},
@@ -200,6 +202,7 @@ class Engine:
             model=self.settings.default_model,
             effort=key.effort,
             stderr=_log_stderr,
+            max_buffer_size=self.line_bytes,
             extra_args={"no-session-persistence": None},
         )
 

@@ -286,7 +286,10 @@ class Worker:
             return False
         request = {"subtype": "rewind_conversation", "target_message_uuid": first,
                    "last_seen_user_message_uuid": last}
-        response = await asyncio.wait_for(query._send_control_request(request), timeout)
+        try:
+            response = await asyncio.wait_for(query._send_control_request(request), timeout)
+        except Exception as exc:  # the CLI died, went silent, or wrote what the SDK refused
+            raise WorkerCrashed("could not clear the Claude Code session") from exc
         if not isinstance(response, dict) or response.get("rewound") is not True:
             log.warning("worker #%s: rewind refused: %s", self.id, response)
             return False

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..access.caller import Caller, caller_of
 from ..agent import select
-from ..errors import GatewayError
+from ..body import check_text
+from ..errors import GatewayError, InvalidRequest
 from ..gateway import Gateway
 from .service import Session, Sessions
 
@@ -140,6 +141,11 @@ async def _receive(websocket: WebSocket) -> dict[str, Any] | None:
         return None
     if not isinstance(message, dict):
         await _error(websocket, "messages are JSON objects")
+        return None
+    try:
+        check_text(text, message)
+    except InvalidRequest as exc:
+        await _error(websocket, exc.message)
         return None
     return message
 

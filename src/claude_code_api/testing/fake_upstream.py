@@ -84,6 +84,9 @@ class Reply:
     # Break off the stream with an SSE ``error`` event after this many deltas.
     fail_after_deltas: int | None = None
     fail_type: str = "overloaded_error"
+    # Go silent this long after this many deltas (an upstream that stalls mid-answer).
+    stall_after_deltas: int | None = None
+    stall: float = 0.0
 
     @classmethod
     def text(cls, text: str, **kw: Any) -> Reply:
@@ -355,6 +358,8 @@ class FakeUpstream:
                         error = {"type": reply.fail_type, "message": "scripted failure"}
                         yield _sse("error", {"type": "error", "error": error})
                         return
+                    if deltas == reply.stall_after_deltas:
+                        await asyncio.sleep(reply.stall)
                     deltas += 1
                     if reply.chunk_delay:
                         await asyncio.sleep(reply.chunk_delay)

@@ -74,6 +74,7 @@ async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
                 yield sse.event(name, data)
             if isinstance(event, TurnEnd):
                 return
+        raise GatewayError("Claude Code ended the turn without a result")
     except GatewayError as exc:
         # After the first byte the status is sent: the error travels as an event.
         yield sse.event("error", error_body(error_status(exc.status), exc.message))

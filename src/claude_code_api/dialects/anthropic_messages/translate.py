@@ -147,6 +147,10 @@ def _tool_result(block: ToolResultBlock, param: str) -> dict[str, Any]:
             if isinstance(part, ImageBlock) and not isinstance(part.source, Base64Source):
                 raise Unsupported("images inside tool results must be base64",
                                   param=f"{param}.content[{k}]")
+            if isinstance(part, ImageBlock):  # checked like any other image
+                content.append(image_placeholder(_image_url(part),
+                                                 f"{param}.content[{k}].source"))
+                continue
             content.append(part.model_dump(exclude_none=True, exclude={"cache_control"}))
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.tool_use_id,
                               "content": content}

@@ -28,6 +28,9 @@ from ...events import (
 from .models import ResponsesRequest
 
 Event = dict[str, Any]
+# The gateway's codes that have a counterpart among a failed Response's error codes;
+# every other failure is a server_error there.
+_FAILED_CODES = {"rate_limit_exceeded": "rate_limit_exceeded"}
 
 
 def new_id(prefix: str) -> str:
@@ -61,7 +64,8 @@ class ResponseWriter:
         self._calls: dict[int, dict[str, Any]] = {}
 
     # -- the Response object ---------------------------------------------------
-    def response(self, status: str, end: TurnEnd | None = None) -> dict[str, Any]:
+    def response(self, status: str, end: TurnEnd | None = None,
+                 error: dict[str, str] | None = None) -> dict[str, Any]:
         request = self.request
         body: dict[str, Any] = {
             "id": self.id, "object": "response", "created_at": self.created_at,
@@ -77,7 +81,7 @@ class ResponseWriter:
                      if request.text and request.text.format else {"format": {"type": "text"}}),
             "reasoning": ({"effort": request.reasoning.effort} if request.reasoning
                           else None),
-            "incomplete_details": None, "error": None, "usage": None,
+            "incomplete_details": None, "error": error, "usage": None,
         }
         if end is not None:
             body["usage"] = usage_body(end.usage)
@@ -129,6 +133,25 @@ class ResponseWriter:
                 "response.completed"
             return [*out, self._event(kind, response=final)]
         return []
+
+    def fail(self, code: str | None, message: str, param: str | None) -> list[Event]:
+        """The end of a stream that broke after it began.
+
+        An ``error`` event first, carrying the gateway's own code (``worker_timeout``,
+        ``upstream_error``...), which ``response.failed`` cannot: the spec limits its
+        ``error.code`` to a fixed list. Then ``response.failed``, the terminal event of
+        the Response's lifecycle (the spec's, and the openai SDK's stream state, which
+        checks its id against ``response.created``): the Response, status ``failed``,
+        with what was answered so far (the open item ``incomplete``) and ``error``
+        {code, message}.
+        """
+        if self._open is not None:
+            self._open["status"] = "incomplete"
+            self._open = None
+        failed = self.response("failed", error={
+            "code": _FAILED_CODES.get(code or "", "server_error"), "message": message})
+        return [self._event("error", code=code, message=message, param=param),
+                self._event("response.failed", response=failed)]
 
     def _kind(self) -> str | None:
         return None if self._open is None else str(self._open["type"])

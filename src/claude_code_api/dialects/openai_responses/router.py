@@ -148,11 +148,13 @@ async def _frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
                 yield sse.event(frame["type"], frame)
             if isinstance(event, TurnEnd):
                 return
-            event = await anext(events)
+            following = await anext(events, None)
+            if following is None:
+                raise GatewayError("Claude Code ended the turn without a result")
+            event = following
     except GatewayError as exc:
-        yield sse.event("error", {"type": "error", "sequence_number": 0, "code": exc.code,
-                                  "message": exc.message, "param": exc.param})
-    except StopAsyncIteration:
-        return
+        # After the first byte the status is sent: the failure ends the stream.
+        for frame in writer.fail(exc.code, exc.message, exc.param):
+            yield sse.event(frame["type"], frame)
     finally:
         await events.aclose()
