@@ -108,7 +108,7 @@ class Gateway:
                          events: AsyncGenerator[TurnEvent, None]
                          ) -> AsyncGenerator[TurnEvent, None]:
         """The events, measured: time to first token, tokens, cost; the key is charged
-        with the cost Claude Code reports (``total_cost_usd``)."""
+        with the turn's cost as Claude Code reports it (see engine/costs.py)."""
         first = True
         try:
             async for event in events:

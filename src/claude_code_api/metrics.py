@@ -86,8 +86,8 @@ class Metrics:
                              ["model", "stop_reason"], registry=r)
         self.tokens = Counter(f"{PREFIX}_tokens", "Tokens reported by Claude Code",
                               ["model", "kind"], registry=r)
-        self.cost = Counter(f"{PREFIX}_cost_usd", "Cost reported by Claude Code "
-                            "(total_cost_usd), in US dollars", ["model", "key"], registry=r)
+        self.cost = Counter(f"{PREFIX}_cost_usd", "Cost of the turns as Claude Code "
+                            "reports it, in US dollars", ["model", "key"], registry=r)
         self.upstream_errors = Counter(f"{PREFIX}_upstream_errors", "Errors from Claude "
                                        "Code or the API behind it", ["type"], registry=r)
         self.rejected = Counter(f"{PREFIX}_rejected_requests", "Requests refused before a "

@@ -100,7 +100,8 @@ class Sessions:
             raise key.budget_error()
 
     def charge(self, session: Session, result: dict[str, Any]) -> None:
-        """A turn's result: its cost and tokens go to the session owner's ledger."""
+        """A turn's result (its own cost: see engine/costs.py) goes to the session
+        owner's ledger."""
         usage = result.get("usage")
         cost = result.get("total_cost_usd")
         self.keys.charge(session.owner, session.model,
