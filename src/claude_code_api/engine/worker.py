@@ -128,6 +128,13 @@ class Worker:
         return self.meter.total
 
     @property
+    def limit_spent(self) -> bool:
+        """The CLI holds ``max_budget_usd`` against its process's running total, not
+        per turn: after a turn that cost anything, the next would get less than its
+        limit (and, once the total reaches it, nothing at all)."""
+        return self.options.max_budget_usd is not None and self.meter.total > 0
+
+    @property
     def alive(self) -> bool:
         return not self._dead and self.state != "closed"
 
