@@ -100,6 +100,7 @@ async def stats(request: Request) -> dict[str, Any]:
     if caller.key is not None:
         body["key"] = {**caller.key.summary(),
                        "running": gateway.limiter.running(caller.key.id),
+                       "reserved_usd": gateway.budgets.reserved(caller.key.id),
                        "usage": gateway.keys.usage(caller.key.id)}
     else:
         body["keys"] = [k.summary() for k in gateway.keys.all()]

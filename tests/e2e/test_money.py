@@ -1,4 +1,5 @@
-"""Money: each turn is charged what that turn cost.
+"""Money: each turn is charged what that turn cost, and a key's budget holds under a
+burst of concurrent requests.
 
 The CLI reports its process's running total as each result's ``total_cost_usd``;
 these tests read the workers' running totals from /health and the keys' ledgers
@@ -7,17 +8,19 @@ from /stats, and compare them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, team_gateway
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
+from tests.conftest import Gateway, create_key, keys_cli, team_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -149,6 +152,66 @@ def test_identical_turns_on_two_workers_are_each_charged_the_same(
     assert grown(before, after) == pytest.approx(sum(charges), rel=1e-9)
 
 
+def test_paused_and_interrupted_turns_are_charged_exactly_once(
+        gw1: Gateway, one: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> None:
+    """A tool turn paused and continued, a paused turn the pool takes back, a turn cut
+    at a stop sequence: the ledger grows by what the worker's CLI spent, no more. (All
+    with the same tools, so that one worker serves them all.)"""
+    token = one[1]["tools"]
+    before, start = running_totals(gw1), spent(gw1, token)
+    call = Reply(blocks=[Text("Checking."), ToolUse("mcp__client__get_weather",
+                                                    {"city": "Paris"}, id="toolu_m1")],
+                 stop_reason="tool_use", input_tokens=100, output_tokens=20)
+    upstream.script(call, Reply.text("It is sunny.", input_tokens=300, output_tokens=9))
+    ask = {"role": "user", "content": "Weather in Paris?"}
+    first = answered(chat(gw1, token, messages=[ask], tools=[WEATHER]))
+    assert first["choices"][0]["finish_reason"] == "tool_calls"
+    result = {"role": "tool", "tool_call_id": "toolu_m1", "content": "sunny"}
+    second = answered(chat(gw1, token, tools=[WEATHER], messages=[
+        ask, first["choices"][0]["message"], result]))
+    assert second["choices"][0]["message"]["content"] == "It is sunny."
+
+    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Oslo"},
+                                          id="toolu_m2")],
+                          stop_reason="tool_use", input_tokens=50, output_tokens=70))
+    paused = answered(chat(gw1, token, messages=[{"role": "user", "content": "Oslo?"}],
+                           tools=[WEATHER]))
+    assert paused["choices"][0]["finish_reason"] == "tool_calls"
+    assert gw1.health()["pool"]["paused_tool_turns"] == 1
+    # The only worker is needed: the paused turn is ended, its results never come.
+    upstream.script(Reply.text("one two STOP three four", input_tokens=40, output_tokens=30))
+    cut = answered(chat(gw1, token, stop=["STOP"], tools=[WEATHER]))
+    assert cut["choices"][0]["message"]["content"] == "one two "
+    gw1.wait_idle()
+    after = running_totals(gw1)
+    assert len(after) == 1 and gw1.health()["workers"][0]["turns"] == 3
+    spent_here = settled(gw1, token, start + grown(before, after)) - start
+    assert grown(before, after) > 0
+    assert spent_here == pytest.approx(grown(before, after), rel=1e-9)
+
+
+def test_a_turn_that_fails_after_a_tool_call_is_charged_what_it_spent(
+        gw1: Gateway, one: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> None:
+    """The turn paid for the model call that asked for the tool; the call after the
+    results fails upstream: the error result's cost is charged, not lost."""
+    token = one[1]["tools"]
+    before, start = running_totals(gw1), spent(gw1, token)
+    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Rome"},
+                                          id="toolu_m3")],
+                          stop_reason="tool_use", input_tokens=100, output_tokens=20),
+                    Reply.error(500, "api_error", "boom"))
+    ask = {"role": "user", "content": "Rome?"}
+    first = answered(chat(gw1, token, messages=[ask], tools=[WEATHER]))
+    failed = chat(gw1, token, tools=[WEATHER], messages=[
+        ask, first["choices"][0]["message"],
+        {"role": "tool", "tool_call_id": "toolu_m3", "content": "warm"}])
+    assert failed.status_code == 503, failed.text
+    gw1.wait_idle()
+    after = running_totals(gw1)
+    assert grown(before, after) > 0
+    assert spent(gw1, token) - start == pytest.approx(grown(before, after), rel=1e-9)
+
+
 def test_a_live_session_turn_is_charged_its_own_cost(
         gw1: Gateway, one: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> None:
     """The session takes the only worker, which served others before: its turns are
@@ -177,3 +240,62 @@ def test_a_live_session_turn_is_charged_its_own_cost(
     finally:
         httpx.delete(gw1.url + f"/v1/sessions/{session['id']}", headers=auth(token),
                      timeout=30)
+
+
+# -- budgets under a burst ----------------------------------------------------------------------
+def burst_request(gateway: Gateway, token: str, index: int) -> httpx.Response:
+    """Chat (streaming and not) and Anthropic requests, one of each in turn."""
+    if index % 3 == 2:
+        return httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": token},
+                          timeout=90, json={"model": "sonnet", "max_tokens": 50,
+                                            "messages": USER})
+    return httpx.post(gateway.base_url + "/chat/completions", headers=auth(token),
+                      timeout=90, json={"model": "sonnet", "messages": USER,
+                                        "stream": index % 3 == 1})
+
+
+def refused_as_over_budget(response: httpx.Response) -> bool:
+    """A budget refusal in the request's own dialect (and nothing else may happen)."""
+    if response.status_code == 200:
+        return False
+    if response.request.url.path == "/v1/messages":
+        assert response.status_code == 402, response.text
+        assert response.json() == {"type": "error", "error": {
+            "type": "billing_error", "message": response.json()["error"]["message"]}}
+    else:
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+    assert "budget" in response.json()["error"]["message"]
+    return True
+
+
+def test_a_budget_holds_under_a_burst(gw2: Gateway, two: tuple[Gateway, dict[str, str]],
+                                      upstream: FakeUpstream) -> None:
+    # Slow identical turns, so that the burst really overlaps on the two workers.
+    upstream.responder = lambda seen: Reply.text("a slow answer", first_delay=0.6)
+    probe = two[1]["probe"]
+    start = spent(gw2, probe)
+    answered(chat(gw2, probe))
+    cost = spent(gw2, probe) - start  # what one such turn costs
+    assert cost > 0
+    budget = 2.5 * cost
+    store = Path(gw2.env["CLAUDE_CODE__STORE__PATH"])
+    token = create_key(store, "bursty", "--budget-usd", repr(budget))
+    gw2.wait_idle()
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda i: burst_request(gw2, token, i), range(12)))
+    refused = [r for r in responses if refused_as_over_budget(r)]
+    succeeded = len(responses) - len(refused)
+    gw2.wait_idle()
+    charged = spent(gw2, token)
+    workers = 2
+    assert charged <= budget + workers * cost * (1 + 1e-9), (charged / cost, succeeded)
+    assert charged == pytest.approx(succeeded * cost, rel=1e-9)
+    assert succeeded >= 2 and refused
+    # Nothing stays reserved once the turns are over: with its spending reset, the key
+    # may again start as many turns as its budget allows.
+    assert keys_cli(store, "update", "bursty", "--reset-spent").returncode == 0
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        again = list(pool.map(lambda i: chat(gw2, token), range(2)))
+    assert [r.status_code for r in again] == [200, 200]

@@ -19,9 +19,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+
+from ..events import Usage
+from .turns import usage_of
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,23 @@ log = logging.getLogger(__name__)
 _CUMULATIVE = ("inputTokens", "outputTokens", "thinkingTokens", "cacheReadInputTokens",
                "cacheCreationInputTokens", "cacheCreationEphemeral5mInputTokens",
                "cacheCreationEphemeral1hInputTokens", "webSearchRequests", "costUSD")
+
+
+class Account(Protocol):
+    """The money side of one request, as the engine sees it (the gateway keeps it).
+
+    ``admit`` is called when the request is given a worker (a new one, or the paused
+    turn its tool results continue) and may refuse it by raising; ``charge_late``
+    receives cost that no ``TurnEnd`` carried (a turn interrupted or paused and never
+    continued, or one that ended in an error); ``end`` is called once the turn is over,
+    always, and releases what ``admit`` reserved.
+    """
+
+    def admit(self) -> None: ...
+
+    def charge_late(self, usage: Usage, cost: float) -> None: ...
+
+    def end(self) -> None: ...
 
 
 class Meter:
@@ -82,6 +102,21 @@ class Meter:
                 out[model] = turn
         return out
 
+
+def close_account(account: Account | None, result: ResultMessage | None,
+                  reported: Usage) -> None:
+    """The turn is over: charge what ``result`` says it cost beyond what its responses
+    already reported, then release the account's reservation."""
+    if account is None:
+        return
+    try:
+        if result is not None:
+            account.charge_late(usage_of(result.usage) - reported,
+                                result.total_cost_usd or 0.0)
+    except Exception:  # the ledger failing must not keep a worker or a reservation
+        log.exception("could not charge the cost of an ended turn")
+    finally:
+        account.end()
 
 def _config_dir(options: ClaudeAgentOptions) -> Path:
     configured = options.env.get("CLAUDE_CONFIG_DIR") or os.environ.get("CLAUDE_CONFIG_DIR")

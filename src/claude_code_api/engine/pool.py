@@ -151,6 +151,15 @@ class Pool:
         worker.state = "resetting"
         self._spawn_task(self._reset(worker))
 
+    def give_back(self, worker: Worker) -> None:
+        """Return a worker the caller was given but did not use (its request was
+        refused at admission): idle again as it was, its live session kept."""
+        if not worker.alive or self._closed or not self.usable(worker):
+            self._discard(worker, crashed=not worker.alive)
+            return
+        worker.state = "idle"
+        self._dispatch()
+
     async def close(self) -> None:
         self._closed = True
         if self._supervisor is not None:
