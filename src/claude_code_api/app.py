@@ -101,6 +101,7 @@ async def stats(request: Request) -> dict[str, Any]:
     if caller.key is not None:
         body["key"] = {**caller.key.summary(),
                        "running": gateway.limiter.running(caller.key.id),
+                       "reserved_usd": gateway.budgets.reserved(caller.key.id),
                        "usage": gateway.keys.usage(caller.key.id)}
     else:
         body["keys"] = [k.summary() for k in gateway.keys.all()]
@@ -137,7 +138,7 @@ async def health(request: Request) -> dict[str, Any]:
 
 def _worker(worker: Worker) -> dict[str, Any]:
     out = {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
-           "model": worker.model, "rss_bytes": worker.rss_bytes()}
+           "model": worker.model, "rss_bytes": worker.rss_bytes(), "cost_usd": worker.cost_usd}
     if worker.credential is not None:
         out["credential"] = worker.credential.label
     return out

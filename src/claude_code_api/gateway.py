@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+from .access.budgets import Budgets, Reservation
 from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
@@ -17,7 +18,7 @@ from .batch.service import Batches
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
-from .errors import Forbidden, Overloaded, UpstreamError
+from .errors import BudgetExceeded, Forbidden, Overloaded, UpstreamError
 from .events import (
     ReasoningDelta,
     TextDelta,
@@ -46,6 +47,34 @@ class Run:
     events: AsyncGenerator[TurnEvent, None]
 
 
+@dataclass(eq=False)
+class _Account:
+    """One request's money (the engine's ``Account``): admitted against its key's
+    budget when it gets a worker, charged what no ``TurnEnd`` carried, and its
+    reservation released when the engine says the turn is over."""
+
+    gateway: Gateway
+    caller: Caller
+    model: str
+    reservation: Reservation | None = None
+
+    def admit(self) -> None:
+        self.end()
+        self.reservation = self.gateway.budgets.admit(self.caller.key, self.model)
+
+    def charge_late(self, usage: Usage, cost: float) -> None:
+        if cost or usage != Usage():
+            self.gateway.metrics.observe_cost(usage, cost, self.model, self.caller.owner)
+            self.gateway.keys.charge(self.caller.owner, self.model, usage, cost,
+                                     counted=False)
+            self.gateway.budgets.record(self.caller.owner, self.model, cost)
+
+    def end(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+            self.reservation = None
+
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -58,14 +87,16 @@ class Gateway:
     limiter: RateLimiter
     agents: Agents
     metrics: Metrics = field(init=False)
+    budgets: Budgets = field(init=False)
     sessions: Sessions = field(init=False)
     batches: Batches = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
+        self.budgets = Budgets(self.keys, self.settings.auth.turn_reserve_usd)
         self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
-                                 self.keys)
+                                 self.keys, self.budgets)
         self.batches = Batches(self)
 
     @classmethod
@@ -80,8 +111,9 @@ class Gateway:
                   explicit: str | None = None, agent: AgentRequest | None = None) -> Run:
         """Check the caller may use the model, check the turn's images, find its
         conversation, start it on the engine (in agent mode: in the conversation's
-        workspace, under the agent policy); the conversation is recorded and the
-        caller's key charged when the answer is complete."""
+        workspace, under the agent policy); the key's budget admits it when it gets a
+        worker; the conversation is recorded and the key charged when the answer is
+        complete."""
         model = self.catalog.cli_aliases.get(turn.model, turn.model)
         if caller.key is not None and not caller.key.allows_model(turn.model, model):
             self.metrics.rejected.labels("model_not_allowed").inc()
@@ -90,17 +122,14 @@ class Gateway:
                             f"`{turn.model}`; it may use: {allowed}.", param="model")
         turn = await self.media.resolve(turn)
         located = self.conversations.locate(caller.scope(user), turn, explicit)
-        def late_cost(cost: float) -> None:
-            self.metrics.cost.labels(model, caller.owner).inc(cost)
-            self.keys.charge(caller.owner, model, Usage(), cost, counted=False)
-
+        account = _Account(self, caller, model)
         if agent is not None:
             run = self.agents.prepare(caller, agent, located.conversation.id)
             caller.cacheable = False  # an agent turn acts on its workspace: never replayed
             stream = self.engine.stream(located.turn, located.session, run.key, run.narrow,
-                                        late_cost)
+                                        account)
         else:
-            stream = self.engine.stream(located.turn, located.session, late_cost=late_cost)
+            stream = self.engine.stream(located.turn, located.session, account=account)
         events = self.conversations.recording(located, stream, model)
         return Run(located, model, self._accounted(caller, model, events))
 
@@ -108,7 +137,7 @@ class Gateway:
                          events: AsyncGenerator[TurnEvent, None]
                          ) -> AsyncGenerator[TurnEvent, None]:
         """The events, measured: time to first token, tokens, cost; the key is charged
-        with the cost Claude Code reports (``total_cost_usd``)."""
+        with the turn's cost as Claude Code reports it (see engine/costs.py)."""
         first = True
         try:
             async for event in events:
@@ -122,6 +151,9 @@ class Gateway:
         except Overloaded:
             self.metrics.rejected.labels("gateway_busy").inc()
             raise
+        except BudgetExceeded:
+            self.metrics.rejected.labels("budget").inc()
+            raise
         except UpstreamError as exc:
             self.metrics.upstream_errors.labels(exc.code or "upstream_error").inc()
             raise
@@ -132,6 +164,7 @@ class Gateway:
         caller.completed = end.stop_reason != "tool_use"
         self.metrics.observe_turn(end, model, caller.owner)
         self.keys.charge(caller.owner, model, end.usage, end.cost_usd)
+        self.budgets.record(caller.owner, model, end.cost_usd)
 
     # -- what the metrics read when scraped ----------------------------------------
     def pool_counts(self) -> dict[str, int]:

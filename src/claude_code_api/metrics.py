@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .events import TurnEnd
+from .events import TurnEnd, Usage
 
 PREFIX = "claude_code_api"
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -86,8 +86,8 @@ class Metrics:
                              ["model", "stop_reason"], registry=r)
         self.tokens = Counter(f"{PREFIX}_tokens", "Tokens reported by Claude Code",
                               ["model", "kind"], registry=r)
-        self.cost = Counter(f"{PREFIX}_cost_usd", "Cost reported by Claude Code "
-                            "(total_cost_usd), in US dollars", ["model", "key"], registry=r)
+        self.cost = Counter(f"{PREFIX}_cost_usd", "Cost of the turns as Claude Code "
+                            "reports it, in US dollars", ["model", "key"], registry=r)
         self.upstream_errors = Counter(f"{PREFIX}_upstream_errors", "Errors from Claude "
                                        "Code or the API behind it", ["type"], registry=r)
         self.rejected = Counter(f"{PREFIX}_rejected_requests", "Requests refused before a "
@@ -105,14 +105,17 @@ class Metrics:
 
     def observe_turn(self, end: TurnEnd, model: str, key: str) -> None:
         self.turns.labels(model, end.stop_reason).inc()
-        usage = end.usage
+        self.observe_cost(end.usage, end.cost_usd, model, key)
+
+    def observe_cost(self, usage: Usage, cost: float, model: str, key: str) -> None:
+        """Tokens and cost of (part of) a turn."""
         for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
                             ("cache_read", usage.cache_read_input_tokens),
                             ("cache_creation", usage.cache_creation_input_tokens)):
             if count:
                 self.tokens.labels(model, kind).inc(count)
-        if end.cost_usd:
-            self.cost.labels(model, key).inc(end.cost_usd)
+        if cost:
+            self.cost.labels(model, key).inc(cost)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -131,6 +131,9 @@ class AuthSettings(BaseModel):
     rpm_window_seconds: float = Field(60.0, gt=0, description="the window a key's "
                                       "requests-per-minute limit counts over (shorter only "
                                       "for tests)")
+    turn_reserve_usd: float = Field(0.10, ge=0, description="what a turn reserves of its "
+                                    "key's budget while it runs, until turns of its model "
+                                    "have been charged (then their recent mean cost)")
 
 
 class CacheSettings(BaseModel):

@@ -291,6 +291,23 @@ def test_max_budget_stops_the_agent(gw: Gateway, upstream: FakeUpstream) -> None
     assert len(upstream.message_requests()) == 1
 
 
+def test_max_budget_is_per_turn_on_every_turn_of_a_conversation(gw: Gateway,
+                                                                upstream: FakeUpstream) -> None:
+    """The CLI holds max_budget_usd against its process's running total: a warm worker
+    would give a conversation's later turns less than their limit, then nothing."""
+    upstream.responder = lambda seen: Reply.text("a cheap answer")  # about $0.00007 a turn
+    for turn in range(3):
+        completion = gw.client().chat.completions.create(
+            model="claude-code", messages=[{"role": "user", "content": f"turn {turn}"}],
+            extra_headers={"X-Conversation-ID": "conv-per-turn"},
+            extra_body={"agent": {"max_budget_usd": 0.0001}})
+        choice = completion.choices[0]
+        assert (choice.finish_reason, choice.message.content) == ("stop", "a cheap answer")
+    seen = upstream.message_requests()[-1].messages
+    assert [m["role"] for m in seen if m["role"] in ("user", "assistant")][-5:] == \
+        ["user", "assistant", "user", "assistant", "user"]  # still one conversation
+
+
 def test_responses_clients_see_progress_as_reasoning_summaries(gw: Gateway,
                                                                upstream: FakeUpstream) -> None:
     target = workspace(gw, "conv-responses") / "r.txt"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from claude_code_api.access.budgets import Budgets
 from claude_code_api.access.cache import ResponseCache, request_key
 from claude_code_api.access.keys import ApiKey, KeyStore
 from claude_code_api.access.limits import RateLimiter, duration
+from claude_code_api.errors import BudgetExceeded
 from claude_code_api.events import Usage
 from claude_code_api.logs import JsonFormatter, mask
 from claude_code_api.settings import CacheSettings
@@ -121,3 +123,46 @@ def test_secrets_are_masked_in_log_lines() -> None:
                                     "levelname": "INFO", "path": "/v1/x"})
     formatted = JsonFormatter().format(record)
     assert '"message": "hello world"' in formatted and '"path": "/v1/x"' in formatted
+
+
+def test_turns_reserve_their_share_of_a_budget_until_charged(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.db")
+    key, _ = store.create("burst", budget_usd=0.25)
+    budgets = Budgets(store, first_turn_usd=0.5)
+    budgets.record("someone", "sonnet", 0.125)  # another key's turn: what a turn costs
+    first = budgets.admit(key, "sonnet")
+    second = budgets.admit(key, "sonnet")
+    assert first is not None and second is not None
+    assert budgets.reserved(key.id) == 0.25 and budgets.running(key.id) == 2
+    # Nothing spent yet, but the two running turns are expected to use the budget up.
+    with pytest.raises(BudgetExceeded) as refused:
+        budgets.admit(key, "sonnet")
+    assert "$0.2500 is reserved by 2 turns still running" in refused.value.message
+    store.charge(key.id, "sonnet", Usage(), 0.1)  # the first turn's real cost...
+    budgets.record(key.id, "sonnet", 0.1)
+    first.release()  # ...replaces its reservation
+    first.release()  # (twice changes nothing)
+    assert budgets.running(key.id) == 1
+    third = budgets.admit(key, "sonnet")  # 0.1 spent + 0.125 reserved < 0.25
+    assert third is not None and third.amount == 0.1  # the key's own mean
+    second.release()
+    third.release()
+    assert budgets.reserved(key.id) == 0
+    store.update("burst", budget_usd=0.1)  # lowered while running: refused at once
+    with pytest.raises(BudgetExceeded):
+        budgets.admit(key, "sonnet")
+    store.close()
+
+
+def test_what_a_turn_is_expected_to_cost() -> None:
+    budgets = Budgets(KeyStore(":memory:"), first_turn_usd=0.1)
+    assert budgets.expected("k", "opus") == 0.1  # nothing known: the configured default
+    budgets.record("other", "opus", 0.3)
+    budgets.record("other", "opus", 0.0)  # a turn that cost nothing says nothing
+    assert budgets.expected("k", "opus") == pytest.approx(0.3)  # all keys' turns of opus
+    for cost in [1.0] * 30 + [0.2] * 20:
+        budgets.record("k", "opus", cost)
+    assert budgets.expected("k", "opus") == pytest.approx(0.2)  # its recent turns only
+    assert budgets.expected("k", "haiku") == 0.1
+    assert budgets.admit(None, "opus") is None  # no key, no budget: nothing held
+    assert budgets.admit(ApiKey("free", "free"), "opus") is None

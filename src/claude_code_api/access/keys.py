@@ -86,10 +86,14 @@ class ApiKey:
     def over_budget(self) -> bool:
         return self.budget_usd is not None and self.spent_usd >= self.budget_usd
 
-    def budget_error(self) -> BudgetExceeded:
+    def budget_error(self, reserved: float = 0.0, running: int = 0) -> BudgetExceeded:
+        """The refusal for a spent budget; ``reserved`` is what ``running`` turns of the
+        key that have not ended yet are expected to cost."""
+        held = (f", and ${reserved:.4f} is reserved by {running} turn"
+                f"{'s' if running != 1 else ''} still running") if running else ""
         return BudgetExceeded(
             f"The API key `{self.name}` has used its budget of ${self.budget_usd or 0:.2f} "
-            f"(spent ${self.spent_usd:.4f}). Ask the operator to raise it "
+            f"(spent ${self.spent_usd:.4f}{held}). Ask the operator to raise it "
             "(`claude-code-api keys update`).")
 
     def budget_left(self) -> float | None:

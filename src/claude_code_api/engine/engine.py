@@ -17,6 +17,11 @@ How a response ends decides what happens to the worker:
 With several upstream credentials configured, a turn the upstream refuses
 (429, 401/403) before anything reached the caller cools that credential down
 and runs again, cold, on a worker with the next one (see ``credentials.py``).
+
+Money: the caller's ``Account`` admits the request once it has a worker (a key's
+budget may still refuse it then) and hears of every cost no ``TurnEnd`` carries,
+exactly once per turn: a turn paused at tool calls is charged whole by the request
+that continues it, or, if it never continues, to the request that paused it.
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
 from claude_agent_sdk.types import SystemPromptFile
 
 from ..errors import (
@@ -59,6 +64,7 @@ from ..events import (
     fingerprint,
 )
 from ..settings import ClaudeSettings
+from .costs import Account, close_account
 from .credentials import Credential, Credentials
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
@@ -87,6 +93,7 @@ class _Parked:
     worker: Worker
     ids: frozenset[str]
     usage: Usage
+    account: Account | None = None  # the request that paused it
     since: float = field(default_factory=time.monotonic)
     timer: asyncio.Task[None] | None = None
 
@@ -121,8 +128,7 @@ class Engine:
 
     async def close(self) -> None:
         for parked in set(self._parked.values()):
-            self._unpark(parked)
-            self._abort(parked.worker)
+            self._end_parked(parked)
         if self._aborts:
             await asyncio.wait(self._aborts, timeout=_ABORT_TIMEOUT)
         await self.pool.close()
@@ -227,8 +233,7 @@ class Engine:
     # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest, session: Session | None = None,
                      agent: AgentKey | None = None, narrow: frozenset[str] | None = None,
-                     late_cost: Callable[[float], None] | None = None
-                     ) -> AsyncGenerator[TurnEvent, None]:
+                     account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
         """The response's events, ending with ``TurnEnd``; errors are raised.
 
         With a ``session``, a worker whose live session holds exactly this history
@@ -239,9 +244,10 @@ class Engine:
         yielded, the request runs again on a worker with the next credential, at
         most once per credential.
 
-        A response that ends before the turn's result (max_tokens, a stop sequence,
-        the client hanging up) learns the turn's cost only once the CLI has stopped:
-        ``late_cost`` gets it then.
+        ``account`` admits the request once it has a worker, before anything is
+        delivered. A response that ends before the turn's result (max_tokens, a stop
+        sequence, the client hanging up) learns the turn's cost only once the CLI has
+        stopped: ``account.charge_late`` gets it then.
         """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
                         request.output_schema, request.effort, agent)
@@ -251,16 +257,18 @@ class Engine:
         while True:
             if parked is not None:
                 worker, before = parked.worker, parked.usage
+                self._admit_continuation(parked, account)
             else:
                 self._check_credentials()
                 worker, before = await self.pool.acquire(key, holding), Usage()
+                self._admit(worker, account)
             if worker.credential is not None:
                 worker.credential.uses += 1
             sent = False
             try:
                 async with contextlib.aclosing(self._turn(worker, before, request, session,
                                                           holding, parked is not None,
-                                                          narrow, late_cost)) as turn:
+                                                          narrow, account)) as turn:
                     async for event in turn:
                         sent = True
                         yield event
@@ -270,10 +278,34 @@ class Engine:
                     raise
             parked = None  # the retry replays the history on a fresh worker
 
+    def _admit(self, worker: Worker, account: Account | None) -> None:
+        """The pool gave the request a worker: the account may still refuse it."""
+        if account is None:
+            return
+        try:
+            account.admit()
+        except BaseException:
+            self.pool.give_back(worker)
+            raise
+
+    def _admit_continuation(self, parked: _Parked, account: Account | None) -> None:
+        """Tool results continue a paused turn: this request takes the turn over (its
+        end will carry the whole turn's cost), its reservation in place of the pausing
+        request's; if it is refused, the paused turn ends, charged to the request that
+        paused it."""
+        if parked.account is not None:
+            parked.account.end()
+        if account is None:
+            return
+        try:
+            account.admit()
+        except BaseException:
+            self._abort(parked.worker, parked.account, parked.usage)
+            raise
+
     async def _turn(self, worker: Worker, before: Usage, request: TurnRequest,
                     session: Session | None, holding: str | None, resume: bool,
-                    narrow: frozenset[str] | None = None,
-                    late_cost: Callable[[float], None] | None = None
+                    narrow: frozenset[str] | None = None, account: Account | None = None
                     ) -> AsyncGenerator[TurnEvent, None]:
         """One attempt at the turn on ``worker``; hands the worker back at the end."""
         translator = TurnTranslator(self.settings.retry_after_seconds, before,
@@ -305,10 +337,13 @@ class Engine:
                 after = (*request.history, Message("user", request.prompt), answer.message())
                 keep = _state(session, request, after) if worker.rewindable else None
                 self.pool.release(worker, keep=keep)
+                # An error result's cost reached no TurnEnd: it is charged here.
+                close_account(account, None if end else translator.result, before)
             elif end is not None and end.stop_reason == "tool_use":
-                self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage)
+                self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage,
+                           account)
             else:
-                self._abort(worker, late_cost)
+                self._abort(worker, account, before + end.usage if end else before)
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
         timeout = self.settings.timeout_seconds
@@ -413,16 +448,16 @@ class Engine:
         return True
 
     # -- paused tool turns --------------------------------------------------------
-    def _park(self, worker: Worker, ids: frozenset[str], usage: Usage) -> None:
+    def _park(self, worker: Worker, ids: frozenset[str], usage: Usage,
+              account: Account | None) -> None:
         if worker.bridge is None or not ids:
-            self._abort(worker)
+            self._abort(worker, account, usage)
             return
-        parked = _Parked(worker, ids, usage)
+        parked = _Parked(worker, ids, usage, account)
         for call_id in ids:
             older = self._parked.get(call_id)
             if older is not None:  # ids are the model's, but a client could reuse one
-                self._unpark(older)
-                self._abort(older.worker)
+                self._end_parked(older)
             self._parked[call_id] = parked
         parked.timer = asyncio.create_task(self._expire(parked))
 
@@ -439,7 +474,7 @@ class Engine:
         if parked.ids <= results and only_results and parked.worker.key == key \
                 and parked.worker.alive:
             return parked
-        self._abort(parked.worker)  # answered differently: replay instead
+        self._end_parked(parked)  # answered differently: replay instead
         return None
 
     def _resume(self, worker: Worker, request: TurnRequest) -> None:
@@ -459,12 +494,17 @@ class Engine:
         if parked.timer is not None and parked.timer is not asyncio.current_task():
             parked.timer.cancel()
 
+    def _end_parked(self, parked: _Parked) -> None:
+        """End a paused turn whose results will not come (its cost goes to the request
+        that paused it)."""
+        self._unpark(parked)
+        self._abort(parked.worker, parked.account, parked.usage)
+
     async def _expire(self, parked: _Parked) -> None:
         await asyncio.sleep(self.settings.tool_timeout_seconds)
         log.info("tool results for worker #%s did not arrive in %gs; ending the turn",
                  parked.worker.id, self.settings.tool_timeout_seconds)
-        self._unpark(parked)
-        self._abort(parked.worker)
+        self._end_parked(parked)
 
     def _reclaim(self) -> bool:
         """The pool is full: end the longest-waiting paused tool turn."""
@@ -472,34 +512,34 @@ class Engine:
             return False
         oldest = min(set(self._parked.values()), key=lambda p: p.since)
         log.info("ending the paused tool turn on worker #%s to make room", oldest.worker.id)
-        self._unpark(oldest)
-        self._abort(oldest.worker)
+        self._end_parked(oldest)
         return True
 
     # -- ending turns early -------------------------------------------------------
-    def _abort(self, worker: Worker, late_cost: Callable[[float], None] | None = None) -> None:
-        task = asyncio.create_task(self._interrupt(worker, late_cost))
+    def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
+        task = asyncio.create_task(self._interrupt(worker, account, reported))
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
-    async def _interrupt(self, worker: Worker,
-                         late_cost: Callable[[float], None] | None = None) -> None:
-        """End a turn the client no longer wants; keep the process if it obeys."""
+    async def _interrupt(self, worker: Worker, account: Account | None,
+                         reported: Usage) -> None:
+        """End a turn the client no longer wants; keep the process if it obeys. The
+        turn's result says what it cost (``reported``: the usage its responses gave)."""
+        result: ResultMessage | None = None
         try:
             await asyncio.wait_for(worker.interrupt(), _ABORT_TIMEOUT)
             result = await worker.until_result(_ABORT_TIMEOUT)
-            if late_cost is not None and result.total_cost_usd:
-                late_cost(result.total_cost_usd)
         except (GatewayError, Exception) as exc:
             reason = "silent" if isinstance(exc, WorkerTimeout) else type(exc).__name__
             log.warning("worker #%s did not stop cleanly (%s); replacing it", worker.id, reason)
             worker.kill()
             self.pool.release(worker, healthy=False)
-            return
         finally:
             if worker.bridge is not None:
                 worker.bridge.cancel()
-        self.pool.release(worker)
+            close_account(account, result, reported)
+        if result is not None:
+            self.pool.release(worker)
 
 
 def _state(session: Session | None, request: TurnRequest,

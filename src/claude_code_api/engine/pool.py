@@ -134,8 +134,10 @@ class Pool:
     def release(self, worker: Worker, *, healthy: bool = True, keep: str | None = None) -> None:
         """Hand a worker back after a turn. With ``keep`` it goes on holding that
         conversation state for a warm continuation; otherwise it is reset before
-        anyone else gets it."""
-        if not healthy or not worker.alive or self._closed or not self.usable(worker):
+        anyone else gets it. A worker whose per-turn cost limit its CLI counts over
+        the process's life serves no second turn."""
+        if not healthy or not worker.alive or self._closed or not self.usable(worker) \
+                or worker.limit_spent:
             self._discard(worker, crashed=not worker.alive)
             return
         worker.last_used = time.monotonic()
@@ -148,6 +150,15 @@ class Pool:
             return
         worker.state = "resetting"
         self._spawn_task(self._reset(worker))
+
+    def give_back(self, worker: Worker) -> None:
+        """Return a worker the caller was given but did not use (its request was
+        refused at admission): idle again as it was, its live session kept."""
+        if not worker.alive or self._closed or not self.usable(worker):
+            self._discard(worker, crashed=not worker.alive)
+            return
+        worker.state = "idle"
+        self._dispatch()
 
     async def close(self) -> None:
         self._closed = True

@@ -95,6 +95,7 @@ class TurnTranslator:
         self.tools_visible = tools_visible
         self.usage_before = usage_before or Usage()
         self.done = False
+        self.result: ResultMessage | None = None  # the turn's result, once it arrived
         self.model = ""
         self.calls = 0  # client tool calls in this response
         self._streamed = ""
@@ -117,6 +118,7 @@ class TurnTranslator:
                 yield from self._tool_results(message)
         elif isinstance(message, ResultMessage):
             self.done = True
+            self.result = message
             yield from self._result(message)
 
     def usage(self) -> Usage:

@@ -31,6 +31,7 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
+from .costs import Meter
 from .credentials import Credential
 from .permissions import AgentKey, Permissions
 from .tools import ToolBridge
@@ -102,6 +103,8 @@ class Worker:
         self.pid: int | None = None
         self.server_info: dict[str, Any] = {}
         self.turns = 0
+        # Results leave the pump with their turn's own cost (see costs.py).
+        self.meter = Meter.starting(options)
         self.last_used = time.monotonic()
         # The fingerprint of the conversation state its live session holds, if any.
         self.holds: str | None = None
@@ -118,6 +121,18 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<Worker #{self.id} {self.state} pid={self.pid} turns={self.turns}>"
+
+    @property
+    def cost_usd(self) -> float:
+        """The running total the process reported last: every turn it served."""
+        return self.meter.total
+
+    @property
+    def limit_spent(self) -> bool:
+        """The CLI holds ``max_budget_usd`` against its process's running total, not
+        per turn: after a turn that cost anything, the next would get less than its
+        limit (and, once the total reaches it, nothing at all)."""
+        return self.options.max_budget_usd is not None and self.meter.total > 0
 
     @property
     def alive(self) -> bool:
@@ -189,6 +204,10 @@ class Worker:
         error: BaseException | None = None
         try:
             async for message in client.receive_messages():
+                # Metered here, as they arrive, so that a result nobody reads (one
+                # dropped by drain()) is never added to the next turn's cost.
+                if isinstance(message, ResultMessage):
+                    message = self.meter.turn(message)
                 self._inbox.put_nowait(message)
         except asyncio.CancelledError:
             raise

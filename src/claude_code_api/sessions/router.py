@@ -112,7 +112,7 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
                                             "content blocks")
                     continue
                 try:
-                    _sessions(gateway).check_budget(session.owner)
+                    _sessions(gateway).admit(session)
                 except GatewayError as exc:
                     await _error(websocket, exc.message, exc.type)
                     continue

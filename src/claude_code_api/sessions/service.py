@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..access.budgets import Budgets, Reservation
 from ..access.caller import Caller
 from ..access.keys import KeyStore
 from ..agent import AgentRequest, Agents
@@ -42,6 +43,7 @@ class Session:
     created_at: float = field(default_factory=time.time)
     last_active: float = field(default_factory=time.monotonic)
     connected: bool = False
+    reservation: Reservation | None = None  # the running turn's share of the budget
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "object": "session", "model": self.model, "mode": self.mode,
@@ -53,12 +55,13 @@ class Session:
 
 class Sessions:
     def __init__(self, settings: Settings, engine: Engine, catalog: Catalog,
-                 agents: Agents, keys: KeyStore) -> None:
+                 agents: Agents, keys: KeyStore, budgets: Budgets) -> None:
         self.settings = settings
         self.engine = engine
         self.catalog = catalog
         self.agents = agents
         self.keys = keys
+        self.budgets = budgets
         self._sessions: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -94,18 +97,35 @@ class Sessions:
         return session
 
     def check_budget(self, owner: str) -> None:
-        """Before each turn: a key whose budget is spent gets no more."""
+        """When a session opens: a key whose budget is spent gets none."""
         key = self.keys.get(owner)
         if key is not None and key.over_budget():
             raise key.budget_error()
 
+    def admit(self, session: Session) -> None:
+        """Before each turn, as for any request given a worker: the key's budget,
+        counting its turns still running, admits the turn and reserves its share."""
+        self._release(session)
+        session.reservation = self.budgets.admit(self.keys.get(session.owner), session.model)
+
     def charge(self, session: Session, result: dict[str, Any]) -> None:
-        """A turn's result: its cost and tokens go to the session owner's ledger."""
+        """A turn's result (its own cost: see engine/costs.py) goes to the session
+        owner's ledger, in place of what the turn reserved."""
         usage = result.get("usage")
         cost = result.get("total_cost_usd")
-        self.keys.charge(session.owner, session.model,
-                         usage_of(usage if isinstance(usage, dict) else None),
-                         float(cost) if isinstance(cost, int | float) else 0.0)
+        cost = float(cost) if isinstance(cost, int | float) else 0.0
+        try:
+            self.keys.charge(session.owner, session.model,
+                             usage_of(usage if isinstance(usage, dict) else None), cost)
+            self.budgets.record(session.owner, session.model, cost)
+        finally:
+            self._release(session)
+
+    @staticmethod
+    def _release(session: Session) -> None:
+        if session.reservation is not None:
+            session.reservation.release()
+            session.reservation = None
 
     def get(self, caller: Caller, session_id: str) -> Session:
         session = self._sessions.get(session_id)
@@ -120,6 +140,7 @@ class Sessions:
         self._sessions.pop(session.id, None)
         await self.settle(session)
         session.live.close()
+        self._release(session)
         log.info("session %s closed", session.id)
 
     async def settle(self, session: Session) -> None:
@@ -127,6 +148,7 @@ class Sessions:
         result = await session.live.settle()
         if result is not None:
             self.charge(session, result)
+        self._release(session)  # no cost is coming if no result did
 
     async def close_all(self) -> None:
         if self._sweeper is not None:
@@ -136,6 +158,7 @@ class Sessions:
         for session in list(self._sessions.values()):
             self._sessions.pop(session.id, None)
             session.live.close()
+            self._release(session)
 
     async def _sweep(self) -> None:
         idle = self.settings.sessions.idle_seconds
