@@ -27,6 +27,8 @@ from .engine.engine import cli_version
 from .engine.worker import Worker
 from .errors import GatewayError
 from .gateway import Gateway
+from .openapi import install as install_openapi
+from .openapi import openai_errors
 from .sessions.router import router as sessions_router
 from .settings import Settings
 
@@ -61,8 +63,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batch_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
-                      response_class=Response)
-    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"])
+                      response_class=Response, responses={
+                          200: {"description": "Prometheus text format 0.0.4",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **openai_errors(*(() if settings.server.metrics_public else (401,)))})
+    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"],
+                      responses=openai_errors(401))
+    install_openapi(app)
     _install_error_handlers(app)
     # Starlette wraps middleware in reverse order: CORS is outermost, so preflight
     # requests and every response (errors included) get its headers.
