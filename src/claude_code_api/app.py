@@ -175,8 +175,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        # exc.headers carries the Allow header a 405 must have (RFC 9110).
         return error_response(request.url.path, exc.status_code, str(exc.detail),
-                              "invalid_request_error", None, code)
+                              "invalid_request_error", None, code,
+                              dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

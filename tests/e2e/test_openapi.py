@@ -173,6 +173,17 @@ def test_unknown_objects_are_documented_404s(gw: Gateway, tokens: dict[str, str]
     assert_documented(spec, method, template, call(gw, method, path, tokens["alice"]), 404)
 
 
+@pytest.mark.parametrize(("method", "path"), [("PUT", "/v1/chat/completions"),
+                                            ("GET", "/v1/messages")])
+def test_a_method_the_route_lacks_is_405_with_allow_in_its_dialect(
+        gw: Gateway, tokens: dict[str, str], method: str, path: str) -> None:
+    response = call(gw, method, path, tokens["alice"])
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"  # RFC 9110 requires it
+    body = response.json()
+    assert set(body) == ({"type", "error"} if path == "/v1/messages" else {"error"})
+
+
 UNKNOWN = {**{path: {**body, "model": "gpt-9"} for path, body in TURNS.items()},
            "/v1/messages/count_tokens": {"model": "gpt-9", "messages": USER},
            "/v1/sessions": {"model": "gpt-9"},

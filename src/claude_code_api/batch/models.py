@@ -53,8 +53,9 @@ class CreateBatchRequest(_Wire):
          "completion_window": "24h"}]})
 
     input_file_id: str = Field(min_length=1)
-    endpoint: str
-    completion_window: str
+    # Documented as the only values taken; the service refuses others with its own 400.
+    endpoint: str = Field(json_schema_extra={"enum": list(ENDPOINTS)})
+    completion_window: str = Field(json_schema_extra={"enum": [COMPLETION_WINDOW]})
     metadata: dict[str, str] | None = None
 
 
