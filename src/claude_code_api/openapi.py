@@ -86,10 +86,15 @@ _ANTHROPIC = {
 
 _WITH_RETRY_AFTER = frozenset({429, 503, 529})
 
-# A model turn answers JSON, or Server-Sent Events when the body says `"stream": true`.
+# A model turn answers JSON, or Server-Sent Events when the body says `"stream": true`;
+# ``itemSchema`` (OpenAPI 3.2, as FastAPI writes it) describes one event.
+_SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string", "description": "the event's name (Responses, Anthropic)"},
+    "data": {"type": "string", "description": "a JSON document; `[DONE]` ends a Chat "
+                                              "Completions stream"}}}
 STREAMED: dict[int | str, dict[str, Any]] = {200: {
     "description": "The answer; with `\"stream\": true`, Server-Sent Events",
-    "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}}}}
+    "content": {"application/json": {}, "text/event-stream": {"itemSchema": _SSE_EVENT}}}}
 
 # The statuses a model turn can end with, before its first byte (later errors travel
 # inside the stream): the access checks, the request, the model, the conversation id,

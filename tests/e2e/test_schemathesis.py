@@ -66,9 +66,8 @@ def strategies(operation: schemathesis.APIOperation
     """The documented examples, valid requests, then invalid ones. A generated model
     name is almost never one the CLI knows (a 404 before any turn): half the valid
     requests name a real one, so that they run a turn."""
-    examples = operation.get_strategies_from_examples()
-    if examples:
-        yield "examples", st.one_of(examples)
+    for number, example in enumerate(operation.get_strategies_from_examples(), 1):
+        yield f"example {number}", example
     valid = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
     yield "valid", st.one_of(valid, st.tuples(valid, st.sampled_from(MODELS)).map(with_model))
     # A path parameter is any string: only a body or a query can be made invalid.

@@ -127,7 +127,9 @@ Thinking = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive,
 class MessagesRequest(_Wire):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "sonnet", "max_tokens": 1024,
-         "messages": [{"role": "user", "content": "Say hello"}]}]})
+         "messages": [{"role": "user", "content": "Say hello"}]},
+        {"model": "sonnet", "max_tokens": 1024, "stream": True,
+         "messages": [{"role": "user", "content": "Hi"}]}]})
 
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
