@@ -173,6 +173,43 @@ def test_unknown_objects_are_documented_404s(gw: Gateway, tokens: dict[str, str]
     assert_documented(spec, method, template, call(gw, method, path, tokens["alice"]), 404)
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "sonnet", "messages": [
+        {"role": "system", "content": "Be\u0000brief."}, *USER]}),
+    ("/v1/responses", {"model": "sonnet", "instructions": "Be\u0000brief.", "input": "hi"}),
+    ("/v1/messages", {**TURNS["/v1/messages"], "system": "Be\u0000brief."}),
+    ("/v1/sessions", {"model": "sonnet", "system": "Be\u0000brief."}),
+])
+def test_a_nul_in_the_system_prompt_is_a_documented_400(
+        gw: Gateway, tokens: dict[str, str], spec: dict[str, Any], path: str,
+        body: dict[str, Any]) -> None:
+    # A CLI argument cannot hold a NUL: the worker would not start (it was a 502).
+    response = call(gw, "POST", path, tokens["alice"], json=body)
+    error = assert_documented(spec, "POST", path, response, 400)
+    assert "NUL" in json.dumps(error)
+    assert gw.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize(("path", "body", "keyword"), [
+    ("/v1/chat/completions", {**TURNS["/v1/chat/completions"], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": {
+            "type": "object", "properties": {"a": {"type": "string", "strict": True}}}}}},
+     "properties.a.strict"),
+    ("/v1/responses", {**TURNS["/v1/responses"], "text": {"format": {
+        "type": "json_schema", "name": "answer",
+        "schema": {"type": "object", "unevaluatedProperties": False}}}},
+     "unevaluatedProperties"),
+])
+def test_an_output_schema_the_cli_would_refuse_is_a_documented_400(
+        gw: Gateway, tokens: dict[str, str], spec: dict[str, Any], path: str,
+        body: dict[str, Any], keyword: str) -> None:
+    # Claude Code checks output schemas strictly (draft-07): it would not start (a 502).
+    response = call(gw, "POST", path, tokens["alice"], json=body)
+    error = assert_documented(spec, "POST", path, response, 400)
+    assert f"`{keyword}`" in error["error"]["message"]
+    assert "last_start_error" not in gw.health()
+
+
 @pytest.mark.parametrize(("method", "path"), [("PUT", "/v1/chat/completions"),
                                             ("GET", "/v1/messages")])
 def test_a_method_the_route_lacks_is_405_with_allow_in_its_dialect(

@@ -29,7 +29,7 @@ from claude_agent_sdk import (
     Message as SDKMessage,
 )
 
-from ..errors import WorkerCrashed, WorkerTimeout
+from ..errors import InvalidRequest, WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
 from .credentials import Credential
 from .permissions import AgentKey, Permissions
@@ -51,6 +51,14 @@ class WorkerKey:
     output_schema: str | None = None
     effort: Effort | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
+
+    def __post_init__(self) -> None:
+        # The system prompt is passed to the CLI as an argument, and no argument can
+        # hold a NUL: the process would not start (a 502, and /health degraded).
+        if self.system is not None and "\x00" in self.system:
+            raise InvalidRequest("the system prompt (system or developer messages, "
+                                 "`instructions`, `system`) must not contain NUL "
+                                 "(U+0000) characters")
 
 
 class _Died:
