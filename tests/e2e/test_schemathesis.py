@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen, ToolUse
 from tests.conftest import Gateway, team_gateway
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +52,14 @@ def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
     yield from team_gateway(upstream, tmp_path_factory.mktemp("fuzzed"),
                             {"fuzzer": ("--budget-usd", "100")}, auth__required="true",
                             sessions__max_live="1")
+
+
+def answer(seen: Seen) -> Reply:
+    """Text; or, when the CLI asks for structured output, an empty document (the
+    answer to a generated schema that requires nothing)."""
+    if any(tool.get("name") == "StructuredOutput" for tool in seen.body.get("tools", [])):
+        return Reply(blocks=[ToolUse("StructuredOutput", {})], stop_reason="tool_use")
+    return Reply.text("A generated request's answer.")
 
 
 def with_model(drawn: tuple[schemathesis.Case, str]) -> schemathesis.Case:
@@ -117,7 +125,7 @@ def test_generated_requests_get_documented_answers_and_no_server_error(
         team: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> None:
     gateway, tokens = team
     upstream.reset()
-    upstream.responder = lambda seen: Reply.text("A generated request's answer.")
+    upstream.responder = answer
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
     run = Run(gateway, tokens["fuzzer"])
     started = time.monotonic()
