@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from . import __version__
 from .access.caller import caller_of
@@ -158,6 +159,14 @@ def _account(info: dict[str, Any]) -> dict[str, Any]:
             if isinstance(account.get(k), str)}
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods some route answers on this path (each one tried against the routes)."""
+    allowed = [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return ", ".join(allowed)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -175,10 +184,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        # exc.headers carries the Allow header a 405 must have (RFC 9110).
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: Allow lists every method of the resource; Starlette's names
+            # only those of the first route on the path (GET, not also DELETE).
+            headers["Allow"] = _allowed_methods(request)
         return error_response(request.url.path, exc.status_code, str(exc.detail),
-                              "invalid_request_error", None, code,
-                              dict(exc.headers) if exc.headers else None)
+                              "invalid_request_error", None, code, headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -210,13 +210,18 @@ def test_an_output_schema_the_cli_would_refuse_is_a_documented_400(
     assert "last_start_error" not in gw.health()
 
 
-@pytest.mark.parametrize(("method", "path"), [("PUT", "/v1/chat/completions"),
-                                            ("GET", "/v1/messages")])
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/v1/chat/completions", {"POST"}),
+    ("GET", "/v1/messages", {"POST"}),
+    ("PUT", "/v1/files/file-x", {"GET", "DELETE"}),  # two routes on one path
+])
 def test_a_method_the_route_lacks_is_405_with_allow_in_its_dialect(
-        gw: Gateway, tokens: dict[str, str], method: str, path: str) -> None:
+        gw: Gateway, tokens: dict[str, str], method: str, path: str,
+        allowed: set[str]) -> None:
     response = call(gw, method, path, tokens["alice"])
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"  # RFC 9110 requires it
+    # RFC 9110: Allow names every method of the resource.
+    assert set(response.headers["allow"].split(", ")) == allowed
     body = response.json()
     assert set(body) == ({"type", "error"} if path == "/v1/messages" else {"error"})
 
