@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from . import __version__
 from .access.caller import caller_of
@@ -27,6 +28,8 @@ from .engine.engine import cli_version
 from .engine.worker import Worker
 from .errors import GatewayError
 from .gateway import Gateway
+from .openapi import install as install_openapi
+from .openapi import openai_errors
 from .sessions.router import router as sessions_router
 from .settings import Settings
 
@@ -61,8 +64,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batch_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
-                      response_class=Response)
-    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"])
+                      response_class=Response, responses={
+                          200: {"description": "Prometheus text format 0.0.4",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **openai_errors(*(() if settings.server.metrics_public else (401,)))})
+    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"],
+                      responses=openai_errors(401))
+    install_openapi(app)
     _install_error_handlers(app)
     # Starlette wraps middleware in reverse order: CORS is outermost, so preflight
     # requests and every response (errors included) get its headers.
@@ -153,6 +161,14 @@ def _account(info: dict[str, Any]) -> dict[str, Any]:
             if isinstance(account.get(k), str)}
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods some route answers on this path (each one tried against the routes)."""
+    allowed = [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return ", ".join(allowed)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -170,8 +186,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: Allow lists every method of the resource; Starlette's names
+            # only those of the first route on the path (GET, not also DELETE).
+            headers["Allow"] = _allowed_methods(request)
         return error_response(request.url.path, exc.status_code, str(exc.detail),
-                              "invalid_request_error", None, code)
+                              "invalid_request_error", None, code, headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -78,6 +78,48 @@ def output_schema(kind: str | None, schema: dict[str, Any] | None, param: str) -
         checked: dict[str, Any] = {"type": "object"}
     elif kind == "json_schema":
         checked = check_schema(schema or {"type": "object"}, param)
+        _check_cli_keywords(checked, param)
     else:
         return None
     return json.dumps(checked, sort_keys=True, separators=(",", ":"))
+
+
+# Claude Code checks an output schema as Ajv does in strict mode, for JSON Schema
+# draft-07: an unknown keyword (or another draft's $schema) stops the CLI from starting,
+# so it is a 400 here rather than a 502 there.
+_CLI_KEYWORDS = frozenset({
+    "$id", "$schema", "$ref", "$comment", "$defs", "$async", "$vocabulary", "definitions",
+    "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+    "type", "enum", "const", "nullable", "format", "contentMediaType", "contentEncoding",
+    "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+    "maxLength", "minLength", "pattern", "items", "additionalItems", "maxItems", "minItems",
+    "uniqueItems", "contains", "maxProperties", "minProperties", "required", "properties",
+    "patternProperties", "additionalProperties", "dependencies", "propertyNames",
+    "if", "then", "else", "allOf", "anyOf", "oneOf", "not"})
+_SUBSCHEMA = frozenset({"items", "additionalItems", "contains", "additionalProperties",
+                        "propertyNames", "if", "then", "else", "not"})
+_SUBSCHEMA_LISTS = frozenset({"items", "allOf", "anyOf", "oneOf"})
+_SUBSCHEMA_MAPS = frozenset({"properties", "patternProperties", "definitions", "$defs",
+                             "dependencies"})
+_DRAFT_07 = "http://json-schema.org/draft-07/schema"
+
+
+def _check_cli_keywords(schema: Any, param: str, where: str = "") -> None:
+    if not isinstance(schema, dict):
+        return  # true/false are schemas too
+    for key, value in schema.items():
+        if key not in _CLI_KEYWORDS:
+            raise InvalidRequest(f"uses `{where}{key}`, which Claude Code does not accept "
+                                 "in an output schema (JSON Schema draft-07 keywords only)",
+                                 param=param)
+        if key == "$schema" and str(value).rstrip("#") != _DRAFT_07:
+            raise InvalidRequest(f"`$schema` must be {_DRAFT_07}# (or absent): Claude Code "
+                                 "checks output schemas as draft-07", param=param)
+        if key in _SUBSCHEMA:
+            _check_cli_keywords(value, param, f"{where}{key}.")
+        if key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_cli_keywords(item, param, f"{where}{key}[{i}].")
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            for name, item in value.items():
+                _check_cli_keywords(item, param, f"{where}{key}.{name}.")

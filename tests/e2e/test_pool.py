@@ -227,3 +227,26 @@ def test_a_worker_that_dies_while_idle_is_replaced_at_once(small_gateway: Gatewa
     upstream.script(Reply.text("still serving"))
     answer = small_gateway.client().chat.completions.create(model="sonnet", messages=USER)
     assert answer.choices[0].message.content == "still serving"
+
+
+
+def test_a_session_the_cli_cannot_rewind_is_not_handed_to_the_next_caller(
+        upstream: FakeUpstream, tmp_path: Path) -> None:
+    # A first message of only a tool result (for a call the gateway never saw) is
+    # answered; the CLI then refuses to rewind that session ("target splits a tool
+    # call"), so the next caller on the only worker must get a clean one, not a 502.
+    upstream.reset()
+    upstream.responder = lambda seen: Reply.text("answered")
+    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1")
+    orphan = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x",
+                                           "content": "42"}]}
+    try:
+        gateway.wait_idle()
+        for message in (orphan, {"role": "user", "content": "hi"}):
+            response = httpx.post(gateway.url + "/v1/messages", timeout=60, json={
+                "model": "sonnet", "max_tokens": 64, "messages": [message]})
+            assert response.status_code == 200, response.text
+            assert response.json()["content"][0]["text"] == "answered"
+            gateway.wait_idle()
+    finally:
+        gateway.stop()

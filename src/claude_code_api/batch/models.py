@@ -38,6 +38,10 @@ class BatchItem(_Wire):
 class BatchRequest(_Wire):
     """``POST /v1/batch``: run these now and answer with every result."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"requests": [
+        {"custom_id": "q1", "body": {"model": "sonnet",
+                                     "messages": [{"role": "user", "content": "Say hello"}]}}]}]})
+
     requests: list[BatchItem] = Field(min_length=1)
     max_concurrency: int | None = Field(None, ge=1)
 
@@ -45,9 +49,14 @@ class BatchRequest(_Wire):
 class CreateBatchRequest(_Wire):
     """``POST /v1/batches`` (OpenAI's Batch API)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"input_file_id": "file-abc123", "endpoint": "/v1/chat/completions",
+         "completion_window": "24h"}]})
+
     input_file_id: str = Field(min_length=1)
-    endpoint: str
-    completion_window: str
+    # Documented as the only values taken; the service refuses others with its own 400.
+    endpoint: str = Field(json_schema_extra={"enum": list(ENDPOINTS)})
+    completion_window: str = Field(json_schema_extra={"enum": [COMPLETION_WINDOW]})
     metadata: dict[str, str] | None = None
 
 

@@ -12,13 +12,25 @@ from ..access.caller import caller_of
 from ..dialects.streams import unless_disconnected
 from ..errors import InvalidRequest
 from ..gateway import Gateway
+from ..openapi import openai_errors
 from .models import BatchRequest, CreateBatchRequest, unique_ids
 
 router = APIRouter(tags=["Batches"])
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the other fields
+# The upload is read by hand (to refuse a large one before reading it), so its form is
+# described here rather than by a model.
+_UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"],
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "JSONL: one batch request a line"},
+                   "purpose": {"type": "string", "enum": ["batch"]}}}}}}}
+_OWNED = openai_errors(401, 404)
+_BYTES = {"description": "the file's content", "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
-@router.post("/v1/batch", response_model=None)
+@router.post("/v1/batch", response_model=None,
+             responses=openai_errors(400, 401, 429))
 async def run_batch(body: BatchRequest, request: Request) -> Response:
     """Run every request now (at most the pool's size at once) and answer with each
     result in input order; a failed item does not stop the others."""
@@ -41,7 +53,7 @@ async def run_batch(body: BatchRequest, request: Request) -> Response:
 
 
 # -- files ---------------------------------------------------------------------------
-@router.post("/v1/files")
+@router.post("/v1/files", responses=openai_errors(400, 401, 413), openapi_extra=_UPLOAD)
 async def upload_file(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     batches = gateway.batches
@@ -61,7 +73,7 @@ async def upload_file(request: Request) -> dict[str, Any]:
     return file.wire()
 
 
-@router.get("/v1/files")
+@router.get("/v1/files", responses=openai_errors(401))
 async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     files = [f.wire() for f in gateway.batches.store.files(caller_of(request).owner, purpose)]
@@ -70,20 +82,21 @@ async def list_files(request: Request, purpose: str | None = None) -> dict[str, 
             "last_id": files[-1]["id"] if files else None}
 
 
-@router.get("/v1/files/{file_id}")
+@router.get("/v1/files/{file_id}", responses=_OWNED)
 async def get_file(file_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.file(caller_of(request).owner, file_id).wire()
 
 
-@router.get("/v1/files/{file_id}/content")
+@router.get("/v1/files/{file_id}/content", response_class=Response,
+             responses={200: _BYTES, **_OWNED})
 async def file_content(file_id: str, request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     return Response(gateway.batches.content(caller_of(request).owner, file_id),
                     media_type="application/octet-stream")
 
 
-@router.delete("/v1/files/{file_id}")
+@router.delete("/v1/files/{file_id}", responses=_OWNED)
 async def delete_file(file_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     gateway.batches.delete_file(caller_of(request).owner, file_id)
@@ -91,13 +104,13 @@ async def delete_file(file_id: str, request: Request) -> dict[str, Any]:
 
 
 # -- batches -------------------------------------------------------------------------
-@router.post("/v1/batches")
+@router.post("/v1/batches", responses=openai_errors(400, 401, 404, 429))
 async def create_batch(body: CreateBatchRequest, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.create(caller_of(request).owner, body)
 
 
-@router.get("/v1/batches")
+@router.get("/v1/batches", responses=openai_errors(400, 401))
 async def list_batches(request: Request, after: str | None = None,
                        limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
@@ -107,13 +120,13 @@ async def list_batches(request: Request, after: str | None = None,
             "last_id": data[-1]["id"] if data else None}
 
 
-@router.get("/v1/batches/{batch_id}")
+@router.get("/v1/batches/{batch_id}", responses=_OWNED)
 async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.get(caller_of(request).owner, batch_id)
 
 
-@router.post("/v1/batches/{batch_id}/cancel")
+@router.post("/v1/batches/{batch_id}/cancel", responses=openai_errors(401, 404, 409))
 async def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.cancel(caller_of(request).owner, batch_id)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from ..access.caller import caller_of
 from ..gateway import Gateway
+from ..openapi import openai_errors
 from ..store.sqlite import Conversation
 
 router = APIRouter(tags=["Conversations"])
@@ -20,7 +21,7 @@ def _summary(conversation: Conversation) -> dict[str, Any]:
             "turns": conversation.turns, "message_count": len(conversation.messages)}
 
 
-@router.get("/v1/conversations")
+@router.get("/v1/conversations", responses=openai_errors(400, 401))
 async def list_conversations(request: Request, limit: int = 100) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     found = gateway.conversations.store.recent(owner=caller_of(request).owner,
@@ -28,7 +29,7 @@ async def list_conversations(request: Request, limit: int = 100) -> dict[str, An
     return {"object": "list", "data": [_summary(c) for c in found]}
 
 
-@router.get("/v1/conversations/{conversation_id}")
+@router.get("/v1/conversations/{conversation_id}", responses=openai_errors(401, 404))
 async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     conversation = gateway.conversations.get(conversation_id, caller_of(request).owner)
@@ -37,7 +38,8 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
                          for m in conversation.messages]}
 
 
-@router.delete("/v1/conversations/{conversation_id}")
+@router.delete("/v1/conversations/{conversation_id}",
+               responses=openai_errors(401, 404))
 async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     conversation = gateway.conversations.delete(conversation_id, caller_of(request).owner)

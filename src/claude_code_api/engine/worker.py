@@ -29,7 +29,7 @@ from claude_agent_sdk import (
     Message as SDKMessage,
 )
 
-from ..errors import WorkerCrashed, WorkerTimeout
+from ..errors import InvalidRequest, WorkerCrashed, WorkerTimeout
 from ..events import Effort, ToolSpec
 from .costs import Meter
 from .credentials import Credential
@@ -53,6 +53,14 @@ class WorkerKey:
     effort: Effort | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
 
+    def __post_init__(self) -> None:
+        # The system prompt is passed to the CLI as an argument, and no argument can
+        # hold a NUL: the process would not start (a 502, and /health degraded).
+        if self.system is not None and "\x00" in self.system:
+            raise InvalidRequest("the system prompt (system or developer messages, "
+                                 "`instructions`, `system`) must not contain NUL "
+                                 "(U+0000) characters")
+
 
 class _Died:
     """Inbox marker: the CLI's message stream ended."""
@@ -75,6 +83,11 @@ def user_message(content: Any, *, query: bool = True) -> dict[str, Any]:
     if not query:
         message["shouldQuery"] = False
     return message
+
+
+def _has_tool_result(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content)
 
 
 def assistant_message(content: Any) -> dict[str, Any]:
@@ -117,7 +130,7 @@ class Worker:
         # The conversation currently held, for reset(): its first and last user uuids.
         self._first_user: str | None = None
         self._last_user: str | None = None
-        self._leading_assistant = False
+        self._unrewindable = False
 
     def __repr__(self) -> str:
         return f"<Worker #{self.id} {self.state} pid={self.pid} turns={self.turns}>"
@@ -140,9 +153,9 @@ class Worker:
 
     @property
     def rewindable(self) -> bool:
-        """False when the session began with an assistant message: it cannot be
-        emptied in place, so the worker must not keep it for later."""
-        return not self._leading_assistant
+        """False when the session began with an assistant message or a tool result:
+        it cannot be emptied in place, so the worker must not keep it for later."""
+        return not self._unrewindable
 
     def rss_bytes(self) -> int:
         if self.pid is None:
@@ -247,10 +260,14 @@ class Worker:
     async def send(self, message: dict[str, Any]) -> None:
         client = self._require_client()
         if message["type"] == "user":
+            if self._first_user is None and _has_tool_result(message["message"]["content"]):
+                # The CLI refuses to rewind onto a tool result ("target splits a tool
+                # call"): the session cannot be emptied for the next caller.
+                self._unrewindable = True
             self._first_user = self._first_user or message["uuid"]
             self._last_user = message["uuid"]
         elif self._first_user is None:
-            self._leading_assistant = True
+            self._unrewindable = True
 
         async def one() -> AsyncIterator[dict[str, Any]]:
             yield message
@@ -296,7 +313,7 @@ class Worker:
         if self.bridge is not None:
             self.bridge.clear()
         first, last = self._first_user, self._last_user
-        if self._leading_assistant:
+        if self._unrewindable:
             return False
         if first is None or last is None:
             return True

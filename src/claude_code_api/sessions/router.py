@@ -25,6 +25,7 @@ from ..agent import select
 from ..body import check_text
 from ..errors import GatewayError, InvalidRequest
 from ..gateway import Gateway
+from ..openapi import openai_errors
 from .service import Session, Sessions
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ router = APIRouter(tags=["Sessions"])
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "sonnet", "system": "Be brief."}]})
 
     model: str | None = Field(None, description="a model, or claude-code[/model] for "
                                                 "agent mode")
@@ -46,7 +48,8 @@ def _sessions(gateway: Gateway) -> Sessions:
     return gateway.sessions
 
 
-@router.post("/v1/sessions")
+# 429: the server's live sessions are all open, the pool is full, or the budget spent.
+@router.post("/v1/sessions", responses=openai_errors(400, 401, 403, 404, 429, 502))
 async def create_session(body: SessionCreate, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     default = gateway.settings.claude.default_model
@@ -56,20 +59,20 @@ async def create_session(body: SessionCreate, request: Request) -> dict[str, Any
     return session.summary()
 
 
-@router.get("/v1/sessions")
+@router.get("/v1/sessions", responses=openai_errors(401))
 async def list_sessions(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return {"object": "list",
             "data": [s.summary() for s in _sessions(gateway).all(caller_of(request))]}
 
 
-@router.get("/v1/sessions/{session_id}")
+@router.get("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
 async def get_session(session_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return _sessions(gateway).get(caller_of(request), session_id).summary()
 
 
-@router.delete("/v1/sessions/{session_id}")
+@router.delete("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
 async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     sessions = _sessions(gateway)

@@ -125,6 +125,12 @@ Thinking = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive,
 
 
 class MessagesRequest(_Wire):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "sonnet", "max_tokens": 1024,
+         "messages": [{"role": "user", "content": "Say hello"}]},
+        {"model": "sonnet", "max_tokens": 1024, "stream": True,
+         "messages": [{"role": "user", "content": "Hi"}]}]})
+
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
     messages: list[MessageParam] = Field(min_length=1)
@@ -142,6 +148,9 @@ class MessagesRequest(_Wire):
 
 
 class CountTokensRequest(_Wire):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "sonnet", "messages": [{"role": "user", "content": "Say hello"}]}]})
+
     model: str = Field(min_length=1)
     messages: list[MessageParam] = Field(min_length=1)
     system: str | list[TextBlock] | None = None

@@ -16,6 +16,7 @@ from ...conversations.service import valid_id
 from ...errors import GatewayError, UpstreamError
 from ...events import TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
+from ...openapi import ANTHROPIC_TURN, STREAMED, anthropic_errors
 from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected, with_pings
 from .models import CountTokensRequest, MessagesRequest
 from .render import StreamWriter, error_body, error_status, message_body
@@ -27,7 +28,8 @@ router = APIRouter(tags=["Anthropic"])
 PING_SECONDS = 10.0
 
 
-@router.post("/v1/messages", response_model=None)
+@router.post("/v1/messages", response_model=None,
+             responses={**STREAMED, **anthropic_errors(*ANTHROPIC_TURN)})
 async def messages(body: MessagesRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("messages: unknown fields %s", sorted(body.model_extra))
@@ -52,7 +54,9 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
     return JSONResponse(message_body(model, collected), headers=headers)
 
 
-@router.post("/v1/messages/count_tokens")
+# A model call: the key's limits and budget apply before the model is looked up.
+@router.post("/v1/messages/count_tokens",
+             responses=anthropic_errors(400, 401, 402, 404, 429))
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     gateway.catalog.resolve(body.model)

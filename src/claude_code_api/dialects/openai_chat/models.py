@@ -154,6 +154,11 @@ class StreamOptions(_Wire):
 
 
 class ChatCompletionRequest(_Wire):
+    # Working requests for /docs and for generated test cases.
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "sonnet", "messages": [{"role": "user", "content": "Say hello"}]},
+        {"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}]})
+
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = False

@@ -26,6 +26,7 @@ from ...events import (
     TurnEvent,
 )
 from ...gateway import Gateway
+from ...openapi import OPENAI_TURN, STREAMED, openai_errors
 from ..streams import BROKEN_STREAM, first_event, unless_disconnected
 from .completion import complete, conversation_id, shown
 from .models import ChatCompletionRequest
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None,
+             responses={**STREAMED, **openai_errors(*OPENAI_TURN)})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("chat.completions: unknown fields %s", sorted(body.model_extra))
@@ -95,7 +97,7 @@ async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
     yield sse.DONE
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=openai_errors(401))
 async def list_models(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     key = caller_of(request).key
@@ -118,7 +120,7 @@ def _rfc3339(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses=openai_errors(401, 404))
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     if model_id == AGENT_MODEL and gateway.agents.usable_by(caller_of(request)):

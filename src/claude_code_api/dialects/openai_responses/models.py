@@ -96,6 +96,10 @@ class ReasoningOptions(_Wire):
 
 
 class ResponsesRequest(_Wire):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "sonnet", "instructions": "Be brief.", "input": "Say hello"},
+        {"model": "sonnet", "stream": True, "input": "Hi"}]})
+
     model: str = Field(min_length=1)
     input: str | list[MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem]
     instructions: str | None = None

@@ -16,6 +16,7 @@ from ...conversations.service import Located, valid_id
 from ...errors import GatewayError, NotFound, UpstreamError
 from ...events import Answer, Message, TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
+from ...openapi import OPENAI_TURN, STREAMED, openai_errors
 from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected
 from .models import ResponsesRequest
 from .render import ResponseWriter, collect, new_id
@@ -23,10 +24,11 @@ from .translate import to_turn
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI Responses"])
+_STORED = openai_errors(401, 404)
 
 
-
-@router.post("/v1/responses", response_model=None)
+@router.post("/v1/responses", response_model=None,
+             responses={**STREAMED, **openai_errors(*OPENAI_TURN)})
 async def create_response(body: ResponsesRequest, request: Request) -> Response:
     if body.model_extra:
         log.info("responses: unknown fields %s", sorted(body.model_extra))
@@ -58,12 +60,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     return JSONResponse(final, headers=headers)
 
 
-@router.get("/v1/responses/{response_id}")
+@router.get("/v1/responses/{response_id}", responses=_STORED)
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
     return dict(_stored(request, response_id).body)
 
 
-@router.delete("/v1/responses/{response_id}")
+@router.delete("/v1/responses/{response_id}", responses=_STORED)
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     _stored(request, response_id)
@@ -71,7 +73,7 @@ async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
-@router.get("/v1/responses/{response_id}/input_items")
+@router.get("/v1/responses/{response_id}/input_items", responses=_STORED)
 async def input_items(response_id: str, request: Request) -> dict[str, Any]:
     items = _stored(request, response_id).input_items
     return {"object": "list", "data": items, "has_more": False,
