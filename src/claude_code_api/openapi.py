@@ -54,7 +54,8 @@ _OPENAI = {
     404: "No such model (`model_not_found`) or object (`not_found`), or not the caller's.",
     409: "The object's state forbids this, or the conversation id belongs to another "
          "caller (`conflict`).",
-    413: "The upload is larger than `batch.max_file_bytes` (`file_too_large`).",
+    413: "The request body is larger than `server.max_body_bytes` (`request_too_large`), "
+         "or an upload larger than `batch.max_file_bytes` (`file_too_large`).",
     429: "The key's requests per minute or at once are used up (`rate_limit_exceeded`), its "
          "budget is spent (`insufficient_quota`), every worker is busy and the queue full "
          "(`gateway_busy`), or the Anthropic API rate-limited the request.",
@@ -74,13 +75,14 @@ _ANTHROPIC = {
     403: "The API key may not use this model, or agent mode (`permission_error`).",
     404: "No such model (`not_found_error`).",
     409: "The conversation id belongs to another caller (`invalid_request_error`).",
+    413: "The request body is larger than `server.max_body_bytes` (`request_too_large`).",
     429: "The key's requests per minute or at once are used up, every worker is busy and "
          "the queue full, or the Anthropic API rate-limited the request "
          "(`rate_limit_error`).",
     500: "Claude Code ended the turn without a result, or the gateway failed (`api_error`).",
     502: "Claude Code could not authenticate, its process died, or it could not give the "
          "answer asked for (`api_error`).",
-    504: "Claude Code was silent for `claude.timeout_seconds` (`api_error`).",
+    504: "Claude Code was silent for `claude.timeout_seconds` (`timeout_error`).",
     529: "The Anthropic API is overloaded or failing (`overloaded_error`).",
 }
 
@@ -99,8 +101,11 @@ STREAMED: dict[int | str, dict[str, Any]] = {200: {
 # The statuses a model turn can end with, before its first byte (later errors travel
 # inside the stream): the access checks, the request, the model, the conversation id,
 # the pool and queue, and whatever Claude Code or the API behind it said.
-OPENAI_TURN = (400, 401, 403, 404, 409, 429, 500, 502, 503, 504)
-ANTHROPIC_TURN = (400, 401, 402, 403, 404, 409, 429, 500, 502, 504, 529)
+OPENAI_TURN = (400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504)
+ANTHROPIC_TURN = (400, 401, 402, 403, 404, 409, 413, 429, 500, 502, 504, 529)
+# Every POST body but an upload's is read by the access layer first: larger than
+# server.max_body_bytes is 413, text that cannot be encoded is 400 (see body.py).
+BODY = (400, 413)
 
 
 def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -24,6 +24,7 @@ TURNS: dict[str, dict[str, Any]] = {
     "/v1/messages": {"model": "sonnet", "max_tokens": 64, "messages": USER},
 }
 MAX_FILE_BYTES = 512
+MAX_BODY_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 5
 
 
@@ -34,6 +35,7 @@ def team(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
             "broke": ("--budget-usd", "0.000001"), "hasty": ("--rpm", "1")}
     yield from team_gateway(upstream, tmp_path_factory.mktemp("openapi"), keys,
                             auth__required="true", batch__max_file_bytes=str(MAX_FILE_BYTES),
+                            server__max_body_bytes=str(MAX_BODY_BYTES),
                             claude__timeout_seconds=str(TIMEOUT_SECONDS))
 
 
@@ -283,6 +285,24 @@ def test_an_upload_over_the_limit_is_a_documented_413(
     response = call(gw, "POST", "/v1/files", tokens["alice"], data={"purpose": "batch"},
                     files={"file": ("big.jsonl", b"x" * (MAX_FILE_BYTES + 1))})
     assert_documented(spec, "POST", "/v1/files", response, 413)
+
+
+def test_every_body_over_the_limit_or_with_unencodable_text_is_documented(
+        gw: Gateway, tokens: dict[str, str], spec: dict[str, Any]) -> None:
+    """Every POST body but an upload's is read by the access layer before its route:
+    too large is 413, a lone surrogate is 400, on every route, in its dialect."""
+    posts = [t for m, t, _ in operations(spec) if m == "POST" and t != "/v1/files"]
+    assert "/v1/batches/{batch_id}/cancel" in posts and "/v1/messages" in posts
+    for template in posts:
+        path = template.replace("{batch_id}", "batch_0")
+        big = call(gw, "POST", path, tokens["alice"],
+                   json={"model": "sonnet", "padding": "x" * MAX_BODY_BYTES})
+        assert_documented(spec, "POST", template, big, 413)
+        unencodable = call(gw, "POST", path, tokens["alice"],
+                           content=b'{"model": "sonnet", "note": "\\ud800"}',
+                           headers={"content-type": "application/json"})
+        assert "note" in assert_documented(spec, "POST", template, unencodable, 400)[
+            "error"]["message"]
 
 
 def test_a_spent_budget_is_a_documented_429_or_anthropic_402(

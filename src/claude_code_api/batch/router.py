@@ -12,7 +12,7 @@ from ..access.caller import caller_of
 from ..dialects.streams import unless_disconnected
 from ..errors import InvalidRequest
 from ..gateway import Gateway
-from ..openapi import openai_errors
+from ..openapi import BODY, openai_errors
 from .models import BatchRequest, CreateBatchRequest, unique_ids
 
 router = APIRouter(tags=["Batches"])
@@ -30,7 +30,7 @@ _BYTES = {"description": "the file's content", "content": {
 
 
 @router.post("/v1/batch", response_model=None,
-             responses=openai_errors(400, 401, 429))
+             responses=openai_errors(*BODY, 401, 429))
 async def run_batch(body: BatchRequest, request: Request) -> Response:
     """Run every request now (at most the pool's size at once) and answer with each
     result in input order; a failed item does not stop the others."""
@@ -104,7 +104,7 @@ async def delete_file(file_id: str, request: Request) -> dict[str, Any]:
 
 
 # -- batches -------------------------------------------------------------------------
-@router.post("/v1/batches", responses=openai_errors(400, 401, 404, 429))
+@router.post("/v1/batches", responses=openai_errors(*BODY, 401, 404, 429))
 async def create_batch(body: CreateBatchRequest, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.create(caller_of(request).owner, body)
@@ -126,7 +126,8 @@ async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
     return gateway.batches.get(caller_of(request).owner, batch_id)
 
 
-@router.post("/v1/batches/{batch_id}/cancel", responses=openai_errors(401, 404, 409))
+@router.post("/v1/batches/{batch_id}/cancel",
+             responses=openai_errors(*BODY, 401, 404, 409))
 async def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     return gateway.batches.cancel(caller_of(request).owner, batch_id)

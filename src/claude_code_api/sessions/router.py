@@ -25,7 +25,7 @@ from ..agent import select
 from ..body import check_text
 from ..errors import GatewayError, InvalidRequest
 from ..gateway import Gateway
-from ..openapi import openai_errors
+from ..openapi import BODY, openai_errors
 from .service import Session, Sessions
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _sessions(gateway: Gateway) -> Sessions:
 
 
 # 429: the server's live sessions are all open, the pool is full, or the budget spent.
-@router.post("/v1/sessions", responses=openai_errors(400, 401, 403, 404, 429, 502))
+@router.post("/v1/sessions", responses=openai_errors(*BODY, 401, 403, 404, 429, 502))
 async def create_session(body: SessionCreate, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     default = gateway.settings.claude.default_model

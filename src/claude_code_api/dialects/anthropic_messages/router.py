@@ -16,7 +16,7 @@ from ...conversations.service import valid_id
 from ...errors import GatewayError, UpstreamError
 from ...events import TextReplaced, TurnEnd, TurnEvent
 from ...gateway import Gateway
-from ...openapi import ANTHROPIC_TURN, STREAMED, anthropic_errors
+from ...openapi import ANTHROPIC_TURN, BODY, STREAMED, anthropic_errors
 from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected, with_pings
 from .models import CountTokensRequest, MessagesRequest
 from .render import StreamWriter, error_body, error_status, message_body
@@ -56,7 +56,7 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
 
 # A model call: the key's limits and budget apply before the model is looked up.
 @router.post("/v1/messages/count_tokens",
-             responses=anthropic_errors(400, 401, 402, 404, 429))
+             responses=anthropic_errors(*BODY, 401, 402, 404, 429))
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     gateway.catalog.resolve(body.model)
