@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -202,3 +203,26 @@ def test_text_that_cannot_be_encoded_is_refused_and_the_session_goes_on(
     finally:
         httpx.delete(gw.url + f"/v1/sessions/{session['id']}", headers=auth(tokens["other"]),
                      timeout=30)
+
+
+def test_a_session_whose_process_dies_mid_turn_says_so_and_ends(
+        gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
+    session = create(gw, tokens["other"], model="sonnet").json()
+    upstream.script(Reply.text("one two three", stall_after_deltas=1, stall=30))
+    with connect(ws_url(gw, session["id"]), additional_headers=auth(tokens["other"])) as ws:
+        ws.recv(timeout=10)
+        ws.send(json.dumps({"type": "user", "content": "talk"}))
+        while json.loads(ws.recv(timeout=30))["type"] != "stream_event":
+            pass
+        busy = [w["pid"] for w in gw.health()["workers"] if w["state"] == "busy"]
+        assert len(busy) == 1
+        psutil.Process(busy[0]).kill()
+        ended = until_result(ws)[-1]
+        assert ended["type"] == "error" and ended["error"]["type"] == "api_error"
+        # The next turn is refused at once, with the reason, instead of never answering.
+        ws.send(json.dumps({"type": "user", "content": "are you there?"}))
+        refused = until_result(ws)[-1]
+        assert refused["type"] == "error" and "new session" in refused["error"]["message"]
+    gw.wait_for(lambda h: all(w["pid"] != busy[0] for w in h["workers"]))
+    assert not psutil.pid_exists(busy[0]) or \
+        psutil.Process(busy[0]).status() == psutil.STATUS_ZOMBIE

@@ -22,6 +22,7 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk import Message as SDKMessage
 
+from ..errors import WorkerCrashed, WorkerTimeout
 from .pool import Pool
 from .worker import Worker, user_message
 
@@ -64,19 +65,29 @@ class LiveSession:
 
     async def turn(self, content: str | list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         """Send one user turn; yield the CLI's messages up to and including its result."""
+        if self.closed:
+            raise WorkerCrashed("this session's Claude Code process has ended; create a "
+                                "new session")
         if self.turn_running:
             raise RuntimeError("a turn is already running")
         self.turn_running = True
-        self.worker.drain()
-        await self.worker.send(user_message(content))
-        self.worker.turns += 1
-        while True:
-            message = await self.worker.next_message(self.timeout)
-            if isinstance(message, ResultMessage):
-                self.turn_running = False
-            yield message_json(message)
-            if isinstance(message, ResultMessage):
-                return
+        try:
+            self.worker.drain()
+            await self.worker.send(user_message(content))
+            self.worker.turns += 1
+            while True:
+                message = await self.worker.next_message(self.timeout)
+                if isinstance(message, ResultMessage):
+                    self.turn_running = False
+                yield message_json(message)
+                if isinstance(message, ResultMessage):
+                    return
+        except (WorkerCrashed, WorkerTimeout):
+            # The process died or fell silent mid-turn: no result is coming, and it
+            # cannot be trusted with the session's next turn.
+            self.turn_running = False
+            self.close()
+            raise
 
     async def interrupt(self) -> None:
         """Ask the CLI to stop the running turn (its result still follows)."""

@@ -168,6 +168,7 @@ async def _pump(websocket: WebSocket, gateway: Gateway, session: Session,
                 _sessions(gateway).charge(session, message)
             await websocket.send_json(message)
     except GatewayError as exc:
+        _sessions(gateway).release(session)  # the turn ended without a result
         await _error(websocket, exc.message, exc.type)
     finally:
         session.last_active = time.monotonic()

@@ -105,7 +105,7 @@ class Sessions:
     def admit(self, session: Session) -> None:
         """Before each turn, as for any request given a worker: the key's budget,
         counting its turns still running, admits the turn and reserves its share."""
-        self._release(session)
+        self.release(session)
         session.reservation = self.budgets.admit(self.keys.get(session.owner), session.model)
 
     def charge(self, session: Session, result: dict[str, Any]) -> None:
@@ -119,10 +119,11 @@ class Sessions:
                              usage_of(usage if isinstance(usage, dict) else None), cost)
             self.budgets.record(session.owner, session.model, cost)
         finally:
-            self._release(session)
+            self.release(session)
 
     @staticmethod
-    def _release(session: Session) -> None:
+    def release(session: Session) -> None:
+        """Give back what the session's turn reserved (no cost is coming for it)."""
         if session.reservation is not None:
             session.reservation.release()
             session.reservation = None
@@ -140,7 +141,7 @@ class Sessions:
         self._sessions.pop(session.id, None)
         await self.settle(session)
         session.live.close()
-        self._release(session)
+        self.release(session)
         log.info("session %s closed", session.id)
 
     async def settle(self, session: Session) -> None:
@@ -148,7 +149,7 @@ class Sessions:
         result = await session.live.settle()
         if result is not None:
             self.charge(session, result)
-        self._release(session)  # no cost is coming if no result did
+        self.release(session)  # no cost is coming if no result did
 
     async def close_all(self) -> None:
         if self._sweeper is not None:
@@ -158,7 +159,7 @@ class Sessions:
         for session in list(self._sessions.values()):
             self._sessions.pop(session.id, None)
             session.live.close()
-            self._release(session)
+            self.release(session)
 
     async def _sweep(self) -> None:
         idle = self.settings.sessions.idle_seconds
@@ -168,6 +169,7 @@ class Sessions:
             for session in list(self._sessions.values()):
                 if session.live.closed:
                     self._sessions.pop(session.id, None)
+                    self.release(session)
                 elif not session.live.turn_running and now - session.last_active > idle:
                     log.info("session %s idle %.0fs; closing it", session.id,
                              now - session.last_active)
