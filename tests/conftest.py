@@ -207,7 +207,7 @@ def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
                    **settings: str) -> Iterator[Gateway]:
     """A gateway of its own for one test module (tests that leave tool turns paused,
     or that need predictable live sessions)."""
-    yield from _serving(upstream, factory.mktemp("gateway"), **settings)
+    yield from serving(start_gateway(upstream, factory.mktemp("gateway"), **settings))
 
 
 def team_gateway(upstream: FakeUpstream, tmp: Path, keys: dict[str, tuple[str, ...]],
@@ -216,16 +216,17 @@ def team_gateway(upstream: FakeUpstream, tmp: Path, keys: dict[str, tuple[str, .
     flags of `keys create`); yields the gateway and each key's token by name."""
     tokens = {name: create_key(tmp / "gateway.db", name, *flags)
               for name, flags in keys.items()}
-    for gateway in _serving(upstream, tmp, **settings):
+    for gateway in serving(start_gateway(upstream, tmp, **settings)):
         yield gateway, tokens
 
 
-def _serving(upstream: FakeUpstream, tmp: Path, **settings: str) -> Iterator[Gateway]:
-    gateway = start_gateway(upstream, tmp, **settings)
-    gateway.wait_idle()
+def serving(gateway: Gateway, idle: int = 1) -> Iterator[Gateway]:
+    """A started gateway for a fixture: yielded once ``idle`` workers are ready, then
+    stopped, and no CLI process may outlive it."""
+    gateway.wait_idle(idle)
     yield gateway
     gateway.stop()
-    assert not gateway.cli_processes()
+    assert not gateway.cli_processes(), "a CLI process outlived the server"
 
 
 @pytest.fixture

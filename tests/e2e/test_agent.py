@@ -16,7 +16,7 @@ import pytest
 
 from claude_code_api.settings import AGENT_TOOLS
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
-from tests.conftest import Gateway, ready, start_gateway
+from tests.conftest import Gateway, ready, serving, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +41,7 @@ def agent_gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFacto
                                 agent__workspace_root=str(tmp / "ws"),
                                 file_access__additional_dirs=json.dumps([str(tmp / "shared")]),
                                 mcp__enabled="true", mcp__config_file=str(config))
-    gateway.wait_idle()
-    yield gateway
-    gateway.stop()
-    assert not gateway.cli_processes()
+    yield from serving(gateway)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, module_gateway, ready, start_gateway
+from tests.conftest import Gateway, module_gateway, ready, serving, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -191,13 +191,10 @@ def one_worker(upstream: FakeUpstream,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One worker, no spare: a second conversation must clear the first's in place.
     (No idle worker is kept, so none is waited for.)"""
-    gateway = start_gateway(upstream, tmp_path_factory.mktemp("gateway"),
-                            server__max_body_bytes=str(4 * MiB),
-                            claude__max_concurrent_sessions="1",
-                            claude__min_idle_workers="0")
-    yield gateway
-    gateway.stop()
-    assert not gateway.cli_processes()
+    yield from serving(start_gateway(upstream, tmp_path_factory.mktemp("gateway"),
+                                     server__max_body_bytes=str(4 * MiB),
+                                     claude__max_concurrent_sessions="1",
+                                     claude__min_idle_workers="0"), idle=0)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, serving, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,9 @@ USER = [{"role": "user", "content": "hi"}]
 def small_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Gateway]:
     """One worker at most, no queue, short timeouts."""
     upstream.reset()
-    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
-                            claude__max_queue="0", claude__timeout_seconds="3",
-                            claude__retry_after_seconds="2")
-    gateway.wait_idle()
-    yield gateway
-    gateway.stop()
-    assert not gateway.cli_processes(), "a CLI process outlived the server"
+    yield from serving(start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
+                                     claude__max_queue="0", claude__timeout_seconds="3",
+                                     claude__retry_after_seconds="2"))
 
 
 def test_sequential_requests_reuse_one_warm_process(small_gateway: Gateway,
