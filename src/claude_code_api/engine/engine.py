@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
+import os
 import shlex
 import shutil
 import tempfile
@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
-from claude_agent_sdk.types import SystemPromptFile
 
 from ..errors import (
     GatewayError,
@@ -69,9 +68,10 @@ from .credentials import Credential, Credentials
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
+from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
 from .tools import ToolBridge, cli_name, mcp_result
 from .turns import StopScanner, TurnTranslator
-from .worker import Worker, WorkerKey, assistant_message, user_message
+from .worker import Worker, WorkerKey, user_message
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ _CLI_ENV_DEFAULTS = {
     "ENABLE_TOOL_SEARCH": "false",
 }
 _ABORT_TIMEOUT = 10.0
-_INLINE_SYSTEM_PROMPT_BYTES = 32 * 1024
 
 
 @dataclass(eq=False)
@@ -116,9 +115,17 @@ class Engine:
         self._parked: dict[str, _Parked] = {}
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
+        self.relay = Relay(self.upstream_url, settings.timeout_seconds)
+
+    @property
+    def upstream_url(self) -> str | None:
+        """Where the relay sends the CLIs' calls (None: the Anthropic API)."""
+        return self.settings.env.get("ANTHROPIC_BASE_URL") or \
+            os.environ.get("ANTHROPIC_BASE_URL") or None
 
     async def start(self) -> None:
         self.prepare()
+        await self.relay.start()
         await self.pool.start()
 
     def prepare(self) -> None:
@@ -132,6 +139,7 @@ class Engine:
         if self._aborts:
             await asyncio.wait(self._aborts, timeout=_ABORT_TIMEOUT)
         await self.pool.close()
+        await self.relay.close()
         if self._own_root:
             shutil.rmtree(self.work_dir.parent, ignore_errors=True)
 
@@ -140,24 +148,33 @@ class Engine:
         bridge = ToolBridge(key.tools) if key.tools else None
         credential = self.credentials.current()
         permissions = Permissions(key.agent) if key.agent else None
-        return Worker(key, self.options_for(key, bridge, credential, permissions), bridge,
-                      credential, permissions)
+        lane = self.relay.open_lane(chat=key.agent is None)
+        options = self.options_for(key, bridge, credential, permissions)
+        options.env["ANTHROPIC_BASE_URL"] = lane.url
+        worker = Worker(key, options, bridge, credential, permissions, lane)
+        worker.on_closed = self._worker_closed
+        return worker
+
+    def _worker_closed(self, worker: Worker) -> None:
+        if worker.lane is not None:
+            self.relay.close_lane(worker.lane)
 
     def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None,
                     credential: Credential | None = None,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
+        """How a worker's CLI is started. Its upstream calls go through the relay
+        (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
+        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER``."""
         # The credential goes into the process environment only: not into argv, the
         # launcher script or any file.
         env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
                **(credential.env() if credential is not None else {})}
-        if key.max_tokens is not None:
-            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(key.max_tokens)
         if key.agent is not None and permissions is not None:
             return self._agent_options(key, key.agent, permissions, bridge, env)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
-            system_prompt=self._system_prompt(key.system or ""),
+            system_prompt=SYSTEM_PLACEHOLDER,
             setting_sources=[],  # no user/project settings, no CLAUDE.md
             strict_mcp_config=True,
             mcp_servers={"client": bridge.server()} if bridge else {},
@@ -167,7 +184,6 @@ class Engine:
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
-            effort=key.effort,
             output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
             if key.output_schema else None,
             stderr=_log_stderr,
@@ -184,9 +200,8 @@ class Engine:
         servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
         if bridge is not None:
             servers["client"] = bridge.server()
-        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code"}
-        if key.system:
-            prompt["append"] = key.system
+        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code",
+                                  "append": SYSTEM_PLACEHOLDER}
         return ClaudeAgentOptions(
             tools=list(agent.tools),
             disallowed_tools=list(agent.disallowed),
@@ -206,22 +221,10 @@ class Engine:
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
-            effort=key.effort,
             stderr=_log_stderr,
             max_buffer_size=self.line_bytes,
             extra_args={"no-session-persistence": None},
         )
-
-    def _system_prompt(self, text: str) -> str | SystemPromptFile:
-        """Long prompts go through a file: one argv string is capped at 128 KiB."""
-        if len(text.encode()) <= _INLINE_SYSTEM_PROMPT_BYTES:
-            return text
-        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-        path = self.work_dir.parent / "prompts" / f"{digest}.txt"
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        if not path.exists():
-            path.write_text(text, encoding="utf-8")
-        return {"type": "file", "path": str(path)}
 
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
@@ -249,8 +252,7 @@ class Engine:
         sequence, the client hanging up) learns the turn's cost only once the CLI has
         stopped: ``account.charge_late`` gets it then.
         """
-        key = WorkerKey(request.system, request.max_tokens, request.tools,
-                        request.output_schema, request.effort, agent)
+        key = WorkerKey(request.tools, request.output_schema, agent)
         holding = _state(session, request, request.history) if request.history else None
         parked = self._claim(request, key)
         tried: set[Credential] = set()
@@ -319,6 +321,8 @@ class Engine:
                 worker.bridge.refuse = request.tool_choice.mode == "none"
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
+            if worker.lane is not None:
+                worker.lane.shape = shape_of(request)
             if resume:
                 self._resume(worker, request)
             else:
@@ -346,32 +350,27 @@ class Engine:
                 self._abort(worker, account, before + end.usage if end else before)
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
-        timeout = self.settings.timeout_seconds
+        """Start the turn. The CLI gets a placeholder; the relay sends the client's
+        content in its place, after the earlier turns the worker does not hold."""
         worker.drain()
         warm = holding is not None and worker.holds == holding
         if not warm and worker.holds is not None and not await worker.reset():
             raise WorkerCrashed("could not clear the Claude Code session for this request")
         worker.holds = None  # the session is changing: it holds nothing known until done
         await worker.set_model(request.model)
+        lane = worker.lane
+        assert lane is not None
         if warm:
             self.stats["warm_continuations"] += 1
         else:
             if request.history:
                 self.stats["replayed_histories"] += 1
-            await self._replay(worker, request.history, timeout)
-        await worker.send(user_message(_for_cli(request.prompt)))
+            lane.prefix = [m for m in map(_api_message, request.history) if m["content"]]
+        marker = lane.placeholder(_for_cli(request.prompt))
+        await worker.send(user_message([{"type": "text", "text": marker}]))
         worker.turns += 1
 
-    async def _replay(self, worker: Worker, history: tuple[Message, ...], timeout: float) -> None:
-        for message in history:
-            content = _for_cli(message.content)
-            if message.role == "assistant":
-                await worker.send(assistant_message(content))
-            else:
-                await worker.send(user_message(content, query=False))
-                await worker.until_result(timeout)
-
-    async def open_live(self, key: WorkerKey, model: str,
+    async def open_live(self, key: WorkerKey, model: str, shape: Shape | None = None,
                         narrow: frozenset[str] | None = None) -> LiveSession:
         """A worker of its own for an interactive session, until it is closed."""
         worker = await self.pool.acquire(key)
@@ -380,6 +379,8 @@ class Engine:
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
             worker.holds = None
             await worker.set_model(model)
+            if worker.lane is not None:
+                worker.lane.shape = shape or Shape()
         except BaseException:
             self.pool.release(worker, healthy=False)
             raise
@@ -550,10 +551,20 @@ def _state(session: Session | None, request: TurnRequest,
     return fingerprint(session.scope, request.system, request.tools, messages)
 
 
+def shape_of(request: TurnRequest) -> Shape:
+    return Shape(request.system, request.max_tokens, request.effort, request.temperature,
+                 request.top_p, request.top_k, request.stop)
+
+
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """Content blocks as the CLI needs them: client tool names get their MCP prefix."""
+    """Content blocks as the upstream gets them from the CLI: client tool names get
+    their MCP prefix; empty text blocks (which the API refuses) are left out."""
     return [{**b, "name": cli_name(b["name"])} if b.get("type") == "tool_use" else dict(b)
-            for b in blocks]
+            for b in blocks if not (b.get("type") == "text" and not b.get("text"))]
+
+
+def _api_message(message: Message) -> dict[str, Any]:
+    return {"role": message.role, "content": _for_cli(message.content)}
 
 
 def _tool_result_ids(blocks: tuple[dict[str, Any], ...]) -> set[str]:
