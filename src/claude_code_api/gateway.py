@@ -169,7 +169,7 @@ class Gateway:
     # -- what the metrics read when scraped ----------------------------------------
     def pool_counts(self) -> dict[str, int]:
         pool = self.engine.pool
-        return {**pool.counts(), "paused_tool_turns": self.engine.parked,
+        return {**pool.counts(),
                 "holding_conversations": sum(1 for w in pool.workers if w.holds)}
 
     def pool_totals(self) -> dict[str, int]:

@@ -54,8 +54,6 @@ class _PoolCollector(Collector):
                                 "may run", value=counts.get("max", 0))
         yield GaugeMetricFamily(f"{PREFIX}_pool_queued_requests", "Requests waiting for a "
                                 "worker", value=counts.get("queued", 0))
-        yield GaugeMetricFamily(f"{PREFIX}_paused_tool_turns", "Turns paused at client "
-                                "tool calls", value=counts.get("paused_tool_turns", 0))
         yield GaugeMetricFamily(f"{PREFIX}_live_conversations", "Workers holding a "
                                 "conversation for a warm continuation",
                                 value=counts.get("holding_conversations", 0))

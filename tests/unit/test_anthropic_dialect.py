@@ -27,15 +27,14 @@ def recorded(name: str) -> list[dict[str, Any]]:
 
 
 def replay(name: str) -> list[TurnEvent]:
-    """A recorded upstream stream through the CLI-side translator (tool names as the
-    CLI would show a client tool)."""
-    translator = TurnTranslator()
+    """A recorded upstream stream through the CLI-side translator (every tool it calls
+    is one of the client's)."""
+    stream = [copy.deepcopy(raw) for raw in recorded(name)]
+    names = frozenset(str(raw["content_block"]["name"]) for raw in stream
+                      if raw.get("content_block", {}).get("type") == "tool_use")
+    translator = TurnTranslator(client_tools=names)
     events: list[TurnEvent] = []
-    for raw in recorded(name):
-        raw = copy.deepcopy(raw)
-        block = raw.get("content_block", {})
-        if block.get("type") == "tool_use":
-            block["name"] = "mcp__client__" + block["name"]
+    for raw in stream:
         events += translator.feed(StreamEvent(uuid="u", session_id="s", event=raw))
     return events
 

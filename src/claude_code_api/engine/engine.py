@@ -1,18 +1,19 @@
 """The engine: runs a neutral ``TurnRequest`` on a warm worker, yields neutral events.
 
-A turn takes a worker from the pool, switches its model live, replays earlier
-turns as real turns (user messages with ``shouldQuery: false`` and assistant
-messages), sends the new user message and translates what comes back.
+A turn takes any idle worker of its mode (chat or agent) from the pool,
+switches its model live and sends it a placeholder user message; the upstream
+relay (``relay.py``) applies the turn's shape to each upstream call — system
+prompt, limits, sampling, the client's tools, the earlier turns the worker does
+not hold and the client's real content in the placeholder's place.
 
 How a response ends decides what happens to the worker:
-- the turn's result arrived: the worker goes back to the pool (reset there);
-- Claude called client tools: the turn is *parked*, paused inside the tool
-  handlers, until a request brings the results (``_resume``), a timeout, or the
-  pool needs the worker; a request whose results find no parked turn replays
-  the history instead and gets the same answer, cold;
-- anything else (hang-up, stop sequence, max_tokens, silence): the turn is
-  interrupted in the background; the worker returns once the CLI obeys, or is
-  killed and replaced.
+- the turn's result arrived: the worker goes back to the pool, holding the
+  conversation for a warm continuation or reset there;
+- anything else (Claude called client tools, hang-up, stop sequence,
+  max_tokens, silence): the turn is interrupted in the background; the worker
+  returns once the CLI obeys, or is killed and replaced. The client's tool
+  results come with its next request, a new turn like any other: the relay
+  sends the conversation so far before them.
 
 With several upstream credentials configured, a turn the upstream refuses
 (429, 401/403) before anything reached the caller cools that credential down
@@ -20,8 +21,7 @@ and runs again, cold, on a worker with the next one (see ``credentials.py``).
 
 Money: the caller's ``Account`` admits the request once it has a worker (a key's
 budget may still refuse it then) and hears of every cost no ``TurnEnd`` carries,
-exactly once per turn: a turn paused at tool calls is charged whole by the request
-that continues it, or, if it never continues, to the request that paused it.
+exactly once per turn.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ import os
 import shlex
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +67,6 @@ from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
-from .tools import ToolBridge, cli_name, mcp_result
 from .turns import StopScanner, TurnTranslator
 from .worker import Worker, WorkerKey, user_message
 
@@ -85,18 +82,6 @@ _CLI_ENV_DEFAULTS = {
 _ABORT_TIMEOUT = 10.0
 
 
-@dataclass(eq=False)
-class _Parked:
-    """A turn paused inside client tool handlers, waiting for their results."""
-
-    worker: Worker
-    ids: frozenset[str]
-    usage: Usage
-    account: Account | None = None  # the request that paused it
-    since: float = field(default_factory=time.monotonic)
-    timer: asyncio.Task[None] | None = None
-
-
 class Engine:
     def __init__(self, settings: ClaudeSettings, line_bytes: int | None = None) -> None:
         self.settings = settings
@@ -109,10 +94,8 @@ class Engine:
                                        settings.credential_rejected_cooldown_seconds)
         self._in_use: Credential | None = self.credentials.current()
         self.pool = Pool(settings, self.make_worker)
-        self.pool.reclaim = self._reclaim
         self.pool.usable = self._usable
         self._aborts: set[asyncio.Task[None]] = set()
-        self._parked: dict[str, _Parked] = {}
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
         self.relay = Relay(self.upstream_url, settings.timeout_seconds)
@@ -134,8 +117,6 @@ class Engine:
         self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
 
     async def close(self) -> None:
-        for parked in set(self._parked.values()):
-            self._end_parked(parked)
         if self._aborts:
             await asyncio.wait(self._aborts, timeout=_ABORT_TIMEOUT)
         await self.pool.close()
@@ -145,13 +126,12 @@ class Engine:
 
     # -- workers ----------------------------------------------------------------
     def make_worker(self, key: WorkerKey) -> Worker:
-        bridge = ToolBridge(key.tools) if key.tools else None
         credential = self.credentials.current()
         permissions = Permissions(key.agent) if key.agent else None
         lane = self.relay.open_lane(chat=key.agent is None)
-        options = self.options_for(key, bridge, credential, permissions)
+        options = self.options_for(key, credential, permissions)
         options.env["ANTHROPIC_BASE_URL"] = lane.url
-        worker = Worker(key, options, bridge, credential, permissions, lane)
+        worker = Worker(key, options, credential, permissions, lane)
         worker.on_closed = self._worker_closed
         return worker
 
@@ -159,8 +139,7 @@ class Engine:
         if worker.lane is not None:
             self.relay.close_lane(worker.lane)
 
-    def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None,
-                    credential: Credential | None = None,
+    def options_for(self, key: WorkerKey, credential: Credential | None = None,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
         """How a worker's CLI is started. Its upstream calls go through the relay
         (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
@@ -171,14 +150,13 @@ class Engine:
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
                **(credential.env() if credential is not None else {})}
         if key.agent is not None and permissions is not None:
-            return self._agent_options(key, key.agent, permissions, bridge, env)
+            return self._agent_options(key.agent, permissions, env)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
             system_prompt=SYSTEM_PLACEHOLDER,
             setting_sources=[],  # no user/project settings, no CLAUDE.md
             strict_mcp_config=True,
-            mcp_servers={"client": bridge.server()} if bridge else {},
-            allowed_tools=bridge.allowed() if bridge else [],
+            mcp_servers={},
             cwd=str(self.work_dir),
             cli_path=self._launcher or self.settings.cli_path,
             env=env,
@@ -193,13 +171,11 @@ class Engine:
             extra_args={"no-session-persistence": None},
         )
 
-    def _agent_options(self, key: WorkerKey, agent: AgentKey, permissions: Permissions,
-                       bridge: ToolBridge | None, env: dict[str, str]) -> ClaudeAgentOptions:
+    def _agent_options(self, agent: AgentKey, permissions: Permissions,
+                       env: dict[str, str]) -> ClaudeAgentOptions:
         """Claude Code as itself: its system prompt (the client's appended), its tools
         in the conversation's workspace, MCP servers, every call through the policy."""
         servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
-        if bridge is not None:
-            servers["client"] = bridge.server()
         prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code",
                                   "append": SYSTEM_PLACEHOLDER}
         return ClaudeAgentOptions(
@@ -209,7 +185,6 @@ class Engine:
             setting_sources=[],  # the operator's settings and CLAUDE.md stay out
             strict_mcp_config=True,
             mcp_servers=servers,
-            allowed_tools=bridge.allowed() if bridge else [],
             permission_mode=agent.permission_mode,  # type: ignore[arg-type]
             can_use_tool=permissions.can_use_tool,
             hooks=permissions.hooks(),
@@ -228,10 +203,6 @@ class Engine:
 
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
-
-    @property
-    def parked(self) -> int:
-        return len(set(self._parked.values()))
 
     # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest, session: Session | None = None,
@@ -252,24 +223,18 @@ class Engine:
         sequence, the client hanging up) learns the turn's cost only once the CLI has
         stopped: ``account.charge_late`` gets it then.
         """
-        key = WorkerKey(request.tools, request.output_schema, agent)
+        key = WorkerKey(request.output_schema, agent)
         holding = _state(session, request, request.history) if request.history else None
-        parked = self._claim(request, key)
         tried: set[Credential] = set()
         while True:
-            if parked is not None:
-                worker, before = parked.worker, parked.usage
-                self._admit_continuation(parked, account)
-            else:
-                self._check_credentials()
-                worker, before = await self.pool.acquire(key, holding), Usage()
-                self._admit(worker, account)
+            self._check_credentials()
+            worker = await self.pool.acquire(key, holding)
+            self._admit(worker, account)
             if worker.credential is not None:
                 worker.credential.uses += 1
             sent = False
             try:
-                async with contextlib.aclosing(self._turn(worker, before, request, session,
-                                                          holding, parked is not None,
+                async with contextlib.aclosing(self._turn(worker, request, session, holding,
                                                           narrow, account)) as turn:
                     async for event in turn:
                         sent = True
@@ -278,7 +243,6 @@ class Engine:
             except (UpstreamRateLimited, UpstreamAuthFailed):
                 if sent or not self._rotate(worker.credential, tried):
                     raise
-            parked = None  # the retry replays the history on a fresh worker
 
     def _admit(self, worker: Worker, account: Account | None) -> None:
         """The pool gave the request a worker: the account may still refuse it."""
@@ -290,43 +254,21 @@ class Engine:
             self.pool.give_back(worker)
             raise
 
-    def _admit_continuation(self, parked: _Parked, account: Account | None) -> None:
-        """Tool results continue a paused turn: this request takes the turn over (its
-        end will carry the whole turn's cost), its reservation in place of the pausing
-        request's; if it is refused, the paused turn ends, charged to the request that
-        paused it."""
-        if parked.account is not None:
-            parked.account.end()
-        if account is None:
-            return
-        try:
-            account.admit()
-        except BaseException:
-            self._abort(parked.worker, parked.account, parked.usage)
-            raise
-
-    async def _turn(self, worker: Worker, before: Usage, request: TurnRequest,
-                    session: Session | None, holding: str | None, resume: bool,
-                    narrow: frozenset[str] | None = None, account: Account | None = None
-                    ) -> AsyncGenerator[TurnEvent, None]:
+    async def _turn(self, worker: Worker, request: TurnRequest, session: Session | None,
+                    holding: str | None, narrow: frozenset[str] | None = None,
+                    account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
         """One attempt at the turn on ``worker``; hands the worker back at the end."""
-        translator = TurnTranslator(self.settings.retry_after_seconds, before,
+        translator = TurnTranslator(self.settings.retry_after_seconds,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None,
-                                    agent=worker.key.agent is not None)
+                                    agent=worker.key.agent is not None,
+                                    client_tools=frozenset(t.name for t in request.tools))
         end: TurnEnd | None = None
         answer = Answer()
         try:
-            if worker.bridge is not None:
-                worker.bridge.refuse = request.tool_choice.mode == "none"
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            if worker.lane is not None:
-                worker.lane.shape = shape_of(request)
-            if resume:
-                self._resume(worker, request)
-            else:
-                await self._deliver(worker, request, holding)
+            await self._deliver(worker, request, holding)
             async for event in self._events(worker, translator, request):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
@@ -342,12 +284,9 @@ class Engine:
                 keep = _state(session, request, after) if worker.rewindable else None
                 self.pool.release(worker, keep=keep)
                 # An error result's cost reached no TurnEnd: it is charged here.
-                close_account(account, None if end else translator.result, before)
-            elif end is not None and end.stop_reason == "tool_use":
-                self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage,
-                           account)
+                close_account(account, None if end else translator.result, Usage())
             else:
-                self._abort(worker, account, before + end.usage if end else before)
+                self._abort(worker, account, end.usage if end else Usage())
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
         """Start the turn. The CLI gets a placeholder; the relay sends the client's
@@ -360,6 +299,7 @@ class Engine:
         await worker.set_model(request.model)
         lane = worker.lane
         assert lane is not None
+        lane.begin(shape_of(request))
         if warm:
             self.stats["warm_continuations"] += 1
         else:
@@ -380,7 +320,7 @@ class Engine:
             worker.holds = None
             await worker.set_model(model)
             if worker.lane is not None:
-                worker.lane.shape = shape or Shape()
+                worker.lane.begin(shape or Shape())
         except BaseException:
             self.pool.release(worker, healthy=False)
             raise
@@ -448,74 +388,6 @@ class Engine:
         log.info("retrying the request with upstream credential %s", following.label)
         return True
 
-    # -- paused tool turns --------------------------------------------------------
-    def _park(self, worker: Worker, ids: frozenset[str], usage: Usage,
-              account: Account | None) -> None:
-        if worker.bridge is None or not ids:
-            self._abort(worker, account, usage)
-            return
-        parked = _Parked(worker, ids, usage, account)
-        for call_id in ids:
-            older = self._parked.get(call_id)
-            if older is not None:  # ids are the model's, but a client could reuse one
-                self._end_parked(older)
-            self._parked[call_id] = parked
-        parked.timer = asyncio.create_task(self._expire(parked))
-
-    def _claim(self, request: TurnRequest, key: WorkerKey) -> _Parked | None:
-        """The parked turn these tool results answer, if it is still paused."""
-        results = _tool_result_ids(request.prompt)
-        if not results:
-            return None
-        parked = self._parked.get(next(iter(results)))
-        if parked is None:
-            return None
-        self._unpark(parked)
-        only_results = all(b.get("type") == "tool_result" for b in request.prompt)
-        if parked.ids <= results and only_results and parked.worker.key == key \
-                and parked.worker.alive:
-            return parked
-        self._end_parked(parked)  # answered differently: replay instead
-        return None
-
-    def _resume(self, worker: Worker, request: TurnRequest) -> None:
-        assert worker.bridge is not None
-        calls = _tool_calls(request.history[-1]) if request.history else {}
-        supplied = []
-        for block in request.prompt:
-            name, args = calls.get(str(block.get("tool_use_id")), ("", {}))
-            supplied.append((name, args, mcp_result(block.get("content", ""),
-                                                    bool(block.get("is_error")))))
-        worker.bridge.supply(supplied)
-
-    def _unpark(self, parked: _Parked) -> None:
-        for call_id in parked.ids:
-            if self._parked.get(call_id) is parked:
-                del self._parked[call_id]
-        if parked.timer is not None and parked.timer is not asyncio.current_task():
-            parked.timer.cancel()
-
-    def _end_parked(self, parked: _Parked) -> None:
-        """End a paused turn whose results will not come (its cost goes to the request
-        that paused it)."""
-        self._unpark(parked)
-        self._abort(parked.worker, parked.account, parked.usage)
-
-    async def _expire(self, parked: _Parked) -> None:
-        await asyncio.sleep(self.settings.tool_timeout_seconds)
-        log.info("tool results for worker #%s did not arrive in %gs; ending the turn",
-                 parked.worker.id, self.settings.tool_timeout_seconds)
-        self._end_parked(parked)
-
-    def _reclaim(self) -> bool:
-        """The pool is full: end the longest-waiting paused tool turn."""
-        if not self._parked:
-            return False
-        oldest = min(set(self._parked.values()), key=lambda p: p.since)
-        log.info("ending the paused tool turn on worker #%s to make room", oldest.worker.id)
-        self._end_parked(oldest)
-        return True
-
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
         task = asyncio.create_task(self._interrupt(worker, account, reported))
@@ -536,8 +408,6 @@ class Engine:
             worker.kill()
             self.pool.release(worker, healthy=False)
         finally:
-            if worker.bridge is not None:
-                worker.bridge.cancel()
             close_account(account, result, reported)
         if result is not None:
             self.pool.release(worker)
@@ -553,27 +423,17 @@ def _state(session: Session | None, request: TurnRequest,
 
 def shape_of(request: TurnRequest) -> Shape:
     return Shape(request.system, request.max_tokens, request.effort, request.temperature,
-                 request.top_p, request.top_k, request.stop)
+                 request.top_p, request.top_k, request.stop, request.tools, request.tool_choice)
 
 
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """Content blocks as the upstream gets them from the CLI: client tool names get
-    their MCP prefix; empty text blocks (which the API refuses) are left out."""
-    return [{**b, "name": cli_name(b["name"])} if b.get("type") == "tool_use" else dict(b)
-            for b in blocks if not (b.get("type") == "text" and not b.get("text"))]
+    """Content blocks as the relay sends them upstream: empty text blocks (which the
+    API refuses) are left out."""
+    return [dict(b) for b in blocks if not (b.get("type") == "text" and not b.get("text"))]
 
 
 def _api_message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": _for_cli(message.content)}
-
-
-def _tool_result_ids(blocks: tuple[dict[str, Any], ...]) -> set[str]:
-    return {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
-
-
-def _tool_calls(message: Message) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {str(b["id"]): (str(b["name"]), dict(b.get("input") or {}))
-            for b in message.content if b.get("type") == "tool_use"}
 
 
 def _launcher(root: Path, cli_path: str | None) -> str | None:

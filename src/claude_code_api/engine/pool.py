@@ -48,8 +48,6 @@ class Pool:
     ) -> None:
         self.settings = settings
         self.make_worker = make_worker
-        # Called when a waiter finds no room: may free a worker (a paused tool turn).
-        self.reclaim: Callable[[], bool] = lambda: False
         # Whether a worker may take new turns (the engine checks its credential).
         self.usable: Callable[[Worker], bool] = lambda worker: True
         self.workers: list[Worker] = []
@@ -78,6 +76,7 @@ class Pool:
             "resetting": states.count("resetting"),
             "queued": len(self._waiters),
             "restarts": self.restarts,
+            "started": self.started_total,
         }
 
     # -- public API -----------------------------------------------------------
@@ -240,7 +239,6 @@ class Pool:
         # A worker being reset is idle again in milliseconds: wait for it rather
         # than start a process (hundreds of milliseconds).
         resetting = Counter(w.key for w in self.workers if w.state == "resetting")
-        starved = False
         for waiter in list(self._waiters):
             if waiter.future.done():
                 continue
@@ -256,13 +254,10 @@ class Pool:
             if not self._free_slots():
                 victim = self._idle_victim()
                 if victim is None:
-                    starved = True
-                    continue
+                    continue  # every worker is busy: the waiter waits
                 self._retire(victim, crashed=False)
             waiter.spawning = True
             self._spawn_worker(waiter.key, waiter)
-        if starved:
-            self.reclaim()
 
     def _idle_victim(self) -> Worker | None:
         idle = [w for w in self.workers if w.state == "idle"]

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..events import Effort
+from ..events import Effort, ToolChoice, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ class Shape:
     top_p: float | None = None
     top_k: int | None = None
     stop: tuple[str, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()  # the client's functions, offered to the model
+    tool_choice: ToolChoice = ToolChoice()
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.tools)
 
 
 @dataclass
@@ -96,11 +102,24 @@ class Lane:
     # Placeholder text -> the client's content for that user message.
     content: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    # Set once a response ended at the client's tool calls: the CLI's next call (it
+    # answers "no such tool" itself) is held, never sent, until the turn is ended.
+    halted: bool = False
+    _go: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin(self, shape: Shape) -> None:
+        """A turn starts (or a live session's settings change)."""
+        self.shape = shape
+        self.halted = False
+        self._go.set()
+        self._go = asyncio.Event()
 
     def forget(self) -> None:
         """The worker's conversation was emptied."""
         self.prefix = []
         self.content.clear()
+        self.begin(Shape())
+        self.shape = None
 
     def placeholder(self, content: list[dict[str, Any]]) -> str:
         marker = f"[claude-code-api:turn:{secrets.token_hex(8)}]"
@@ -170,6 +189,14 @@ class Relay:
             return JSONResponse({"type": "error", "error": {"type": "not_found_error",
                                                             "message": "not found"}}, 404)
         raw = await request.body()
+        if lane.halted:
+            # Wait for the gateway to interrupt the CLI (this request then goes away).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(60):
+                    await lane._go.wait()
+            return JSONResponse({"type": "error", "error": {
+                "type": "invalid_request_error",
+                "message": "the turn ended at the client's tool calls"}}, 400)
         if path == "v1/messages" and lane.shape is not None and SYSTEM_MARK in raw:
             # A turn's call (the CLI's own start-up check carries its own system text).
             with contextlib.suppress(ValueError):
@@ -200,9 +227,12 @@ class Relay:
     async def _stream(self, upstream: httpx.Response, lane: Lane, call: Call,
                       started: float) -> AsyncIterator[bytes]:
         meter = _SseMeter(call, started)
+        client_tools = lane.shape.tool_names if lane.shape is not None else frozenset()
         try:
             async for chunk in upstream.aiter_bytes():
                 meter.feed(chunk)
+                if meter.stop_reason == "tool_use" and meter.tools & client_tools:
+                    lane.halted = True
                 yield chunk
         finally:
             await upstream.aclose()
@@ -226,6 +256,8 @@ class _SseMeter:
     def __init__(self, call: Call, started: float) -> None:
         self.call = call
         self.started = started
+        self.tools: set[str] = set()  # names of the tools called
+        self.stop_reason: str | None = None
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -248,6 +280,11 @@ class _SseMeter:
             usage = (event.get("message") or {}).get("usage")
         elif kind == "message_delta":
             usage = event.get("usage")
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason")
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                self.tools.add(str(block.get("name")))
         elif kind == "content_block_delta" and self.call.first_token_s is None:
             self.call.first_token_s = time.monotonic() - self.started
         if isinstance(usage, dict):
@@ -291,7 +328,33 @@ def rewrite(body: dict[str, Any], lane: Lane) -> dict[str, Any]:
             log.debug("sampling parameters dropped: they do not apply with reasoning on")
     if shape.stop:
         body["stop_sequences"] = list(shape.stop)
+    _tools(body, shape)
     return body
+
+
+def _tools(body: dict[str, Any], shape: Shape) -> None:
+    """The client's functions next to the CLI's own tools (none in chat mode but the
+    structured-output one). The CLI cannot run them, and need not: the response ends
+    at their calls and the client's results come with the next request."""
+    if not shape.tools:
+        return
+    taken = {t.get("name") for t in body.get("tools", []) if isinstance(t, dict)}
+    body["tools"] = list(body.get("tools", [])) + [
+        {"name": t.name, "description": t.description or t.name, "input_schema": t.parameters}
+        for t in shape.tools if t.name not in taken]
+    choice = shape.tool_choice
+    if choice.mode == "none":
+        body["tool_choice"] = {"type": "none"}
+    elif choice.mode in ("required", "named"):
+        body["tool_choice"] = {"type": "any"} if choice.mode == "required" else \
+            {"type": "tool", "name": choice.name}
+        # The API refuses a forced tool call with extended thinking on.
+        body["thinking"] = {"type": "disabled"}
+        body.pop("context_management", None)
+        if isinstance(body.get("output_config"), dict):
+            body["output_config"].pop("effort", None)
+            if not body["output_config"]:
+                del body["output_config"]
 
 
 def _system(system: Any, text: str | None) -> list[dict[str, Any]]:

@@ -30,12 +30,10 @@ from claude_agent_sdk import (
 )
 
 from ..errors import WorkerCrashed, WorkerTimeout
-from ..events import ToolSpec
 from .costs import Meter
 from .credentials import Credential
 from .permissions import AgentKey, Permissions
 from .relay import Lane
-from .tools import ToolBridge
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,6 @@ class WorkerKey:
     for (system prompt, output limit, effort, sampling, earlier turns) is applied per
     upstream call by the relay (``relay.py``)."""
 
-    tools: tuple[ToolSpec, ...] = ()
     output_schema: str | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
 
@@ -93,13 +90,12 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 bridge: ToolBridge | None = None, credential: Credential | None = None,
+                 credential: Credential | None = None,
                  permissions: Permissions | None = None, lane: Lane | None = None) -> None:
         self.id = next(_ids)
         # Its path through the upstream relay, where each turn's shape is applied.
         self.lane = lane
         self.on_closed: Callable[[Worker], None] | None = None
-        self.bridge = bridge
         # The upstream credential in its environment (None: the CLI's own login).
         self.credential = credential
         self.permissions = permissions
@@ -309,8 +305,6 @@ class Worker:
         records a local-command caveat that would reach the next conversation's
         first prompt). The SDK has no public method for this control request.
         """
-        if self.bridge is not None:
-            self.bridge.clear()
         if self.lane is not None:
             self.lane.forget()
         first, last = self._first_user, self._last_user

@@ -13,7 +13,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import tool_specs, with_choice_rule
+from ...schemas import tool_specs
 from .models import (
     Base64Source,
     Block,
@@ -42,10 +42,12 @@ def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
                              "assistant's answer is not supported)", param="messages")
     system = "\n\n".join(p for p in (system_text(request.system), *notes) if p) or None
     return TurnRequest(model=model, prompt=turns[-1].content,
-                       system=with_choice_rule(system, choice, tools),
+                       system=system,
                        history=tuple(turns[:-1]), max_tokens=request.max_tokens,
                        stop=tuple(request.stop_sequences or ()), tools=tools,
-                       tool_choice=choice, effort=_effort(request))
+                       tool_choice=choice, effort=_effort(request),
+                       temperature=request.temperature, top_p=request.top_p,
+                       top_k=request.top_k)
 
 
 def system_text(system: str | list[TextBlock] | None) -> str:
