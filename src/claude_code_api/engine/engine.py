@@ -162,8 +162,6 @@ class Engine:
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
-            output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
-            if key.output_schema else None,
             stderr=_log_stderr,
             max_buffer_size=self.line_bytes,
             # Chat turns are not kept as transcripts in the operator's ~/.claude;
@@ -223,7 +221,7 @@ class Engine:
         sequence, the client hanging up) learns the turn's cost only once the CLI has
         stopped: ``account.charge_late`` gets it then.
         """
-        key = WorkerKey(request.output_schema, agent)
+        key = WorkerKey(agent)
         holding = _state(session, request, request.history) if request.history else None
         tried: set[Credential] = set()
         while True:
@@ -423,7 +421,8 @@ def _state(session: Session | None, request: TurnRequest,
 
 def shape_of(request: TurnRequest) -> Shape:
     return Shape(request.system, request.max_tokens, request.effort, request.temperature,
-                 request.top_p, request.top_k, request.stop, request.tools, request.tool_choice)
+                 request.top_p, request.top_k, request.stop, request.tools, request.tool_choice,
+                 request.output_schema)
 
 
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from ..events import Effort, ToolChoice, ToolSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
+STRUCTURED_OUTPUT = "StructuredOutput"
 # Launch-time system prompt of every worker: the relay puts each turn's own in its place.
 # ASCII, so that it reads the same in any JSON encoding.
 SYSTEM_PLACEHOLDER = "[claude-code-api:system-prompt]"
@@ -70,10 +71,14 @@ class Shape:
     stop: tuple[str, ...] = ()
     tools: tuple[ToolSpec, ...] = ()  # the client's functions, offered to the model
     tool_choice: ToolChoice = ToolChoice()
+    # The answer must be one JSON document matching this schema (canonical JSON text).
+    output_schema: str | None = None
 
     @property
     def tool_names(self) -> frozenset[str]:
-        return frozenset(t.name for t in self.tools)
+        """Tools the CLI does not have: a response that calls one ends the turn."""
+        names = frozenset(t.name for t in self.tools)
+        return names | {STRUCTURED_OUTPUT} if self.output_schema is not None else names
 
 
 @dataclass
@@ -321,21 +326,37 @@ def rewrite(body: dict[str, Any], lane: Lane) -> dict[str, Any]:
         if shape.effort is None:
             # The model accepts sampling parameters only without extended thinking;
             # a caller who set them and asked for no reasoning gets them for real.
-            body["thinking"] = {"type": "disabled"}
-            body.pop("context_management", None)
+            _thinking_off(body)
             body.update(sampling)
         else:
             log.debug("sampling parameters dropped: they do not apply with reasoning on")
     if shape.stop:
         body["stop_sequences"] = list(shape.stop)
     _tools(body, shape)
+    if shape.output_schema is not None:
+        _structured(body, shape)
     return body
 
 
+def _structured(body: dict[str, Any], shape: Shape) -> None:
+    """The answer as the input of a ``StructuredOutput`` tool whose schema is the
+    client's (any JSON schema: the API's own JSON outputs take only a subset). Without
+    client tools or reasoning the call is forced."""
+    assert shape.output_schema is not None
+    body["tools"] = [t for t in body.get("tools", []) if not (
+        isinstance(t, dict) and t.get("name") == STRUCTURED_OUTPUT)] + [{
+            "name": STRUCTURED_OUTPUT, "input_schema": json.loads(shape.output_schema),
+            "description": "Give your final answer by calling this tool once, with the "
+                           "answer as its input; it must match the input schema exactly."}]
+    if not shape.tools and shape.effort is None:
+        body["tool_choice"] = {"type": "tool", "name": STRUCTURED_OUTPUT}
+        _thinking_off(body)
+
+
 def _tools(body: dict[str, Any], shape: Shape) -> None:
-    """The client's functions next to the CLI's own tools (none in chat mode but the
-    structured-output one). The CLI cannot run them, and need not: the response ends
-    at their calls and the client's results come with the next request."""
+    """The client's functions next to the CLI's own tools (none in chat mode). The CLI
+    cannot run them, and need not: the response ends at their calls and the client's
+    results come with the next request."""
     if not shape.tools:
         return
     taken = {t.get("name") for t in body.get("tools", []) if isinstance(t, dict)}
@@ -348,13 +369,18 @@ def _tools(body: dict[str, Any], shape: Shape) -> None:
     elif choice.mode in ("required", "named"):
         body["tool_choice"] = {"type": "any"} if choice.mode == "required" else \
             {"type": "tool", "name": choice.name}
-        # The API refuses a forced tool call with extended thinking on.
-        body["thinking"] = {"type": "disabled"}
-        body.pop("context_management", None)
-        if isinstance(body.get("output_config"), dict):
-            body["output_config"].pop("effort", None)
-            if not body["output_config"]:
-                del body["output_config"]
+        _thinking_off(body)
+
+
+def _thinking_off(body: dict[str, Any]) -> None:
+    """The API takes a forced tool call, and sampling parameters, only without
+    extended thinking."""
+    body["thinking"] = {"type": "disabled"}
+    body.pop("context_management", None)  # its edits are about thinking blocks
+    if isinstance(body.get("output_config"), dict):
+        body["output_config"].pop("effort", None)
+        if not body["output_config"]:
+            del body["output_config"]
 
 
 def _system(system: Any, text: str | None) -> list[dict[str, Any]]:

@@ -57,7 +57,7 @@ _STOP_REASONS: dict[str, StopReason] = {
     "model_context_window_exceeded": "max_tokens",
 }
 
-STRUCTURED_OUTPUT = "StructuredOutput"  # the CLI's tool for output_format
+STRUCTURED_OUTPUT = "StructuredOutput"  # the tool the relay offers for output schemas
 _AGENT_LIMITS = {"error_max_turns": "the turn reached its limit of model calls (max_turns)",
                  "error_max_budget_usd": "the turn reached its cost limit (max_budget_usd)"}
 _SHOWN = 160  # characters of a tool's input or output shown as progress
@@ -144,6 +144,9 @@ class TurnTranslator:
                 yield TurnEnd("max_tokens", self.usage(), self.model)
             elif stop == "tool_use" and self._blocks:
                 yield TurnEnd("tool_use", self.usage(), self.model)
+            elif stop == "tool_use" and self._structured_sent:
+                # The answer was the structured-output call's input: it is complete.
+                yield TurnEnd("end_turn", self.usage(), self.model)
         elif kind == "content_block_start":
             yield from self._block_start(event)
         elif kind == "content_block_delta":

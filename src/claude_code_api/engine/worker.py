@@ -47,7 +47,6 @@ class WorkerKey:
     for (system prompt, output limit, effort, sampling, earlier turns) is applied per
     upstream call by the relay (``relay.py``)."""
 
-    output_schema: str | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
 
 
