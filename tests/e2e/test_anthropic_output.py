@@ -120,6 +120,8 @@ def error_of(response: httpx.Response) -> str:
     ({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]},
      "mcp_servers"),
     ({"container": "container_011"}, "container"),
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]},
+     "tools[0].type"),
     ({"output_config": {"task_budget": {"type": "tokens", "total": 50000}}},
      "output_config.task_budget"),
     ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format.type"),
