@@ -104,7 +104,8 @@ def _tools(request: MessagesRequest) -> tuple[ToolSpec, ...]:
                               "not available here; define client tools (with input_schema)",
                               param=f"tools[{i}].type")
         if tool.input_schema is None:
-            raise InvalidRequest("Field required", param=f"tools[{i}].input_schema")
+            raise InvalidRequest("a client tool needs an input_schema",
+                                 param=f"tools[{i}].input_schema")
     return tool_specs((t.name, t.description, t.input_schema, f"tools[{i}]")
                       for i, t in enumerate(request.tools or []))
 
