@@ -4,6 +4,7 @@ carried through a stateless conversation."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
 from tests.conftest import Gateway, module_gateway
+from tests.e2e.test_images import PNG
 
 # Paused tool turns: a gateway of its own, which also knows Codex's model name.
 pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
@@ -267,3 +269,26 @@ def test_encrypted_reasoning_sent_back_to_a_replayed_history(
     [result] = blocks(upstream, "tool_result")
     assert (use["id"], result["tool_use_id"], result["content"]) == ("toolu_c", "toolu_c",
                                                                       "started")
+
+
+def test_a_tool_output_with_an_image_reaches_claude_as_an_image(
+        client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    viewer: Any = {"type": "function", "name": "view_image", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+    upstream.script(Reply(blocks=[ToolUse("mcp__client__view_image", {"path": "a.png"},
+                                          id="toolu_img")], stop_reason="tool_use"),
+                    Reply.text("A single pixel."))
+    asked: list[Any] = [{"role": "user", "content": "Look at a.png"}]
+    first = client.responses.create(model="sonnet", input=asked, tools=[viewer], store=False)
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    second = client.responses.create(model="sonnet", tools=[viewer], store=False, input=[
+        *asked, as_input(first.output[0]),
+        {"type": "function_call_output", "call_id": "toolu_img", "output": [
+            {"type": "input_text", "text": "a.png:"},
+            {"type": "input_image", "image_url": url}]}])
+    assert second.output_text == "A single pixel."
+    [result] = blocks(upstream, "tool_result")
+    content = result["content"]
+    assert content[0] == {"type": "text", "text": "a.png:"}
+    [image] = [b for b in content if b["type"] == "image"]  # (the CLI may add a note)
+    assert base64.b64decode(image["source"]["data"]) == PNG

@@ -271,3 +271,22 @@ def test_the_response_echoes_every_tool() -> None:
     final = collect(ResponseWriter(req, "m", None), [TextDelta("hi"), TurnEnd("end_turn")])
     assert [t["type"] for t in final["tools"]] == [t["type"] for t in CODEX["tools"]]
     assert final["store"] is False
+
+
+def test_tool_outputs_keep_text_as_text_and_images_as_image_blocks() -> None:
+    turn = to_turn(request(input=[
+        {"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"},
+        {"type": "function_call", "call_id": "b", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "a", "output": [
+            {"type": "input_text", "text": "one "}, {"type": "input_text", "text": "two"}]},
+        {"type": "function_call_output", "call_id": "b", "output": [
+            {"type": "input_image", "image_url": "https://example.com/a.png"}]}]), CATALOG)
+    first, second = turn.prompt
+    assert first["content"] == "one two"
+    assert second["content"][0]["source"]["url"] == "https://example.com/a.png"
+    with pytest.raises(Unsupported) as caught:
+        to_turn(request(input=[
+            {"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "a",
+             "output": [{"type": "input_file", "file_id": "file_1"}]}]), CATALOG)
+    assert caught.value.param == "input[1].output[0]"

@@ -127,7 +127,7 @@ def _conversation(request: ResponsesRequest, turns: list[Message], offered: Clie
             add("assistant", (_call(item, i, offered),))
         elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             add("user", ({"type": "tool_result", "tool_use_id": item.call_id,
-                          "content": _text(item.output)},))
+                          "content": _output(item.output, f"input[{i}].output")},))
         elif isinstance(item, ReasoningItem):
             # Our own sealed thinking goes back to Claude; any other reasoning is dropped.
             thinking = unseal(item.encrypted_content)
@@ -153,6 +153,16 @@ def _call(item: FunctionCallItem | CustomToolCallItem, i: int,
     if not isinstance(arguments, dict):
         raise InvalidRequest("must be a JSON object", param=f"input[{i}].arguments")
     return {"type": "tool_use", "id": item.call_id, "name": name, "input": arguments}
+
+
+def _output(output: str | list[Part], param: str) -> str | list[dict[str, Any]]:
+    """A tool's output: its text, or text and image blocks (Codex's view_image)."""
+    if isinstance(output, str):
+        return output
+    blocks = list(_parts(output, param))
+    if all(b["type"] == "text" for b in blocks):
+        return "".join(b["text"] for b in blocks)
+    return blocks
 
 
 def _text(content: str | list[Part]) -> str:
