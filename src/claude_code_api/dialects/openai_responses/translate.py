@@ -64,6 +64,10 @@ def _tool_choice(request: ResponsesRequest, offered: ClientTools
     choice, specs = request.tool_choice, offered.specs
     if choice is None or choice == "auto":
         return specs, ToolChoice()
+    if choice == "required" and not specs and offered.ignored:
+        raise InvalidRequest("tool_choice 'required' can only be met by hosted tools ("
+                             f"{', '.join(offered.ignored)}), which this gateway cannot run",
+                             param="tool_choice")
     if isinstance(choice, str):
         return specs, ToolChoice("none" if choice == "none" else "required")
     if isinstance(choice, HostedChoice):
