@@ -122,6 +122,16 @@ def test_tool_choice_requiring_a_hosted_tool_is_400(choice: dict[str, Any]) -> N
     assert f"'{choice['type']}'" in caught.value.message
 
 
+@pytest.mark.parametrize(("choice", "param"), [
+    ({"type": "function"}, "tool_choice"), ({"type": "allowed_tools"}, "tool_choice"),
+    ({"type": "bogus"}, "tool_choice.type")])
+def test_incomplete_or_unknown_tool_choices_are_400(choice: dict[str, Any],
+                                                    param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        to_turn(request(tools=[fn("f")], tool_choice=choice), CATALOG)
+    assert caught.value.param == param and "hosted" not in caught.value.message
+
+
 def test_required_with_only_hosted_tools_is_400() -> None:
     with pytest.raises(InvalidRequest) as caught:
         to_turn(request(tools=[{"type": "web_search"}], tool_choice="required"), CATALOG)
