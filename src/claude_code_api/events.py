@@ -67,6 +67,7 @@ class TurnRequest:
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
+    parallel_tools: bool = True  # False: at most one tool call per response
 
     def __post_init__(self) -> None:
         if self.system is not None and "\x00" in self.system:

@@ -78,6 +78,10 @@ _CLI_ENV_DEFAULTS = {
     "DISABLE_AUTOUPDATER": "1",
     # Offer exactly the client's tools: no deferred-loading placeholder tool.
     "ENABLE_TOOL_SEARCH": "false",
+    # For some models (claude-haiku-5-5, claude-sonnet-4-5, claude-opus-4-x...) the CLI
+    # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
+    # user prompt: text the client never sent, counting down a budget nobody set.
+    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
 }
 _ABORT_TIMEOUT = 10.0
 
@@ -422,7 +426,7 @@ def _state(session: Session | None, request: TurnRequest,
 def shape_of(request: TurnRequest) -> Shape:
     return Shape(request.system, request.max_tokens, request.effort, request.temperature,
                  request.top_p, request.top_k, request.stop, request.tools, request.tool_choice,
-                 request.output_schema)
+                 request.parallel_tools, request.output_schema)
 
 
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:

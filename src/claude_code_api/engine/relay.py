@@ -71,6 +71,7 @@ class Shape:
     stop: tuple[str, ...] = ()
     tools: tuple[ToolSpec, ...] = ()  # the client's functions, offered to the model
     tool_choice: ToolChoice = ToolChoice()
+    parallel_tools: bool = True
     # The answer must be one JSON document matching this schema (canonical JSON text).
     output_schema: str | None = None
 
@@ -370,6 +371,9 @@ def _tools(body: dict[str, Any], shape: Shape) -> None:
         body["tool_choice"] = {"type": "any"} if choice.mode == "required" else \
             {"type": "tool", "name": choice.name}
         _thinking_off(body)
+    if not shape.parallel_tools and choice.mode != "none":
+        body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}),
+                               "disable_parallel_tool_use": True}
 
 
 def _thinking_off(body: dict[str, Any]) -> None:

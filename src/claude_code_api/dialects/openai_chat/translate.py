@@ -46,7 +46,8 @@ def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
                        stop=request.stop_sequences(), tools=tools, tool_choice=choice,
                        output_schema=_output_schema(request), effort=effort,
                        temperature=openai_temperature(request.temperature),
-                       top_p=request.top_p)
+                       top_p=request.top_p,
+                       parallel_tools=request.parallel_tool_calls is not False)
 
 
 def _output_schema(request: ChatCompletionRequest) -> str | None:
