@@ -116,6 +116,7 @@ class Lane:
     def begin(self, shape: Shape) -> None:
         """A turn starts (or a live session's settings change)."""
         self.shape = shape
+        self.calls = []  # this turn's calls
         self.halted = False
         self._go.set()
         self._go = asyncio.Event()
@@ -203,12 +204,8 @@ class Relay:
             return JSONResponse({"type": "error", "error": {
                 "type": "invalid_request_error",
                 "message": "the turn ended at the client's tool calls"}}, 400)
-        if path == "v1/messages" and lane.shape is not None and SYSTEM_MARK in raw:
-            # A turn's call (the CLI's own start-up check carries its own system text).
-            with contextlib.suppress(ValueError):
-                body = json.loads(raw)
-                if isinstance(body, dict):
-                    raw = json.dumps(rewrite(body, lane), ensure_ascii=False).encode()
+        if path == "v1/messages":
+            raw = rewrite_raw(raw, lane)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         headers["accept-encoding"] = "identity"
         url = f"{self.upstream}/{path}"
@@ -299,6 +296,20 @@ class _SseMeter:
                 value = usage.get(name)
                 if isinstance(value, int) and value:
                     setattr(self.call, name, value)
+
+
+def rewrite_raw(raw: bytes, lane: Lane) -> bytes:
+    """A call's body for the lane's turn; calls that are not a turn's (the CLI's own
+    start-up check carries its own system text) pass untouched."""
+    if lane.shape is None or SYSTEM_MARK not in raw:
+        return raw
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(body, dict):
+        return raw
+    return json.dumps(rewrite(body, lane), ensure_ascii=False).encode()
 
 
 def rewrite(body: dict[str, Any], lane: Lane) -> dict[str, Any]:
