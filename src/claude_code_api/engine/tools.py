@@ -131,5 +131,15 @@ def mcp_result(content: Any, is_error: bool = False) -> dict[str, Any]:
     if isinstance(content, str):
         blocks: list[dict[str, Any]] = [{"type": "text", "text": content}]
     else:
-        blocks = [b for b in content if isinstance(b, dict)]
+        blocks = [_mcp_block(b) for b in content if isinstance(b, dict)]
     return {"content": blocks or [{"type": "text", "text": ""}], "is_error": is_error}
+
+
+def _mcp_block(block: dict[str, Any]) -> dict[str, Any]:
+    """MCP content wants an image as {data, mimeType}, not Anthropic's {source}: the
+    SDK's MCP server failed on the latter ("'data'" reached Claude as the result)."""
+    source = block.get("source")
+    if block.get("type") == "image" and isinstance(source, dict) and "data" in source:
+        return {"type": "image", "data": source["data"],
+                "mimeType": source.get("media_type", "image/png")}
+    return block
