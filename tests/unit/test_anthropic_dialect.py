@@ -16,7 +16,14 @@ from claude_code_api.dialects.anthropic_messages.render import StreamWriter, mes
 from claude_code_api.dialects.anthropic_messages.translate import to_turn
 from claude_code_api.engine.turns import TurnTranslator
 from claude_code_api.errors import InvalidRequest
-from claude_code_api.events import TurnEnd, TurnEvent, Usage
+from claude_code_api.events import (
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    TurnEnd,
+    TurnEvent,
+    Usage,
+)
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-messages"
 
@@ -151,3 +158,67 @@ def test_tool_choice_any_and_named() -> None:
         turn(tools=tools, tool_choice={"type": "tool", "name": "g"},
              messages=[{"role": "user", "content": "x"}])
     assert caught.value.param == "tool_choice.name"
+
+
+ASK = [{"role": "user", "content": "x"}]
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "high", "xhigh", "max"])
+def test_output_config_effort_is_the_effort(effort: str) -> None:
+    # Explicit effort wins over what a thinking budget would map to.
+    assert turn(output_config={"effort": effort}, messages=ASK,
+                thinking={"type": "enabled", "budget_tokens": 1024}).effort == effort
+
+
+@pytest.mark.parametrize("body", [{"output_config": {"format": {"type": "json_schema",
+                                                               "schema": PERSON}}},
+                                  {"output_format": {"type": "json_schema", "schema": PERSON}}])
+def test_both_format_spellings_ask_for_the_schema(body: dict[str, Any]) -> None:
+    assert json.loads(turn(messages=ASK, **body).output_schema) == PERSON
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"output_config": {"format": {"type": "json_schema",
+                                   "schema": {"type": "array"}}}}, "output_config.format.schema"),
+    ({"output_format": {"type": "json_schema", "schema": {"type": 5}}}, "output_format.schema"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": PERSON}},
+      "output_format": {"type": "json_schema", "schema": PERSON}}, "output_format"),
+    ({"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]},
+     "mcp_servers"),
+    ({"container": "container_1"}, "container"),
+    ({"output_config": {"task_budget": {"type": "tokens", "total": 20000}}},
+     "output_config.task_budget"),
+])
+def test_fields_we_cannot_honour_are_refused(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        turn(messages=ASK, **body)
+    assert caught.value.param == param
+
+
+def test_advisory_fields_change_nothing() -> None:
+    plain = turn(messages=ASK)
+    advised = turn(messages=ASK, metadata={"user_id": "u"}, service_tier="auto",
+                   context_management={"edits": [{"type": "clear_thinking_20251015",
+                                                  "keep": "all"}]},
+                   cache_control={"type": "ephemeral"}, inference_geo="us", speed="fast",
+                   user_profile_id="p", temperature=0.2, top_p=0.9, top_k=5)
+    assert advised == plain
+
+
+def test_disable_parallel_tool_use_asks_for_one_call() -> None:
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    one = turn(tools=tools, messages=ASK,
+               tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    many = turn(tools=tools, messages=ASK, tool_choice={"type": "auto"})
+    assert one.system == "In this response call at most one tool."
+    assert many.system is None
+
+
+def test_omitted_thinking_keeps_only_the_signature() -> None:
+    events: list[TurnEvent] = [ReasoningDelta("secret"), ReasoningSignature("sig"),
+                               TextDelta("hi"), TurnEnd("end_turn", Usage())]
+    assert message_body("m", events, omit_thinking=True)["content"] == [
+        {"type": "thinking", "thinking": "", "signature": "sig"},
+        {"type": "text", "text": "hi"}]
+    assert message_body("m", events)["content"][0]["thinking"] == "secret"

@@ -81,6 +81,10 @@ _CLI_ENV_DEFAULTS = {
     "DISABLE_AUTOUPDATER": "1",
     # Offer exactly the client's tools: no deferred-loading placeholder tool.
     "ENABLE_TOOL_SEARCH": "false",
+    # For some models (claude-haiku-5-5, claude-sonnet-4-5, claude-opus-4-x...) the CLI
+    # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
+    # user prompt: text the client never sent, counting down a budget nobody set.
+    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
 }
 _ABORT_TIMEOUT = 10.0
 _INLINE_SYSTEM_PROMPT_BYTES = 32 * 1024
