@@ -24,7 +24,7 @@ from tests.clients.node import GUIDES, NodeClients, Run, finish_all, prepared
 from tests.clients.replies import answer, client_text, tool_results
 from tests.conftest import Gateway, module_gateway
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 README_ADDRESS = "http://127.0.0.1:8080"
 SECRET = "The secret word is pelican."
@@ -179,3 +179,4 @@ def test_claude_code_effort_reaches_claude(results: Results) -> None:
 
 def test_claude_code_prompt_arrives_as_sent(results: Results) -> None:
     assert any(client_text(seen) == "Say hello" for seen in results.requests)
+

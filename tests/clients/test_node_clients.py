@@ -21,7 +21,7 @@ from tests.clients.node import GUIDES, NodeClients, Run, finish_all, prepared
 from tests.clients.replies import answer
 from tests.conftest import ROOT, Gateway, team_gateway
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # Each run: the guides it is made of (a Vercel AI SDK provider's set-up, then the calls).
 RUNS = {
