@@ -89,7 +89,8 @@ def prepared(workdir: Path) -> NodeClients:
     try:
         return NodeClients.prepare(workdir)
     except NodeMissing as missing:
-        pytest.fail(str(missing), pytrace=False)
+        problem = str(missing)
+    pytest.fail(problem, pytrace=False)
 
 
 @dataclass
