@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 GUIDES = HERE / "guides"
 MIN_NODE = 20
 NPM_TIMEOUT = 900
+INSTALL_FILES = ("package.json", "package-lock.json", ".npmrc")
+PRUNE_DAYS = 14
 
 
 class NodeMissing(Exception):
@@ -53,9 +55,21 @@ def cache_root() -> Path:
 
 def lock_digest() -> str:
     digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
+    for name in INSTALL_FILES:
         digest.update((HERE / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def prune(root: Path, keep: Path) -> None:
+    """Remove installs of other lock files unused for PRUNE_DAYS (about 0.5 GB each);
+    other worktrees' recent ones stay."""
+    cutoff = time.time() - PRUNE_DAYS * 86400
+    for other in root.iterdir():
+        if other == keep or not other.is_dir():
+            continue
+        marker = other / ".installed"
+        if (marker if marker.exists() else other).stat().st_mtime < cutoff:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def install() -> Path:
@@ -70,11 +84,13 @@ def install() -> Path:
     done = target / ".installed"
     with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        prune(root, keep=target)
         if done.exists():
+            done.touch()  # in use: not pruned
             return target
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
-        for name in ("package.json", "package-lock.json"):
+        for name in INSTALL_FILES:
             shutil.copy2(HERE / name, target / name)
         run = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                              cwd=target, capture_output=True, text=True, timeout=NPM_TIMEOUT)
