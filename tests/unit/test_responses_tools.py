@@ -122,6 +122,32 @@ def test_tool_choice_requiring_a_hosted_tool_is_400(choice: dict[str, Any]) -> N
     assert f"'{choice['type']}'" in caught.value.message
 
 
+@pytest.mark.parametrize(("choice", "param"), [
+    ({"type": "function"}, "tool_choice"), ({"type": "allowed_tools"}, "tool_choice"),
+    ({"type": "bogus"}, "tool_choice.type")])
+def test_incomplete_or_unknown_tool_choices_are_400(choice: dict[str, Any],
+                                                    param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        to_turn(request(tools=[fn("f")], tool_choice=choice), CATALOG)
+    assert caught.value.param == param and "hosted" not in caught.value.message
+
+
+def test_required_with_only_hosted_tools_is_400() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        to_turn(request(tools=[{"type": "web_search"}], tool_choice="required"), CATALOG)
+    assert caught.value.param == "tool_choice" and "web_search" in caught.value.message
+
+
+def test_a_custom_tool_in_a_namespace_is_called_with_its_namespace() -> None:
+    req = request(tools=[space("edits", {"type": "custom", "name": "patch"})])
+    frames = write(req, [ToolCallStart(0, "toolu_e", "edits__patch"),
+                         ToolCallDelta(0, '{"input": "+x"}'), TurnEnd("tool_use")])
+    [item] = frames[-1]["response"]["output"]
+    validate(item, "CustomToolCall")
+    assert (item["type"], item["name"], item["namespace"], item["input"]) == (
+        "custom_tool_call", "patch", "edits", "+x")
+
+
 def test_tool_choice_names_custom_and_namespaced_tools() -> None:
     tools = [fn("f"), {"type": "custom", "name": "patch"}, space("ns", fn("g"))]
     turn = to_turn(request(tools=tools, tool_choice={"type": "custom", "name": "patch"}),

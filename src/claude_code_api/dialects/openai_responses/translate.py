@@ -18,6 +18,7 @@ from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
 from ...schemas import OPENAI_EFFORTS, output_schema, with_choice_rule
 from .models import (
+    HOSTED_TOOLS,
     AllowedTools,
     CustomToolCallItem,
     CustomToolCallOutputItem,
@@ -64,12 +65,20 @@ def _tool_choice(request: ResponsesRequest, offered: ClientTools
     choice, specs = request.tool_choice, offered.specs
     if choice is None or choice == "auto":
         return specs, ToolChoice()
+    if choice == "required" and not specs and offered.ignored:
+        raise InvalidRequest("tool_choice 'required' can only be met by hosted tools ("
+                             f"{', '.join(offered.ignored)}), which this gateway cannot run",
+                             param="tool_choice")
     if isinstance(choice, str):
         return specs, ToolChoice("none" if choice == "none" else "required")
     if isinstance(choice, HostedChoice):
-        if choice.type in ("function", "custom"):
-            raise InvalidRequest(f"a '{choice.type}' tool_choice needs a `name`",
-                                 param="tool_choice.name")
+        if choice.type in ("function", "custom", "allowed_tools"):
+            needs = "`mode` and `tools`" if choice.type == "allowed_tools" else "a `name`"
+            raise InvalidRequest(f"a '{choice.type}' tool_choice needs {needs}",
+                                 param="tool_choice")
+        if choice.type not in (*HOSTED_TOOLS, "computer_use"):
+            raise InvalidRequest(f"Invalid value for 'tool_choice.type': '{choice.type}' is "
+                                 "not a tool type", param="tool_choice.type")
         raise InvalidRequest(f"tool_choice requires the hosted tool '{choice.type}', which "
                              "this gateway cannot run; offer a function instead",
                              param="tool_choice")
