@@ -120,6 +120,8 @@ def error_of(response: httpx.Response) -> str:
     ({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]},
      "mcp_servers"),
     ({"container": "container_011"}, "container"),
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]},
+     "tools[0].type"),
     ({"output_config": {"task_budget": {"type": "tokens", "total": 50000}}},
      "output_config.task_budget"),
     ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format.type"),
@@ -162,6 +164,19 @@ def messages_round_trip(gateway: Gateway) -> None:
                                           "content": "-3C"}]}])
 
 
+def messages_replayed(gateway: Gateway) -> None:
+    """The results for a call this gateway never paused at: the history is replayed."""
+    tools = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
+    with anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0) as claude:
+        claude.messages.create(model="haiku", max_tokens=256, tools=tools, messages=[  # type: ignore[arg-type]
+            {"role": "user", "content": "Oslo?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_w",
+                                               "name": "get_weather",
+                                               "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_w",
+                                          "content": "-3C"}]}])
+
+
 def chat_round_trip(gateway: Gateway) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather",
                                                "parameters": WEATHER_SCHEMA}}]
@@ -182,16 +197,25 @@ def responses_round_trip(gateway: Gateway) -> None:
                                     "output": "-3C"}])
 
 
-@pytest.mark.parametrize("round_trip", [messages_round_trip, chat_round_trip,
-                                        responses_round_trip])
+@pytest.mark.parametrize("round_trip", [messages_round_trip, messages_replayed,
+                                        chat_round_trip, responses_round_trip])
 def test_tool_results_reach_claude_as_sent(gateway: Gateway, upstream: FakeUpstream,
                                            round_trip: Any) -> None:
     # claude-haiku-5-5 is one of the models the CLI would add a "<total_tokens>" note for.
-    call_then_answer(upstream, "toolu_w")
+    if round_trip is messages_replayed:
+        upstream.script(Reply.text("Oslo is cold."))
+    else:
+        call_then_answer(upstream, "toolu_w")
     round_trip(gateway)
     messages = upstream.message_requests()[-1].messages
     assert "total_tokens" not in json.dumps(messages)
-    last = messages[-1]
-    assert last["role"] == "user"
-    assert [(b["type"], b["tool_use_id"], [c["text"] for c in b["content"]])
-            for b in last["content"]] == [("tool_result", "toolu_w", ["-3C"])]
+    # The CLI may follow the turn with its environment note (a system message), never
+    # with text of its own inside the user's turn.
+    last = [m for m in messages if m["role"] == "user"][-1]
+    assert all(m["role"] == "system" for m in messages[messages.index(last) + 1:])
+    assert [(b["type"], b["tool_use_id"], result_text(b["content"]))
+            for b in last["content"]] == [("tool_result", "toolu_w", "-3C")]
+
+
+def result_text(content: str | list[dict[str, Any]]) -> str:
+    return content if isinstance(content, str) else "".join(c["text"] for c in content)

@@ -187,6 +187,8 @@ def test_both_format_spellings_ask_for_the_schema(body: dict[str, Any]) -> None:
     ({"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]},
      "mcp_servers"),
     ({"container": "container_1"}, "container"),
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+    ({"tools": [{"name": "f"}]}, "tools[0].input_schema"),
     ({"output_config": {"task_budget": {"type": "tokens", "total": 20000}}},
      "output_config.task_budget"),
 ])

@@ -79,8 +79,10 @@ class MessageParam(_Wire):
 class Tool(_Wire):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    input_schema: dict[str, Any]
-    type: Literal["custom"] | None = None
+    # Required for client tools; server tools (web_search_20250305...) have none and
+    # are refused by name in translate.
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
 
 
 class ToolChoiceAuto(_Wire):

@@ -98,6 +98,14 @@ def system_text(system: str | list[TextBlock] | None) -> str:
 
 
 def _tools(request: MessagesRequest) -> tuple[ToolSpec, ...]:
+    for i, tool in enumerate(request.tools or []):
+        if tool.type not in (None, "custom"):
+            raise Unsupported(f"'{tool.type}' is one of Anthropic's server tools, which are "
+                              "not available here; define client tools (with input_schema)",
+                              param=f"tools[{i}].type")
+        if tool.input_schema is None:
+            raise InvalidRequest("a client tool needs an input_schema",
+                                 param=f"tools[{i}].input_schema")
     return tool_specs((t.name, t.description, t.input_schema, f"tools[{i}]")
                       for i, t in enumerate(request.tools or []))
 
