@@ -30,6 +30,7 @@ README_ADDRESS = "http://127.0.0.1:8080"
 SECRET = "The secret word is pelican."
 # The command's output (codex-42) is not in its text: only running it gives it.
 COMMAND = "echo codex-$((40+2))"
+RESUME = "Thanks. Say it once more"
 
 
 @dataclass
@@ -97,38 +98,56 @@ def claude_code(home: Path, gateway: Gateway) -> dict[str, subprocess.Popen[str]
     }
 
 
-def codex(home: Path, node: NodeClients, gateway: Gateway) -> dict[str, subprocess.Popen[str]]:
-    """The guide, and a turn where Codex runs a shell command itself."""
-    project = home / "codex-project"
-    project.mkdir()
-    # `codex exec` works in a git repository, as in a user's project.
-    subprocess.run(["git", "init", "-q", str(project)], check=True, timeout=30)
+@dataclass
+class Codex:
+    """Codex in a project (a git repository, as `codex exec` expects), a home per run:
+    two Codex processes on one home race to set it up."""
 
-    def env(name: str, **extra: str) -> dict[str, str]:
-        # A Codex home each: two Codex processes on one home race to set it up.
-        codex_home = home / name / ".codex"
-        codex_home.mkdir(parents=True)
-        (codex_home / "config.toml").write_text(guide("codex-config.toml", gateway))
-        return clean_env(HOME=str(home / name), CODEX_HOME=str(codex_home),
-                         PATH=f"{node.bin('codex').parent}{os.pathsep}{os.environ['PATH']}",
+    home: Path
+    node: NodeClients
+    gateway: Gateway
+
+    @property
+    def project(self) -> Path:
+        return self.home / "codex-project"
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        codex_home = self.home / name / ".codex"
+        if not codex_home.exists():
+            codex_home.mkdir(parents=True)
+            (codex_home / "config.toml").write_text(guide("codex-config.toml", self.gateway))
+        path = f"{self.node.bin('codex').parent}{os.pathsep}{os.environ['PATH']}"
+        return clean_env(HOME=str(self.home / name), CODEX_HOME=str(codex_home), PATH=path,
                          **extra)
 
-    prompt = f"Run `{COMMAND}` and tell me what it printed"
-    return {
-        "codex": start(["bash", "-c", guide("codex.sh", gateway)], project, env("codex")),
-        "codex-tool": start(["codex", "exec", prompt], project,
-                            env("codex-tool", CLAUDE_CODE_API_KEY="unused")),
-    }
+    def first_runs(self) -> dict[str, subprocess.Popen[str]]:
+        """The guide, and a turn where Codex runs a shell command itself."""
+        self.project.mkdir()
+        subprocess.run(["git", "init", "-q", str(self.project)], check=True, timeout=30)
+        prompt = f"Run `{COMMAND}` and tell me what it printed"
+        return {
+            "codex": start(["bash", "-c", guide("codex.sh", self.gateway)], self.project,
+                           self.env("codex")),
+            "codex-tool": start(["codex", "exec", prompt], self.project,
+                                self.env("codex-tool", CLAUDE_CODE_API_KEY="unused")),
+        }
+
+    def resume(self) -> dict[str, subprocess.Popen[str]]:
+        """The tool session's next turn: Codex sends its whole history again."""
+        return {"codex-resume": start(
+            ["codex", "exec", "resume", "--last", RESUME], self.project,
+            self.env("codex-tool", CLAUDE_CODE_API_KEY="unused"))}
 
 
 @pytest.fixture(scope="module")
 def results(node: NodeClients, agents_gateway: Gateway, upstream: FakeUpstream,
             tmp_path_factory: pytest.TempPathFactory) -> Results:
     home = tmp_path_factory.mktemp("agents")
+    codex = Codex(home, node, agents_gateway)
     upstream.reset()
     upstream.responder = answer
-    processes = {**claude_code(home, agents_gateway), **codex(home, node, agents_gateway)}
-    runs = finish_all(processes)
+    runs = finish_all({**claude_code(home, agents_gateway), **codex.first_runs()})
+    runs.update(finish_all(codex.resume()))
     requests = list(upstream.requests)
     upstream.reset()
     return Results(runs, requests, home)
@@ -156,6 +175,27 @@ def test_codex_default_tools_reach_claude(results: Results) -> None:
     assert not any("web_search" in name for name in offered), offered
 
 
+def test_codex_resumes_a_session_with_its_history(results: Results) -> None:
+    """A stateless next turn (Codex sends every earlier item again) reaches Claude with
+    the earlier turns as real turns: the prompt, the call, its output, the answer."""
+    assert results.output("codex-resume").strip().splitlines()[-1] == f"You said: {RESUME}"
+    [seen] = results.turns(RESUME)
+    blocks = [(message["role"], block) for message in seen.messages
+              if message["role"] in ("user", "assistant") and isinstance(message["content"], list)
+              for block in message["content"]]
+    kinds = [block.get("type") for _, block in blocks]
+    assert kinds.index("tool_use") < kinds.index("tool_result")
+    assert any("codex-42" in text for text in tool_results_anywhere(seen))
+    assert any(role == "assistant" and block.get("type") == "text"
+               and block["text"].startswith("The tool says:") and "codex-42" in block["text"]
+               for role, block in blocks)
+
+def tool_results_anywhere(seen: Seen) -> list[str]:
+    return [json.dumps(block.get("content")) for message in seen.messages
+            if message["role"] == "user" and isinstance(message["content"], list)
+            for block in message["content"] if block.get("type") == "tool_result"]
+
+
 def claude_result(results: Results, name: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(results.output(name))
     assert result["is_error"] is False and result["subtype"] == "success", result
@@ -179,4 +219,5 @@ def test_claude_code_effort_reaches_claude(results: Results) -> None:
     turns = results.turns("notes.txt")
     assert turns and {seen.body.get("output_config", {}).get("effort") for seen in turns} == {
         "high"}
+
 
