@@ -136,6 +136,19 @@ def test_tool_choice_none_reaches_the_model(client: openai.OpenAI,
     assert seen.system_text.endswith("Agent SDK.")  # the client's system prompt: none
 
 
+def test_a_call_made_despite_tool_choice_none_is_not_shown(client: openai.OpenAI,
+                                                         upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_x")),
+                    Reply.text("I will answer without tools."))
+    completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
+                                                tool_choice="none")
+    assert completion.choices[0].message.content == "I will answer without tools."
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].finish_reason == "stop"
+    [refusal] = tool_results(upstream)  # the CLI's own answer: it has no such tool
+    assert refusal["is_error"] is True
+
+
 @pytest.mark.parametrize(("choice", "sent"), [
     ("required", {"type": "any"}),
     ({"type": "function", "function": {"name": "get_weather"}},

@@ -77,8 +77,11 @@ class Shape:
 
     @property
     def tool_names(self) -> frozenset[str]:
-        """Tools the CLI does not have: a response that calls one ends the turn."""
-        names = frozenset(t.name for t in self.tools)
+        """Tools the CLI does not have whose calls end the turn. (With tool_choice
+        "none" a call the model makes anyway gets the CLI's "no such tool" answer, and
+        the model goes on to answer without it.)"""
+        names = frozenset(t.name for t in self.tools) if self.tool_choice.mode != "none" \
+            else frozenset()
         return names | {STRUCTURED_OUTPUT} if self.output_schema is not None else names
 
 
