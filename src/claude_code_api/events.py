@@ -70,10 +70,15 @@ class TurnRequest:
     parallel_tools: bool = True  # False: at most one tool call per response
 
     def __post_init__(self) -> None:
-        if self.system is not None and "\x00" in self.system:
-            raise InvalidRequest("the system prompt (system or developer messages, "
-                                 "`instructions`, `system`) must not contain NUL "
-                                 "(U+0000) characters")
+        check_system_prompt(self.system)
+
+
+def check_system_prompt(system: str | None) -> None:
+    """A NUL in a system prompt is a client's mistake (no model is meant to read one)."""
+    if system is not None and "\x00" in system:
+        raise InvalidRequest("the system prompt (system or developer messages, "
+                             "`instructions`, `system`) must not contain NUL "
+                             "(U+0000) characters")
 
 
 @dataclass(frozen=True)

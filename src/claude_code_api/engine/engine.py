@@ -102,7 +102,7 @@ class Engine:
         self._aborts: set[asyncio.Task[None]] = set()
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
-        self.relay = Relay(self.upstream_url, settings.timeout_seconds)
+        self.relay = Relay(self.upstream_url)
 
     @property
     def upstream_url(self) -> str | None:

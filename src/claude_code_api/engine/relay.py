@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import secrets
@@ -138,10 +139,9 @@ class Lane:
 
 
 class Relay:
-    def __init__(self, upstream: str | None = None, timeout: float = 600.0,
+    def __init__(self, upstream: str | None = None,
                  on_call: Callable[[Lane, Call], None] | None = None) -> None:
         self.upstream = (upstream or DEFAULT_UPSTREAM).rstrip("/")
-        self.timeout = timeout
         self.on_call = on_call
         self.port = 0
         self.lanes: dict[str, Lane] = {}
@@ -163,7 +163,9 @@ class Relay:
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                 timeout_keep_alive=75, ws="none")
         self._server = _Embedded(config)
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=30.0),
+        # No read timeout: the engine's own silence timeout ends a stalled turn (and
+        # the CLI's hang-up then closes the upstream call).
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=30.0),
                                          limits=httpx.Limits(max_keepalive_connections=32))
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]),
                                          name="upstream-relay")
@@ -221,9 +223,12 @@ class Relay:
                 self._client.build_request("POST", url, headers=headers, content=raw),
                 stream=True)
         except httpx.HTTPError as exc:
-            log.warning("relay: the upstream could not be reached (%s)", type(exc).__name__)
+            # Named as Node names network errors, so the CLI's message says which.
+            code = _network_code(exc)
+            log.warning("relay: the upstream could not be reached (%s)", code)
             return JSONResponse({"type": "error", "error": {
-                "type": "api_error", "message": "the upstream could not be reached"}}, 502)
+                "type": "api_error",
+                "message": f"the upstream could not be reached ({code})"}}, 502)
         self.calls += 1
         call = Call(status=upstream.status_code)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
@@ -246,6 +251,19 @@ class Relay:
             lane.calls.append(call)
             if self.on_call is not None:
                 self.on_call(lane, call)
+
+
+def _network_code(exc: BaseException) -> str:
+    """ECONNREFUSED, ENOTFOUND, ETIMEDOUT…: the OS error behind an httpx error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "ENOTFOUND"
+        if isinstance(seen, OSError) and seen.errno is not None \
+                and seen.errno in errno.errorcode:
+            return errno.errorcode[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    return "ETIMEDOUT" if isinstance(exc, httpx.TimeoutException) else "ECONNRESET"
 
 
 class _Embedded(uvicorn.Server):

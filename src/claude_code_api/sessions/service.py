@@ -28,6 +28,7 @@ from ..engine.relay import Shape
 from ..engine.turns import usage_of
 from ..engine.worker import WorkerKey
 from ..errors import Forbidden, NotFound, Overloaded
+from ..events import check_system_prompt
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Sessions:
             raise Overloaded(f"{self.settings.sessions.max_live} live sessions are open, the "
                              "server's limit; close one (DELETE /v1/sessions/{id})",
                              retry_after=self.settings.claude.retry_after_seconds)
+        check_system_prompt(system)
         resolved = self.catalog.resolve(model)
         if caller.key is not None and not caller.key.allows_model(
                 *self.catalog.names_for(resolved)):
