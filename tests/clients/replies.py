@@ -60,10 +60,10 @@ def answer(seen: Seen) -> Reply:
     if results := tool_results(seen):
         return Reply.text(f"The tool says: {results[0]}")
     prompt = client_text(seen)
-    if "weather" in prompt and (weather := offered("__get_weather")):
+    if "weather" in prompt and (weather := offered("get_weather")):
         return call(weather, {"city": "Paris"})
     if (command := re.search(r"Run `([^`]+)`", prompt)) and (shell := offered("exec_command")):
         return call(shell, {"cmd": command.group(1)})
-    if (path := re.search(r"Read (/\S+)", prompt)) and (read := offered("__Read")):
+    if (path := re.search(r"Read (/\S+)", prompt)) and (read := offered("Read")):
         return call(read, {"file_path": path.group(1)})
     return Reply.text(f"You said: {prompt}", chunk_delay=0.01)

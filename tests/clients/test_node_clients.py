@@ -136,7 +136,7 @@ def test_the_schema_and_tool_reach_claude(results: Results) -> None:
         assert sorted(schema["required"]) == ["city", "country"]
     weather: list[dict[str, Any]] = [
         tool for seen in results.requests for tool in seen.body.get("tools", [])
-        if tool["name"] == "mcp__client__get_weather"]
+        if tool["name"] == "get_weather"]
     assert weather and all(tool["description"] == "Current weather in a city"
                            for tool in weather)
     assert {json.dumps(tool["input_schema"]["properties"]) for tool in weather} == {

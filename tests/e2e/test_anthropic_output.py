@@ -146,7 +146,7 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}},
 
 
 def call_then_answer(upstream: FakeUpstream, call_id: str) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Oslo"},
+    upstream.script(Reply(blocks=[ToolUse("get_weather", {"city": "Oslo"},
                                           id=call_id)], stop_reason="tool_use"),
                     Reply.text("Oslo is cold."))
 

@@ -93,7 +93,7 @@ def test_errors_and_tool_calls_are_not_cached(gw: Gateway, upstream: FakeUpstrea
 
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
         "type": "object", "properties": {"q": {"type": "string"}}}}}]
-    upstream.script(*(Reply(blocks=[ToolUse("mcp__client__lookup", {"q": q})],
+    upstream.script(*(Reply(blocks=[ToolUse("lookup", {"q": q})],
                             stop_reason="tool_use") for q in "ab"))
     calls = [post(gw, body("use the tool", tools=tools)) for _ in range(2)]
     assert [c.headers["x-cache"] for c in calls] == ["miss", "miss"]

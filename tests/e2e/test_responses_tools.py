@@ -65,7 +65,7 @@ def as_input(item: Any) -> dict[str, Any]:
 
 def test_a_namespaced_function_call_round_trip(client: openai.OpenAI,
                                                upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__multi_agent_v1__spawn_agent",
+    upstream.script(Reply(blocks=[ToolUse("multi_agent_v1__spawn_agent",
                                           {"message": "review"}, id="toolu_ns")],
                           stop_reason="tool_use"),
                     Reply.text("The helper is on it."))
@@ -74,8 +74,8 @@ def test_a_namespaced_function_call_round_trip(client: openai.OpenAI,
     first = client.responses.create(model="sonnet", input=asked,  # type: ignore[arg-type]
                                     tools=tools, store=False)
     # The top-level function and the namespace's one of the same name both reach Claude.
-    assert client_tool_names(upstream) == ["mcp__client__multi_agent_v1__spawn_agent",
-                                           "mcp__client__spawn_agent"]
+    assert client_tool_names(upstream) == ["multi_agent_v1__spawn_agent",
+                                           "spawn_agent"]
     [call] = first.output
     assert call.type == "function_call"
     assert (call.name, call.namespace, call.call_id) == ("spawn_agent", "multi_agent_v1",
@@ -90,13 +90,13 @@ def test_a_namespaced_function_call_round_trip(client: openai.OpenAI,
 
 
 def test_a_custom_tool_call_round_trip(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__apply_patch", {"input": PATCH},
+    upstream.script(Reply(blocks=[ToolUse("apply_patch", {"input": PATCH},
                                           id="toolu_patch")], stop_reason="tool_use"),
                     Reply.text("Patched."))
     first = client.responses.create(model="sonnet", input="Fix add()",
                                     tools=[PATCHER])  # type: ignore[list-item]
     offered = upstream.message_requests()[-1].body["tools"]
-    [patcher] = [t for t in offered if t["name"] == "mcp__client__apply_patch"]
+    [patcher] = [t for t in offered if t["name"] == "apply_patch"]
     assert patcher["input_schema"]["required"] == ["input"]
     assert 'start: "x"' in patcher["description"]
     [call] = first.output
@@ -111,7 +111,7 @@ def test_a_custom_tool_call_round_trip(client: openai.OpenAI, upstream: FakeUpst
 
 
 def test_a_streamed_custom_tool_call(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__apply_patch", {"input": PATCH},
+    upstream.script(Reply(blocks=[ToolUse("apply_patch", {"input": PATCH},
                                           id="toolu_sp")], stop_reason="tool_use"))
     deltas: list[str] = []
     kinds: list[str] = []
@@ -140,8 +140,8 @@ def test_hosted_tools_are_left_out_and_named_in_a_header(client: openai.OpenAI,
     raw = client.responses.with_raw_response.create(model="sonnet", input="Hi", tools=tools)
     assert raw.headers["x-tools-ignored"] == "web_search,local_shell,file_search,code_interpreter"
     assert raw.parse().output_text == "No search needed."
-    assert client_tool_names(upstream) == ["mcp__client__multi_agent_v1__spawn_agent",
-                                           "mcp__client__spawn_agent"]
+    assert client_tool_names(upstream) == ["multi_agent_v1__spawn_agent",
+                                           "spawn_agent"]
     assert "hosted tools left out" in gateway.log()
 
 
@@ -182,12 +182,12 @@ def test_codex_default_request_through_a_stateless_conversation(
         client: openai.OpenAI, upstream: FakeUpstream) -> None:
     upstream.script(
         Reply(blocks=[Thinking("Run the tests first.", signature="sig-1"),
-                      ToolUse("mcp__client__exec_command", {"cmd": "pytest -q"},
+                      ToolUse("exec_command", {"cmd": "pytest -q"},
                               id="toolu_exec")], stop_reason="tool_use"),
         Reply(blocks=[Thinking("add subtracts.", signature="sig-2"),
-                      ToolUse("mcp__client__apply_patch", {"input": PATCH}, id="toolu_patch")],
+                      ToolUse("apply_patch", {"input": PATCH}, id="toolu_patch")],
               stop_reason="tool_use"),
-        Reply(blocks=[ToolUse("mcp__client__multi_agent_v1__spawn_agent",
+        Reply(blocks=[ToolUse("multi_agent_v1__spawn_agent",
                               {"message": "Review the fix"}, id="toolu_spawn")],
               stop_reason="tool_use"),
         Reply(blocks=[Text("Fixed add() and asked a reviewer.")]),
@@ -210,7 +210,7 @@ def test_codex_default_request_through_a_stateless_conversation(
         return list(final.output)
 
     reasoning, call = turn()
-    assert client_tool_names(upstream) == sorted(f"mcp__client__{n}" for n in CODEX_TOOLS)
+    assert client_tool_names(upstream) == sorted(f"{n}" for n in CODEX_TOOLS)
     assert reasoning.type == "reasoning" and reasoning.encrypted_content
     assert [s.text for s in reasoning.summary] == ["Run the tests first."]  # summary: auto
     assert call.type == "function_call" and call.name == "exec_command"
@@ -246,7 +246,7 @@ def test_encrypted_reasoning_sent_back_to_a_replayed_history(
         client: openai.OpenAI, upstream: FakeUpstream) -> None:
     upstream.script(
         Reply(blocks=[Thinking("Start one helper.", signature="sig-cold"),
-                      ToolUse("mcp__client__spawn_agent", {"message": "go"}, id="toolu_c")],
+                      ToolUse("spawn_agent", {"message": "go"}, id="toolu_c")],
               stop_reason="tool_use"),
         Reply.text("Done."))
     asked: list[Any] = [{"role": "user", "content": "Start a helper."}]
@@ -275,7 +275,7 @@ def test_a_tool_output_with_an_image_reaches_claude_as_an_image(
         client: openai.OpenAI, upstream: FakeUpstream) -> None:
     viewer: Any = {"type": "function", "name": "view_image", "parameters": {
         "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__view_image", {"path": "a.png"},
+    upstream.script(Reply(blocks=[ToolUse("view_image", {"path": "a.png"},
                                           id="toolu_img")], stop_reason="tool_use"),
                     Reply.text("A single pixel."))
     asked: list[Any] = [{"role": "user", "content": "Look at a.png"}]

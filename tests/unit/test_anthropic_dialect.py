@@ -34,15 +34,14 @@ def recorded(name: str) -> list[dict[str, Any]]:
 
 
 def replay(name: str) -> list[TurnEvent]:
-    """A recorded upstream stream through the CLI-side translator (tool names as the
-    CLI would show a client tool)."""
-    translator = TurnTranslator()
+    """A recorded upstream stream through the CLI-side translator (every tool it calls
+    is one of the client's)."""
+    stream = [copy.deepcopy(raw) for raw in recorded(name)]
+    names = frozenset(str(raw["content_block"]["name"]) for raw in stream
+                      if raw.get("content_block", {}).get("type") == "tool_use")
+    translator = TurnTranslator(client_tools=names)
     events: list[TurnEvent] = []
-    for raw in recorded(name):
-        raw = copy.deepcopy(raw)
-        block = raw.get("content_block", {})
-        if block.get("type") == "tool_use":
-            block["name"] = "mcp__client__" + block["name"]
+    for raw in stream:
         events += translator.feed(StreamEvent(uuid="u", session_id="s", event=raw))
     return events
 
@@ -204,8 +203,13 @@ def test_advisory_fields_change_nothing() -> None:
                    context_management={"edits": [{"type": "clear_thinking_20251015",
                                                   "keep": "all"}]},
                    cache_control={"type": "ephemeral"}, inference_geo="us", speed="fast",
-                   user_profile_id="p", temperature=0.2, top_p=0.9, top_k=5)
+                   user_profile_id="p")
     assert advised == plain
+
+
+def test_sampling_parameters_are_kept_for_the_model() -> None:
+    sampled = turn(messages=ASK, temperature=0.2, top_p=0.9, top_k=5)
+    assert (sampled.temperature, sampled.top_p, sampled.top_k) == (0.2, 0.9, 5)
 
 
 def test_disable_parallel_tool_use_asks_for_one_call() -> None:
@@ -213,8 +217,8 @@ def test_disable_parallel_tool_use_asks_for_one_call() -> None:
     one = turn(tools=tools, messages=ASK,
                tool_choice={"type": "auto", "disable_parallel_tool_use": True})
     many = turn(tools=tools, messages=ASK, tool_choice={"type": "auto"})
-    assert one.system == "In this response call at most one tool."
-    assert many.system is None
+    assert one.parallel_tools is False and many.parallel_tools is True
+    assert one.system is None  # the upstream request says it: tool_choice
 
 
 def test_omitted_thinking_keeps_only_the_signature() -> None:

@@ -61,5 +61,5 @@ def test_the_fake_answers_structured_output_with_the_document_once() -> None:
     assert bench_mixed.answer(seen(["StructuredOutput"], result)).blocks == [
         Text(bench_mixed.REPLY)]
     # Client tools are offered but not called: the answer is text.
-    assert bench_mixed.answer(seen(["mcp__client__get_weather"], "Say hi")).blocks == [
+    assert bench_mixed.answer(seen(["get_weather"], "Say hi")).blocks == [
         Text(bench_mixed.REPLY)]

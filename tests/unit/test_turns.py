@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from claude_agent_sdk import AssistantMessage, ResultMessage, StreamEvent, TextBlock
 
-from claude_code_api.engine.tools import mcp_result
 from claude_code_api.engine.turns import StopScanner, TurnTranslator
 from claude_code_api.errors import (
     UpstreamAuthFailed,
@@ -159,11 +158,3 @@ def test_stop_scanner_releases_a_false_alarm() -> None:
     assert scanner.feed("x </") == "x "
     assert scanner.flush() == "</"
     assert scanner.matched is None
-
-
-def test_a_tool_result_image_becomes_mcp_image_content() -> None:
-    result = mcp_result([{"type": "text", "text": "a.png:"},
-                         {"type": "image", "source": {"type": "base64",
-                                                      "media_type": "image/gif", "data": "R0"}}])
-    assert result["content"] == [{"type": "text", "text": "a.png:"},
-                                 {"type": "image", "data": "R0", "mimeType": "image/gif"}]

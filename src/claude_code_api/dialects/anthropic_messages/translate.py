@@ -13,7 +13,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import output_schema, tool_specs, with_choice_rule
+from ...schemas import output_schema, tool_specs
 from .models import (
     Base64Source,
     Block,
@@ -43,14 +43,13 @@ def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
         raise InvalidRequest("the last message must be a user message (prefilling the "
                              "assistant's answer is not supported)", param="messages")
     system = "\n\n".join(p for p in (system_text(request.system), *notes) if p) or None
-    system = with_choice_rule(system, choice, tools)
-    if tools and choice.mode != "none" and _one_call_only(request):
-        system = "\n\n".join(p for p in (system, _ONE_CALL_RULE) if p)
     return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=request.max_tokens,
                        stop=tuple(request.stop_sequences or ()), tools=tools,
                        tool_choice=choice, output_schema=_output_schema(request),
-                       effort=_effort(request))
+                       effort=_effort(request), temperature=request.temperature,
+                       top_p=request.top_p, top_k=request.top_k,
+                       parallel_tools=not _one_call_only(request))
 
 
 def _refuse_unsupported(request: MessagesRequest) -> None:
@@ -80,9 +79,6 @@ def _output_schema(request: MessagesRequest) -> str | None:
 
 
 # The CLI has no such option: like a non-auto tool_choice, an instruction.
-_ONE_CALL_RULE = "In this response call at most one tool."
-
-
 def _one_call_only(request: MessagesRequest) -> bool:
     choice = request.tool_choice
     return bool(choice is not None and not isinstance(choice, ToolChoiceNone)

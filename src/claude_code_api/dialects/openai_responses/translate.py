@@ -16,7 +16,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import OPENAI_EFFORTS, output_schema, with_choice_rule
+from ...schemas import OPENAI_EFFORTS, openai_temperature, output_schema
 from .models import (
     HOSTED_TOOLS,
     AllowedTools,
@@ -53,8 +53,10 @@ def to_turn(request: ResponsesRequest, catalog: Catalog,
     effort = OPENAI_EFFORTS.get((request.reasoning.effort if request.reasoning else None) or "")
     return TurnRequest(
         model=model, prompt=turns[-1].content, history=tuple(turns[:-1]),
-        system=with_choice_rule(system, choice, tools), max_tokens=request.max_output_tokens,
+        system=system, max_tokens=request.max_output_tokens,
         tools=tools, tool_choice=choice, effort=effort,
+        temperature=openai_temperature(request.temperature), top_p=request.top_p,
+        parallel_tools=request.parallel_tool_calls is not False,
         output_schema=output_schema(fmt.type if fmt else None, fmt.schema_ if fmt else None,
                                     "text.format.schema"))
 
