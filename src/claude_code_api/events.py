@@ -61,6 +61,9 @@ class TurnRequest:
     # The answer must be one JSON document matching this schema (canonical JSON text).
     output_schema: str | None = None
     effort: Effort | None = None
+    # False: no extended thinking, so every output token is text (legacy completions,
+    # whose max_tokens is often a few dozen tokens).
+    thinking: bool = True
 
 
 @dataclass(frozen=True)

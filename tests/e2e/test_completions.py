@@ -57,6 +57,8 @@ def test_a_completion_continues_the_prompt_verbatim(client: openai.OpenAI, gatew
     assert "text completion engine" in seen.system_text
     assert "no greeting, explanation" in seen.system_text
     assert seen.body["max_tokens"] == 40
+    # The least thinking: with the few tokens completions get, they are for the text.
+    assert seen.body["output_config"]["effort"] == "low"
     assert seen.body.get("tools", []) == []
 
     raw = httpx.post(gateway.base_url + "/completions", timeout=60,
@@ -74,6 +76,14 @@ def test_without_max_tokens_the_answer_is_limited_to_16_tokens(
     assert completion.choices[0].finish_reason == "length"
     assert completion.choices[0].text == "a b c d"
     assert upstream.message_requests()[-1].body["max_tokens"] == 16
+
+
+def test_thinking_is_off_where_the_model_lets_it_be(client: openai.OpenAI,
+                                                   upstream: FakeUpstream) -> None:
+    # Models with a thinking budget get none; adaptive ones get the lowest effort (above).
+    upstream.script(Reply.text(" fine"))
+    client.completions.create(model="claude-sonnet-4-5", prompt="All", max_tokens=16)
+    assert upstream.message_requests()[-1].body["thinking"] == {"type": "disabled"}
 
 
 def test_suffix_asks_claude_for_exactly_the_gap(client: openai.OpenAI,

@@ -168,6 +168,7 @@ class Engine:
             include_partial_messages=True,
             model=self.settings.default_model,
             effort=key.effort,
+            thinking=None if key.thinking else {"type": "disabled"},
             output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
             if key.output_schema else None,
             stderr=_log_stderr,
@@ -250,7 +251,7 @@ class Engine:
         stopped: ``account.charge_late`` gets it then.
         """
         key = WorkerKey(request.system, request.max_tokens, request.tools,
-                        request.output_schema, request.effort, agent)
+                        request.output_schema, request.effort, agent, request.thinking)
         holding = _state(session, request, request.history) if request.history else None
         parked = self._claim(request, key)
         tried: set[Credential] = set()

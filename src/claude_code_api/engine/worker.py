@@ -52,6 +52,7 @@ class WorkerKey:
     output_schema: str | None = None
     effort: Effort | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
+    thinking: bool = True  # False: the CLI is started with thinking disabled
 
     def __post_init__(self) -> None:
         # The system prompt is passed to the CLI as an argument, and no argument can

@@ -5,6 +5,10 @@ The prompt itself reaches Claude verbatim as the user message; with a ``suffix``
 (fill-in-the-middle) the user message holds the prefix and the suffix, each in its
 own tag, and Claude is told to answer with exactly the text of the gap. Its answer
 is passed through as it comes: nothing is trimmed or unwrapped.
+
+A completion is asked for without thinking, at the lowest effort: its ``max_tokens``
+is small (16 by default) and every token should be text, soon. (Claude Code keeps
+adaptive thinking on for the models that have it; effort ``low`` keeps it short.)
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def to_turns(request: CompletionRequest, catalog: Catalog,
                     prompt=({"type": "text",
                              "text": fill_prompt(text, request.suffix or "") if fill else text},),
                     max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
-                    stop=request.stop_sequences())
+                    stop=request.stop_sequences(), thinking=False, effort="low")
         for text in prompts(request))
 
 
