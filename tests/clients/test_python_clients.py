@@ -42,6 +42,7 @@ EXPECTED: dict[str, list[str]] = {
     "anthropic_structured.py": [PERSON],
     "langchain_chatopenai.py": [PLAIN, STREAMED, TOOL, PERSON],
     "langchain_chatanthropic.py": [PLAIN, STREAMED, TOOL, PERSON],
+    "langchain_openai_llm.py": [PLAIN, STREAMED],
     "litellm_sdk.py": [PLAIN, STREAMED, TOOL, PERSON] * 2,
     "openai_agents.py": [PLAIN, STREAMED, TOOL, PERSON],
     "pydantic_ai_agent.py": [PLAIN, STREAMED, TOOL, PERSON],
@@ -135,3 +136,5 @@ def test_the_guides_used_each_dialect_and_their_tools(
     results = [b for body in seen for m in body["messages"] if isinstance(m["content"], list)
                for b in m["content"] if b.get("type") == "tool_result"]
     assert any("Sunny, 24 °C in Paris" in str(r["content"]) for r in results)
+    # LangChain's OpenAI LLM class came through /v1/completions.
+    assert any("text completion engine" in str(body.get("system")) for body in seen)
