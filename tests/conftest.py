@@ -94,9 +94,9 @@ class Gateway:
         raise AssertionError(f"condition not reached; last health: {health}")
 
     def wait_idle(self, idle: int = 1, timeout: float = 30.0) -> dict[str, Any]:
-        """Wait until no turn runs (turns paused at tool calls may stay paused)."""
+        """Wait until no turn runs."""
         return self.wait_for(lambda h: h["pool"]["idle"] >= idle and not h["pool"]["resetting"]
-                             and h["pool"]["busy"] == h["pool"]["paused_tool_turns"], timeout)
+                             and not h["pool"]["busy"], timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -195,11 +195,10 @@ def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gatewa
 
 
 def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
-    """The gateway with a fresh script: no turn running (turns paused at tool calls by
-    earlier tests may stay paused; the pool takes their workers back when needed)."""
+    """The gateway with a fresh script and no turn running."""
     upstream.reset()
-    gateway.wait_for(lambda h: h["pool"]["busy"] == h["pool"]["paused_tool_turns"]
-                     and not h["pool"]["resetting"] and not h["pool"]["starting"])
+    gateway.wait_for(lambda h: not h["pool"]["busy"] and not h["pool"]["resetting"]
+                     and not h["pool"]["starting"])
     return gateway
 
 

@@ -86,9 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
             CORSMiddleware, allow_origins=settings.server.cors_origins,
             allow_credentials=settings.server.cors_allow_credentials,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-Conversation-ID", "X-Cache", "Retry-After",
-                            "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-                            "x-ratelimit-reset-requests"])
+            expose_headers=["X-Request-ID", "X-Conversation-ID", "X-Tools-Ignored", "X-Cache",
+                            "Retry-After", "x-ratelimit-limit-requests",
+                            "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"])
     return app
 
 

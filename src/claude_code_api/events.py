@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import InvalidRequest
+
 Role = Literal["user", "assistant"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
@@ -61,9 +63,25 @@ class TurnRequest:
     # The answer must be one JSON document matching this schema (canonical JSON text).
     output_schema: str | None = None
     effort: Effort | None = None
+    # Sampling, passed to the model when it takes them (not with reasoning on).
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    parallel_tools: bool = True  # False: at most one tool call per response
     # False: no extended thinking, so every output token is text (legacy completions,
     # whose max_tokens is often a few dozen tokens).
     thinking: bool = True
+
+    def __post_init__(self) -> None:
+        check_system_prompt(self.system)
+
+
+def check_system_prompt(system: str | None) -> None:
+    """A NUL in a system prompt is a client's mistake (no model is meant to read one)."""
+    if system is not None and "\x00" in system:
+        raise InvalidRequest("the system prompt (system or developer messages, "
+                             "`instructions`, `system`) must not contain NUL "
+                             "(U+0000) characters")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
+        self.engine.relay.on_call = lambda lane, call: self.metrics.observe_upstream(
+            call.status, call.duration_s, call.first_token_s)
         self.budgets = Budgets(self.keys, self.settings.auth.turn_reserve_usd)
         self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
                                  self.keys, self.budgets)
@@ -176,7 +178,7 @@ class Gateway:
     # -- what the metrics read when scraped ----------------------------------------
     def pool_counts(self) -> dict[str, int]:
         pool = self.engine.pool
-        return {**pool.counts(), "paused_tool_turns": self.engine.parked,
+        return {**pool.counts(),
                 "holding_conversations": sum(1 for w in pool.workers if w.holds)}
 
     def pool_totals(self) -> dict[str, int]:

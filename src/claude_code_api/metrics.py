@@ -55,8 +55,6 @@ class _PoolCollector(Collector):
                                 "may run", value=counts.get("max", 0))
         yield GaugeMetricFamily(f"{PREFIX}_pool_queued_requests", "Requests waiting for a "
                                 "worker", value=counts.get("queued", 0))
-        yield GaugeMetricFamily(f"{PREFIX}_paused_tool_turns", "Turns paused at client "
-                                "tool calls", value=counts.get("paused_tool_turns", 0))
         yield GaugeMetricFamily(f"{PREFIX}_live_conversations", "Workers holding a "
                                 "conversation for a warm continuation",
                                 value=counts.get("holding_conversations", 0))
@@ -95,6 +93,15 @@ class Metrics:
                                 "turn started", ["reason"], registry=r)
         self.cache = Counter(f"{PREFIX}_cache_lookups", "Response cache lookups",
                              ["result"], registry=r)
+        self.upstream_calls = Counter(f"{PREFIX}_upstream_calls", "Calls the CLIs made to "
+                                      "the Messages API, through the relay", ["status"],
+                                      registry=r)
+        self.upstream_latency = Histogram(f"{PREFIX}_upstream_duration_seconds", "One "
+                                          "upstream call, from request to its last byte",
+                                          buckets=_LATENCY, registry=r)
+        self.upstream_ttft = Histogram(f"{PREFIX}_upstream_time_to_first_token_seconds",
+                                       "One upstream call, from request to its first "
+                                       "content delta", buckets=_LATENCY, registry=r)
         r.register(_PoolCollector(view))
         self._recent: dict[str, deque[float]] = {}
 
@@ -117,6 +124,12 @@ class Metrics:
                 self.tokens.labels(model, kind).inc(count)
         if cost:
             self.cost.labels(model, key).inc(cost)
+
+    def observe_upstream(self, status: int, seconds: float, first_token: float | None) -> None:
+        self.upstream_calls.labels(str(status)).inc()
+        self.upstream_latency.observe(seconds)
+        if first_token is not None:
+            self.upstream_ttft.observe(first_token)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

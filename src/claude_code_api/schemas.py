@@ -9,11 +9,10 @@ from typing import Any
 import jsonschema
 
 from .errors import InvalidRequest
-from .events import Effort, ToolChoice, ToolSpec
+from .events import Effort, ToolSpec
 
-# Client names get an MCP prefix ("mcp__client__") inside Claude Code, and
 # Anthropic tool names are capped at 64 characters.
-MAX_TOOL_NAME = 64 - len("mcp__client__")
+MAX_TOOL_NAME = 64
 
 
 def check_schema(schema: Any, param: str, *, want_object: bool = True) -> dict[str, Any]:
@@ -50,26 +49,15 @@ def tool_spec(name: str, description: str | None, parameters: Any, param: str) -
     return ToolSpec(name, description or "", schema, signature)
 
 
-_CHOICE_RULES = {
-    "required": "In this response you must call at least one of the available tools.",
-    "named": "In this response you must call the tool `{name}`.",
-    "none": "In this response do not call any tool; answer directly.",
-}
-
 # OpenAI's reasoning effort -> the CLI's effort. Claude's thinking cannot be
 # switched off on current models, so "none" and "minimal" are the lowest effort.
 OPENAI_EFFORTS: dict[str, Effort] = {"none": "low", "minimal": "low", "low": "low",
                                      "medium": "medium", "high": "high", "xhigh": "xhigh"}
 
 
-def with_choice_rule(system: str | None, choice: ToolChoice,
-                     tools: tuple[ToolSpec, ...]) -> str | None:
-    """The system prompt plus the instruction a non-auto tool_choice needs (the CLI
-    has no tool_choice option; "none" is also enforced by the tool bridge)."""
-    if choice.mode == "auto" or not tools:
-        return system
-    rule = _CHOICE_RULES[choice.mode].format(name=choice.name)
-    return "\n\n".join(p for p in (system, rule) if p)
+def openai_temperature(value: float | None) -> float | None:
+    """OpenAI's temperature (0-2) on Claude's scale (0-1): above 1 is taken as 1."""
+    return None if value is None else min(value, 1.0)
 
 
 def output_schema(kind: str | None, schema: dict[str, Any] | None, param: str) -> str | None:

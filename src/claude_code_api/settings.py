@@ -76,9 +76,6 @@ class ClaudeSettings(BaseModel):
     timeout_seconds: float = Field(300.0, gt=0, description="longest silence from the CLI "
                                                            "during a turn before it is "
                                                            "interrupted")
-    tool_timeout_seconds: float = Field(600.0, gt=0, description="how long a turn paused "
-                                                                "at client tool calls waits "
-                                                                "for their results")
     max_retries: int = Field(0, ge=0, description="CLAUDE_CODE_MAX_RETRIES given to the CLI; "
                                                  "clients retry on their own")
     retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with 429/503")

@@ -65,7 +65,8 @@ def answer(seen: Seen) -> Reply:
     if "StructuredOutput" in tools:
         return Reply(blocks=[ToolUse("StructuredOutput", {"name": "Ann", "age": 31})],
                      stop_reason="tool_use")
-    offered = [name for name in tools if name.startswith("mcp__client__")]
+    # In chat mode every other tool is the client's (Claude Code offers none of its own).
+    offered = [name for name in tools if name != "StructuredOutput"]
     if offered:
         wanted = tools[offered[0]]["input_schema"].get("properties", {})
         return Reply(blocks=[ToolUse(offered[0], {k: ANN[k] for k in wanted if k in ANN})],
@@ -132,7 +133,7 @@ def test_the_guides_used_each_dialect_and_their_tools(
         outputs: dict[str, subprocess.CompletedProcess[str]], upstream: FakeUpstream) -> None:
     seen: list[dict[str, Any]] = [s.body for s in upstream.message_requests()]
     offered = {t["name"] for body in seen for t in body.get("tools", [])}
-    assert "mcp__client__get_weather" in offered and "StructuredOutput" in offered
+    assert "get_weather" in offered and "StructuredOutput" in offered
     results = [b for body in seen for m in body["messages"] if isinstance(m["content"], list)
                for b in m["content"] if b.get("type") == "tool_result"]
     assert any("Sunny, 24 °C in Paris" in str(r["content"]) for r in results)

@@ -339,7 +339,8 @@ def test_cors_preflight_and_headers(gw: Gateway, tokens: dict[str, str]) -> None
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
     answered = chat(gw, tokens["alice"], headers={"Origin": "https://app.example"})
     assert answered.headers["access-control-allow-origin"] == "https://app.example"
-    assert "x-request-id" in answered.headers["access-control-expose-headers"].lower()
+    exposed = answered.headers["access-control-expose-headers"].lower()
+    assert "x-request-id" in exposed and "x-tools-ignored" in exposed
     refused = chat(gw, None, headers={"Origin": "https://app.example"})
     assert refused.status_code == 401  # errors carry CORS headers too, so browsers see them
     assert refused.headers["access-control-allow-origin"] == "https://app.example"

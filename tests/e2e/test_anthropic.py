@@ -82,7 +82,7 @@ def test_raw_stream_event_order(gateway: Gateway, upstream: FakeUpstream) -> Non
 
 def test_tool_use_round_trip(claude: anthropic.Anthropic, upstream: FakeUpstream) -> None:
     upstream.script(Reply(blocks=[Text("Checking."), ToolUse(
-        "mcp__client__get_weather", {"city": "Oslo"}, id="toolu_o1")], stop_reason="tool_use"),
+        "get_weather", {"city": "Oslo"}, id="toolu_o1")], stop_reason="tool_use"),
         Reply.text("Oslo is cold."))
     first = claude.messages.create(model="sonnet", max_tokens=256, tools=[WEATHER],  # type: ignore[list-item]
                                    messages=[{"role": "user", "content": "Weather in Oslo?"}])
@@ -105,7 +105,7 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic, upstream: FakeUpstream
 
 def test_streamed_tool_use_input_is_accumulated(claude: anthropic.Anthropic,
                                                 upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather",
+    upstream.script(Reply(blocks=[ToolUse("get_weather",
                                           {"city": "Bergen, Norway"}, id="toolu_b")],
                           stop_reason="tool_use"))
     with claude.messages.stream(model="sonnet", max_tokens=64, tools=[WEATHER],  # type: ignore[list-item]
@@ -213,7 +213,7 @@ def test_claude_code_itself_is_a_client(gateway: Gateway, upstream: FakeUpstream
     inner = upstream.message_requests()[-1]
     assert "Say hello to the gateway" in inner.last_user_text()
     offered = {t["name"] for t in inner.body.get("tools", [])}
-    assert "mcp__client__Bash" in offered  # the outer CLI's tools, offered as client tools
+    assert "Bash" in offered  # the outer CLI's tools, offered as client tools
 
 
 def test_models_list_in_anthropic_shape(claude: anthropic.Anthropic) -> None:

@@ -103,7 +103,7 @@ def test_errors_and_tool_calls_are_not_cached(gw: Gateway, upstream: FakeUpstrea
 
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
         "type": "object", "properties": {"q": {"type": "string"}}}}}]
-    upstream.script(*(Reply(blocks=[ToolUse("mcp__client__lookup", {"q": q})],
+    upstream.script(*(Reply(blocks=[ToolUse("lookup", {"q": q})],
                             stop_reason="tool_use") for q in "ab"))
     calls = [post(gw, body("use the tool", tools=tools)) for _ in range(2)]
     assert [c.headers["x-cache"] for c in calls] == ["miss", "miss"]
@@ -139,3 +139,14 @@ def test_anthropic_messages_are_cached_and_ledgered(gw: Gateway, tokens: dict[st
     rows = json.loads(usage.stdout)
     assert sum(r["cached_requests"] for r in rows) >= 1
     assert sum(r["requests"] for r in rows) >= 1
+
+
+def test_a_cached_responses_answer_keeps_the_ignored_tools_header(
+        gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text("no search"))
+    request = {"model": "sonnet", "input": "cached with a hosted tool",
+               "tools": [{"type": "web_search"}]}
+    first = post(gw, request, tokens["alice"], path="/v1/responses")
+    again = post(gw, request, tokens["alice"], path="/v1/responses")
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert first.headers["x-tools-ignored"] == again.headers["x-tools-ignored"] == "web_search"

@@ -57,8 +57,8 @@ def test_a_completion_continues_the_prompt_verbatim(client: openai.OpenAI, gatew
     assert "text completion engine" in seen.system_text
     assert "no greeting, explanation" in seen.system_text
     assert seen.body["max_tokens"] == 40
-    # The least thinking: with the few tokens completions get, they are for the text.
-    assert seen.body["output_config"]["effort"] == "low"
+    # No thinking: with the few tokens completions get, all of them are for the text.
+    assert seen.body["thinking"] == {"type": "disabled"}
     assert seen.body.get("tools", []) == []
 
     raw = httpx.post(gateway.base_url + "/completions", timeout=60,
@@ -78,12 +78,15 @@ def test_without_max_tokens_the_answer_is_limited_to_16_tokens(
     assert upstream.message_requests()[-1].body["max_tokens"] == 16
 
 
-def test_thinking_is_off_where_the_model_lets_it_be(client: openai.OpenAI,
-                                                   upstream: FakeUpstream) -> None:
-    # Models with a thinking budget get none; adaptive ones get the lowest effort (above).
+def test_thinking_is_off_and_sampling_reaches_claude(client: openai.OpenAI,
+                                                     upstream: FakeUpstream) -> None:
+    # A model with a fixed thinking budget (1024 tokens, over max_tokens 16) too.
     upstream.script(Reply.text(" fine"))
-    client.completions.create(model="claude-sonnet-4-5", prompt="All", max_tokens=16)
-    assert upstream.message_requests()[-1].body["thinking"] == {"type": "disabled"}
+    client.completions.create(model="claude-sonnet-4-5", prompt="All", max_tokens=16,
+                              temperature=0.3, top_p=0.9)
+    body = upstream.message_requests()[-1].body
+    assert body["thinking"] == {"type": "disabled"}
+    assert (body["temperature"], body["top_p"]) == (0.3, 0.9)
 
 
 def test_suffix_asks_claude_for_exactly_the_gap(client: openai.OpenAI,

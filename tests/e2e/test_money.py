@@ -152,14 +152,15 @@ def test_identical_turns_on_two_workers_are_each_charged_the_same(
     assert grown(before, after) == pytest.approx(sum(charges), rel=1e-9)
 
 
-def test_paused_and_interrupted_turns_are_charged_exactly_once(
+def test_tool_and_interrupted_turns_are_charged_exactly_once(
         gw1: Gateway, one: tuple[Gateway, dict[str, str]], upstream: FakeUpstream) -> None:
-    """A tool turn paused and continued, a paused turn the pool takes back, a turn cut
-    at a stop sequence: the ledger grows by what the worker's CLI spent, no more. (All
-    with the same tools, so that one worker serves them all.)"""
+    """A tool round trip, a tool call whose results never come, a turn cut at a stop
+    sequence: the ledger grows by what the worker's CLI spent, no more (one worker
+    serves them all)."""
     token = one[1]["tools"]
     before, start = running_totals(gw1), spent(gw1, token)
-    call = Reply(blocks=[Text("Checking."), ToolUse("mcp__client__get_weather",
+    turns = sum(w["turns"] for w in gw1.health()["workers"])
+    call = Reply(blocks=[Text("Checking."), ToolUse("get_weather",
                                                     {"city": "Paris"}, id="toolu_m1")],
                  stop_reason="tool_use", input_tokens=100, output_tokens=20)
     upstream.script(call, Reply.text("It is sunny.", input_tokens=300, output_tokens=9))
@@ -171,20 +172,19 @@ def test_paused_and_interrupted_turns_are_charged_exactly_once(
         ask, first["choices"][0]["message"], result]))
     assert second["choices"][0]["message"]["content"] == "It is sunny."
 
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Oslo"},
+    upstream.script(Reply(blocks=[ToolUse("get_weather", {"city": "Oslo"},
                                           id="toolu_m2")],
                           stop_reason="tool_use", input_tokens=50, output_tokens=70))
     paused = answered(chat(gw1, token, messages=[{"role": "user", "content": "Oslo?"}],
                            tools=[WEATHER]))
     assert paused["choices"][0]["finish_reason"] == "tool_calls"
-    assert gw1.health()["pool"]["paused_tool_turns"] == 1
-    # The only worker is needed: the paused turn is ended, its results never come.
+    # Its results never come; the next request is another.
     upstream.script(Reply.text("one two STOP three four", input_tokens=40, output_tokens=30))
     cut = answered(chat(gw1, token, stop=["STOP"], tools=[WEATHER]))
     assert cut["choices"][0]["message"]["content"] == "one two "
     gw1.wait_idle()
     after = running_totals(gw1)
-    assert len(after) == 1 and gw1.health()["workers"][0]["turns"] == 3
+    assert len(after) == 1 and gw1.health()["workers"][0]["turns"] == turns + 4
     spent_here = settled(gw1, token, start + grown(before, after)) - start
     assert grown(before, after) > 0
     assert spent_here == pytest.approx(grown(before, after), rel=1e-9)
@@ -196,7 +196,7 @@ def test_a_turn_that_fails_after_a_tool_call_is_charged_what_it_spent(
     results fails upstream: the error result's cost is charged, not lost."""
     token = one[1]["tools"]
     before, start = running_totals(gw1), spent(gw1, token)
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Rome"},
+    upstream.script(Reply(blocks=[ToolUse("get_weather", {"city": "Rome"},
                                           id="toolu_m3")],
                           stop_reason="tool_use", input_tokens=100, output_tokens=20),
                     Reply.error(500, "api_error", "boom"))

@@ -74,7 +74,7 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI,
 
 
 def test_function_tool_round_trip(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Lima"},
+    upstream.script(Reply(blocks=[ToolUse("get_weather", {"city": "Lima"},
                                           id="toolu_lima")], stop_reason="tool_use"),
                     Reply.text("Lima is mild."))
     first = client.responses.create(model="sonnet", input="Weather in Lima?",
@@ -92,7 +92,7 @@ def test_function_tool_round_trip(client: openai.OpenAI, upstream: FakeUpstream)
 
 
 def test_streamed_function_call_events(client: openai.OpenAI, upstream: FakeUpstream) -> None:
-    upstream.script(Reply(blocks=[ToolUse("mcp__client__get_weather", {"city": "Quito, EC"},
+    upstream.script(Reply(blocks=[ToolUse("get_weather", {"city": "Quito, EC"},
                                           id="toolu_q")], stop_reason="tool_use"))
     kinds: list[str] = []
     with client.responses.stream(model="sonnet", input="Quito?",

@@ -1,10 +1,10 @@
-"""Client tools as real tool calls: the turn pauses at the calls and continues with results."""
+"""Client tools as real tool calls: the response ends at the calls; the results come
+with the next request, which any worker answers with the whole conversation."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
 from tests.conftest import Gateway, start_gateway
 
-# Paused tool turns or predictable live sessions: a gateway of its own.
+# Counts of turns and processes: a gateway of its own.
 pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
 
 WEATHER = {"type": "function", "function": {
@@ -31,7 +31,7 @@ ASK = [{"role": "user", "content": "Weather in Paris?"}]
 
 def calls(*uses: tuple[str, dict[str, Any], str], text: str = "") -> Reply:
     blocks: list[Any] = [Text(text)] if text else []
-    blocks += [ToolUse(f"mcp__client__{name}", args, id=cid) for name, args, cid in uses]
+    blocks += [ToolUse(f"{name}", args, id=cid) for name, args, cid in uses]
     return Reply(blocks=blocks, stop_reason="tool_use")
 
 
@@ -41,8 +41,8 @@ def tool_results(upstream: FakeUpstream) -> list[dict[str, Any]]:
             for b in last_user["content"] if b.get("type") == "tool_result"]
 
 
-def paused(gateway: Gateway) -> int:
-    return int(gateway.health()["pool"]["paused_tool_turns"])
+def started(gateway: Gateway) -> int:
+    return int(gateway.health()["pool"]["started"])
 
 
 def test_tools_are_offered_exactly_as_defined(client: openai.OpenAI,
@@ -50,18 +50,17 @@ def test_tools_are_offered_exactly_as_defined(client: openai.OpenAI,
     upstream.script(Reply.text("no tools needed"))
     client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER, CLOCK])
     offered = upstream.message_requests()[-1].body["tools"]
-    assert sorted(t["name"] for t in offered) == ["mcp__client__get_time",
-                                                  "mcp__client__get_weather"]
+    assert sorted(t["name"] for t in offered) == ["get_time", "get_weather"]
     weather = next(t for t in offered if t["name"].endswith("get_weather"))
     assert weather["input_schema"] == WEATHER["function"]["parameters"]  # type: ignore[index]
     assert weather["description"] == "Current weather for a city"
 
 
-def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway: Gateway,
-                                                 upstream: FakeUpstream) -> None:
+def test_tool_round_trip(client: openai.OpenAI, gateway: Gateway,
+                         upstream: FakeUpstream) -> None:
     upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_p1"), text="Checking."),
                     Reply.text("It is sunny in Paris."))
-    before = paused(gateway)  # turns other tests left paused stay so
+    before = started(gateway)
     first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -70,8 +69,8 @@ def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway:
     assert call.type == "function" and call.id == "toolu_p1"
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
-    assert paused(gateway) == before + 1
-    turns_before = gateway.health()["workers"]
+    # The CLI's own answer to a tool it does not have never reaches the upstream.
+    assert len(upstream.message_requests()) == 1
 
     second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
         *ASK, choice.message.model_dump(exclude_none=True),
@@ -79,11 +78,16 @@ def test_tool_round_trip_continues_the_same_turn(client: openai.OpenAI, gateway:
     assert second.choices[0].message.content == "It is sunny in Paris."
     assert second.choices[0].finish_reason == "stop"
     assert tool_results(upstream) == [{"type": "tool_result", "tool_use_id": "toolu_p1",
-                                       "content": [{"type": "text", "text": "sunny, 21C"}]}]
-    health = gateway.wait_idle()
-    assert health["pool"]["paused_tool_turns"] == before
-    # Continued, not replayed: no worker started a new turn for the second request.
-    assert sum(w["turns"] for w in health["workers"]) == sum(w["turns"] for w in turns_before)
+                                       "content": "sunny, 21C"}]
+    # The whole conversation, as the client sent it, in one upstream call.
+    [_, seen] = upstream.message_requests()
+    assert [(m["role"], [b["type"] for b in m["content"]]) for m in seen.messages] == [
+        ("user", ["text"]), ("assistant", ["text", "tool_use"]), ("user", ["tool_result"])]
+    assert seen.messages[1]["content"][1] == {"type": "tool_use", "id": "toolu_p1",
+                                              "name": "get_weather",
+                                              "input": {"city": "Paris"}}
+    gateway.wait_idle()
+    assert started(gateway) == before  # served by warm workers
 
 
 def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gateway,
@@ -91,7 +95,6 @@ def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gate
     upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_a"),
                           ("get_time", {"city": "Oslo"}, "toolu_b")),
                     Reply.text("Paris is sunny; it is 10:00 in Oslo."))
-    before = paused(gateway)
     chunks = list(client.chat.completions.create(model="sonnet", messages=ASK,
                                                  tools=[WEATHER, CLOCK], stream=True))
     deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
@@ -117,67 +120,51 @@ def test_parallel_calls_stream_and_complete(client: openai.OpenAI, gateway: Gate
     text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
     assert text == "Paris is sunny; it is 10:00 in Oslo."
     assert [r["tool_use_id"] for r in tool_results(upstream)] == ["toolu_a", "toolu_b"]
-    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == before
 
 
-@pytest.fixture
-def forgetful_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Gateway]:
-    """Paused tool turns end after one second."""
-    upstream.reset()
-    gateway = start_gateway(upstream, tmp_path, claude__tool_timeout_seconds="1")
-    gateway.wait_idle()
-    yield gateway
-    gateway.stop()
-
-
-def test_results_for_a_turn_that_is_gone_rebuild_the_history(
-        forgetful_gateway: Gateway, upstream: FakeUpstream) -> None:
-    client = forgetful_gateway.client()
-    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_late")))
-    first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
-    assert first.choices[0].finish_reason == "tool_calls"
-    forgetful_gateway.wait_for(lambda h: h["pool"]["paused_tool_turns"] == 0, timeout=10)
-    upstream.script(Reply.text("Rebuilt: sunny in Paris."))
-    second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
-        *ASK, first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": "toolu_late", "content": "sunny"}])
-    assert second.choices[0].message.content == "Rebuilt: sunny in Paris."
-    seen = upstream.message_requests()[-1]
-    roles = [m["role"] for m in seen.messages if m["role"] != "system"]
-    assert roles == ["user", "assistant", "user"]
-    assert [(r["tool_use_id"], r["content"]) for r in tool_results(upstream)] == \
-        [("toolu_late", "sunny")]
-
-
-def test_tool_choice_none_refuses_calls_and_answers(client: openai.OpenAI, gateway: Gateway,
-                                                    upstream: FakeUpstream) -> None:
-    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_x")),
-                    Reply.text("I will answer without tools."))
-    before = paused(gateway)
+def test_tool_choice_none_reaches_the_model(client: openai.OpenAI,
+                                            upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text("I will answer without tools."))
     completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
                                                 tool_choice="none")
     assert completion.choices[0].message.content == "I will answer without tools."
     assert completion.choices[0].message.tool_calls is None
     assert completion.choices[0].finish_reason == "stop"
-    [refusal] = tool_results(upstream)
+    [seen] = upstream.message_requests()
+    assert seen.body["tool_choice"] == {"type": "none"}
+    assert [t["name"] for t in seen.body["tools"]] == ["get_weather"]
+    assert seen.system_text.endswith("Agent SDK.")  # the client's system prompt: none
+
+
+def test_a_call_made_despite_tool_choice_none_is_not_shown(client: openai.OpenAI,
+                                                         upstream: FakeUpstream) -> None:
+    upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_x")),
+                    Reply.text("I will answer without tools."))
+    completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
+                                                tool_choice="none")
+    assert completion.choices[0].message.content == "I will answer without tools."
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].finish_reason == "stop"
+    [refusal] = tool_results(upstream)  # the CLI's own answer: it has no such tool
     assert refusal["is_error"] is True
-    assert "not allowed" in json.dumps(refusal)
-    assert "do not call any tool" in upstream.message_requests()[0].system_text
-    assert gateway.wait_idle()["pool"]["paused_tool_turns"] == before
 
 
-@pytest.mark.parametrize(("choice", "phrase"), [
-    ("required", "must call at least one"),
-    ({"type": "function", "function": {"name": "get_weather"}}, "must call the tool `get_weather`"),
+@pytest.mark.parametrize(("choice", "sent"), [
+    ("required", {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_weather"}},
+     {"type": "tool", "name": "get_weather"}),
 ])
-def test_tool_choice_required_and_named_instruct_claude(client: openai.OpenAI,
+def test_tool_choice_required_and_named_reach_the_model(client: openai.OpenAI,
                                                         upstream: FakeUpstream,
-                                                        choice: Any, phrase: str) -> None:
+                                                        choice: Any, sent: Any) -> None:
     upstream.script(calls(("get_weather", {"city": "Paris"}, f"toolu_{time.time_ns()}")))
     completion = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER],
                                                 tool_choice=choice)
     assert completion.choices[0].finish_reason == "tool_calls"
-    assert phrase in upstream.message_requests()[-1].system_text
+    body = upstream.message_requests()[-1].body
+    assert body["tool_choice"] == sent
+    # The API takes a forced tool call only with thinking off.
+    assert body["thinking"] == {"type": "disabled"}
 
 
 def test_unknown_tool_choice_is_400(client: openai.OpenAI) -> None:
@@ -214,7 +201,9 @@ def test_openai_sdk_stream_helper_with_tools(client: openai.OpenAI,
     assert final.choices[0].finish_reason == "tool_calls"
 
 
-def test_a_full_pool_takes_back_a_paused_turn(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_a_tool_call_holds_no_worker(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """One worker: while a client runs its tool, another caller is served by it, and the
+    results are then answered by it too."""
     upstream.reset()
     gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1")
     try:
@@ -222,20 +211,18 @@ def test_a_full_pool_takes_back_a_paused_turn(upstream: FakeUpstream, tmp_path: 
         client = gateway.client()
         upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_held")))
         first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
-        assert gateway.health()["pool"]["paused_tool_turns"] == 1
-        # Another caller needs the only worker: the paused turn gives way.
+        assert first.choices[0].finish_reason == "tool_calls"
         upstream.script(Reply.text("other caller served"))
         other = client.chat.completions.create(model="sonnet", messages=[
             {"role": "user", "content": "unrelated"}])
         assert other.choices[0].message.content == "other caller served"
-        assert gateway.health()["pool"]["paused_tool_turns"] == 0
-        # The first caller's results still get a correct answer, rebuilt from history.
-        upstream.script(Reply.text("sunny, rebuilt"))
+        upstream.script(Reply.text("sunny"))
         second = client.chat.completions.create(model="sonnet", tools=[WEATHER], messages=[
             *ASK, first.choices[0].message.model_dump(exclude_none=True),
             {"role": "tool", "tool_call_id": "toolu_held", "content": "sunny"}])
-        assert second.choices[0].message.content == "sunny, rebuilt"
+        assert second.choices[0].message.content == "sunny"
         assert len(gateway.cli_processes()) == 1
+        assert gateway.health()["pool"]["started"] == 1
     finally:
         gateway.stop()
 

@@ -16,7 +16,14 @@ from claude_code_api.dialects.anthropic_messages.render import StreamWriter, mes
 from claude_code_api.dialects.anthropic_messages.translate import to_turn
 from claude_code_api.engine.turns import TurnTranslator
 from claude_code_api.errors import InvalidRequest
-from claude_code_api.events import TurnEnd, TurnEvent, Usage
+from claude_code_api.events import (
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    TurnEnd,
+    TurnEvent,
+    Usage,
+)
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-messages"
 
@@ -27,15 +34,14 @@ def recorded(name: str) -> list[dict[str, Any]]:
 
 
 def replay(name: str) -> list[TurnEvent]:
-    """A recorded upstream stream through the CLI-side translator (tool names as the
-    CLI would show a client tool)."""
-    translator = TurnTranslator()
+    """A recorded upstream stream through the CLI-side translator (every tool it calls
+    is one of the client's)."""
+    stream = [copy.deepcopy(raw) for raw in recorded(name)]
+    names = frozenset(str(raw["content_block"]["name"]) for raw in stream
+                      if raw.get("content_block", {}).get("type") == "tool_use")
+    translator = TurnTranslator(client_tools=names)
     events: list[TurnEvent] = []
-    for raw in recorded(name):
-        raw = copy.deepcopy(raw)
-        block = raw.get("content_block", {})
-        if block.get("type") == "tool_use":
-            block["name"] = "mcp__client__" + block["name"]
+    for raw in stream:
         events += translator.feed(StreamEvent(uuid="u", session_id="s", event=raw))
     return events
 
@@ -151,3 +157,74 @@ def test_tool_choice_any_and_named() -> None:
         turn(tools=tools, tool_choice={"type": "tool", "name": "g"},
              messages=[{"role": "user", "content": "x"}])
     assert caught.value.param == "tool_choice.name"
+
+
+ASK = [{"role": "user", "content": "x"}]
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "high", "xhigh", "max"])
+def test_output_config_effort_is_the_effort(effort: str) -> None:
+    # Explicit effort wins over what a thinking budget would map to.
+    assert turn(output_config={"effort": effort}, messages=ASK,
+                thinking={"type": "enabled", "budget_tokens": 1024}).effort == effort
+
+
+@pytest.mark.parametrize("body", [{"output_config": {"format": {"type": "json_schema",
+                                                               "schema": PERSON}}},
+                                  {"output_format": {"type": "json_schema", "schema": PERSON}}])
+def test_both_format_spellings_ask_for_the_schema(body: dict[str, Any]) -> None:
+    assert json.loads(turn(messages=ASK, **body).output_schema) == PERSON
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"output_config": {"format": {"type": "json_schema",
+                                   "schema": {"type": "array"}}}}, "output_config.format.schema"),
+    ({"output_format": {"type": "json_schema", "schema": {"type": 5}}}, "output_format.schema"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": PERSON}},
+      "output_format": {"type": "json_schema", "schema": PERSON}}, "output_format"),
+    ({"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]},
+     "mcp_servers"),
+    ({"container": "container_1"}, "container"),
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+    ({"tools": [{"name": "f"}]}, "tools[0].input_schema"),
+    ({"output_config": {"task_budget": {"type": "tokens", "total": 20000}}},
+     "output_config.task_budget"),
+])
+def test_fields_we_cannot_honour_are_refused(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        turn(messages=ASK, **body)
+    assert caught.value.param == param
+
+
+def test_advisory_fields_change_nothing() -> None:
+    plain = turn(messages=ASK)
+    advised = turn(messages=ASK, metadata={"user_id": "u"}, service_tier="auto",
+                   context_management={"edits": [{"type": "clear_thinking_20251015",
+                                                  "keep": "all"}]},
+                   cache_control={"type": "ephemeral"}, inference_geo="us", speed="fast",
+                   user_profile_id="p")
+    assert advised == plain
+
+
+def test_sampling_parameters_are_kept_for_the_model() -> None:
+    sampled = turn(messages=ASK, temperature=0.2, top_p=0.9, top_k=5)
+    assert (sampled.temperature, sampled.top_p, sampled.top_k) == (0.2, 0.9, 5)
+
+
+def test_disable_parallel_tool_use_asks_for_one_call() -> None:
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    one = turn(tools=tools, messages=ASK,
+               tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    many = turn(tools=tools, messages=ASK, tool_choice={"type": "auto"})
+    assert one.parallel_tools is False and many.parallel_tools is True
+    assert one.system is None  # the upstream request says it: tool_choice
+
+
+def test_omitted_thinking_keeps_only_the_signature() -> None:
+    events: list[TurnEvent] = [ReasoningDelta("secret"), ReasoningSignature("sig"),
+                               TextDelta("hi"), TurnEnd("end_turn", Usage())]
+    assert message_body("m", events, omit_thinking=True)["content"] == [
+        {"type": "thinking", "thinking": "", "signature": "sig"},
+        {"type": "text", "text": "hi"}]
+    assert message_body("m", events)["content"][0]["thinking"] == "secret"

@@ -126,8 +126,6 @@ def test_tool_round_trip_history_becomes_tool_use_and_tool_result_blocks() -> No
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "string"}}}]}, "tools[0].function.parameters"),
     ({"tools": TOOLS + TOOLS}, "tools[1].function.name"),
-    ({"tools": [{"type": "function", "function": {"name": "x" * 60}}]},
-     "tools[0].function.name"),
 ])
 def test_bad_tools_are_400_naming_the_param(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
@@ -153,11 +151,11 @@ def test_tool_results_must_answer_the_calls() -> None:
     assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
 
 
-def test_tool_choice_becomes_an_instruction() -> None:
+def test_tool_choice_is_kept_for_the_model() -> None:
     named = turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"}],
                     tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    assert named.tool_choice.mode == "named"
-    assert "`get_weather`" in (named.system or "")
+    assert (named.tool_choice.mode, named.tool_choice.name) == ("named", "get_weather")
+    assert named.system is None  # the upstream request carries it as tool_choice
     assert turn_of(tools=TOOLS, messages=[{"role": "user", "content": "x"}],
                    tool_choice="none").tool_choice.mode == "none"
 

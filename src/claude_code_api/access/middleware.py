@@ -232,7 +232,8 @@ class AccessMiddleware:
         if exchange.status == 200 and exchange.finished and caller.completed and \
                 caller.cacheable:
             response_headers = Headers(raw=exchange.headers)
-            kept = tuple((name, response_headers[name]) for name in ("x-conversation-id",)
+            kept = tuple((name, response_headers[name])
+                         for name in ("x-conversation-id", "x-tools-ignored")
                          if name in response_headers)
             self.cache.put(key, b"".join(exchange.body),
                            response_headers.get("content-type", "application/json"), kept)

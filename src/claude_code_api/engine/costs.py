@@ -38,10 +38,10 @@ _CUMULATIVE = ("inputTokens", "outputTokens", "thinkingTokens", "cacheReadInputT
 class Account(Protocol):
     """The money side of one request, as the engine sees it (the gateway keeps it).
 
-    ``admit`` is called when the request is given a worker (a new one, or the paused
-    turn its tool results continue) and may refuse it by raising; ``charge_late``
-    receives cost that no ``TurnEnd`` carried (a turn interrupted or paused and never
-    continued, or one that ended in an error); ``end`` is called once the turn is over,
+    ``admit`` is called when the request is given a worker and may refuse it by
+    raising; ``charge_late`` receives cost that no ``TurnEnd`` carried (a turn
+    interrupted — at client tool calls, a stop sequence, max_tokens, a hang-up — or one
+    that ended in an error); ``end`` is called once the turn is over,
     always, and releases what ``admit`` reserved.
     """
 

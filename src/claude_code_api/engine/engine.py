@@ -1,18 +1,19 @@
 """The engine: runs a neutral ``TurnRequest`` on a warm worker, yields neutral events.
 
-A turn takes a worker from the pool, switches its model live, replays earlier
-turns as real turns (user messages with ``shouldQuery: false`` and assistant
-messages), sends the new user message and translates what comes back.
+A turn takes any idle worker of its mode (chat or agent) from the pool,
+switches its model live and sends it a placeholder user message; the upstream
+relay (``relay.py``) applies the turn's shape to each upstream call — system
+prompt, limits, sampling, the client's tools, the earlier turns the worker does
+not hold and the client's real content in the placeholder's place.
 
 How a response ends decides what happens to the worker:
-- the turn's result arrived: the worker goes back to the pool (reset there);
-- Claude called client tools: the turn is *parked*, paused inside the tool
-  handlers, until a request brings the results (``_resume``), a timeout, or the
-  pool needs the worker; a request whose results find no parked turn replays
-  the history instead and gets the same answer, cold;
-- anything else (hang-up, stop sequence, max_tokens, silence): the turn is
-  interrupted in the background; the worker returns once the CLI obeys, or is
-  killed and replaced.
+- the turn's result arrived: the worker goes back to the pool, holding the
+  conversation for a warm continuation or reset there;
+- anything else (Claude called client tools, hang-up, stop sequence,
+  max_tokens, silence): the turn is interrupted in the background; the worker
+  returns once the CLI obeys, or is killed and replaced. The client's tool
+  results come with its next request, a new turn like any other: the relay
+  sends the conversation so far before them.
 
 With several upstream credentials configured, a turn the upstream refuses
 (429, 401/403) before anything reached the caller cools that credential down
@@ -20,29 +21,25 @@ and runs again, cold, on a worker with the next one (see ``credentials.py``).
 
 Money: the caller's ``Account`` admits the request once it has a worker (a key's
 budget may still refuse it then) and hears of every cost no ``TurnEnd`` carries,
-exactly once per turn: a turn paused at tool calls is charged whole by the request
-that continues it, or, if it never continues, to the request that paused it.
+exactly once per turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
+import os
 import shlex
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
-from claude_agent_sdk.types import SystemPromptFile
 
 from ..errors import (
     GatewayError,
@@ -69,9 +66,9 @@ from .credentials import Credential, Credentials
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
-from .tools import ToolBridge, cli_name, mcp_result
+from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
 from .turns import StopScanner, TurnTranslator
-from .worker import Worker, WorkerKey, assistant_message, user_message
+from .worker import Worker, WorkerKey, user_message
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +78,12 @@ _CLI_ENV_DEFAULTS = {
     "DISABLE_AUTOUPDATER": "1",
     # Offer exactly the client's tools: no deferred-loading placeholder tool.
     "ENABLE_TOOL_SEARCH": "false",
+    # For some models (claude-haiku-5-5, claude-sonnet-4-5, claude-opus-4-x...) the CLI
+    # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
+    # user prompt: text the client never sent, counting down a budget nobody set.
+    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
 }
 _ABORT_TIMEOUT = 10.0
-_INLINE_SYSTEM_PROMPT_BYTES = 32 * 1024
-
-
-@dataclass(eq=False)
-class _Parked:
-    """A turn paused inside client tool handlers, waiting for their results."""
-
-    worker: Worker
-    ids: frozenset[str]
-    usage: Usage
-    account: Account | None = None  # the request that paused it
-    since: float = field(default_factory=time.monotonic)
-    timer: asyncio.Task[None] | None = None
 
 
 class Engine:
@@ -110,15 +98,21 @@ class Engine:
                                        settings.credential_rejected_cooldown_seconds)
         self._in_use: Credential | None = self.credentials.current()
         self.pool = Pool(settings, self.make_worker)
-        self.pool.reclaim = self._reclaim
         self.pool.usable = self._usable
         self._aborts: set[asyncio.Task[None]] = set()
-        self._parked: dict[str, _Parked] = {}
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
+        self.relay = Relay(self.upstream_url)
+
+    @property
+    def upstream_url(self) -> str | None:
+        """Where the relay sends the CLIs' calls (None: the Anthropic API)."""
+        return self.settings.env.get("ANTHROPIC_BASE_URL") or \
+            os.environ.get("ANTHROPIC_BASE_URL") or None
 
     async def start(self) -> None:
         self.prepare()
+        await self.relay.start()
         await self.pool.start()
 
     def prepare(self) -> None:
@@ -127,50 +121,51 @@ class Engine:
         self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
 
     async def close(self) -> None:
-        for parked in set(self._parked.values()):
-            self._end_parked(parked)
         if self._aborts:
             await asyncio.wait(self._aborts, timeout=_ABORT_TIMEOUT)
         await self.pool.close()
+        await self.relay.close()
         if self._own_root:
             shutil.rmtree(self.work_dir.parent, ignore_errors=True)
 
     # -- workers ----------------------------------------------------------------
     def make_worker(self, key: WorkerKey) -> Worker:
-        bridge = ToolBridge(key.tools) if key.tools else None
         credential = self.credentials.current()
         permissions = Permissions(key.agent) if key.agent else None
-        return Worker(key, self.options_for(key, bridge, credential, permissions), bridge,
-                      credential, permissions)
+        lane = self.relay.open_lane(chat=key.agent is None)
+        options = self.options_for(key, credential, permissions)
+        options.env["ANTHROPIC_BASE_URL"] = lane.url
+        worker = Worker(key, options, credential, permissions, lane)
+        worker.on_closed = self._worker_closed
+        return worker
 
-    def options_for(self, key: WorkerKey, bridge: ToolBridge | None = None,
-                    credential: Credential | None = None,
+    def _worker_closed(self, worker: Worker) -> None:
+        if worker.lane is not None:
+            self.relay.close_lane(worker.lane)
+
+    def options_for(self, key: WorkerKey, credential: Credential | None = None,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
+        """How a worker's CLI is started. Its upstream calls go through the relay
+        (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
+        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER``."""
         # The credential goes into the process environment only: not into argv, the
         # launcher script or any file.
         env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
                **(credential.env() if credential is not None else {})}
-        if key.max_tokens is not None:
-            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(key.max_tokens)
         if key.agent is not None and permissions is not None:
-            return self._agent_options(key, key.agent, permissions, bridge, env)
+            return self._agent_options(key.agent, permissions, env)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
-            system_prompt=self._system_prompt(key.system or ""),
+            system_prompt=SYSTEM_PLACEHOLDER,
             setting_sources=[],  # no user/project settings, no CLAUDE.md
             strict_mcp_config=True,
-            mcp_servers={"client": bridge.server()} if bridge else {},
-            allowed_tools=bridge.allowed() if bridge else [],
+            mcp_servers={},
             cwd=str(self.work_dir),
             cli_path=self._launcher or self.settings.cli_path,
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
-            effort=key.effort,
-            thinking=None if key.thinking else {"type": "disabled"},
-            output_format={"type": "json_schema", "schema": json.loads(key.output_schema)}
-            if key.output_schema else None,
             stderr=_log_stderr,
             max_buffer_size=self.line_bytes,
             # Chat turns are not kept as transcripts in the operator's ~/.claude;
@@ -178,16 +173,13 @@ class Engine:
             extra_args={"no-session-persistence": None},
         )
 
-    def _agent_options(self, key: WorkerKey, agent: AgentKey, permissions: Permissions,
-                       bridge: ToolBridge | None, env: dict[str, str]) -> ClaudeAgentOptions:
+    def _agent_options(self, agent: AgentKey, permissions: Permissions,
+                       env: dict[str, str]) -> ClaudeAgentOptions:
         """Claude Code as itself: its system prompt (the client's appended), its tools
         in the conversation's workspace, MCP servers, every call through the policy."""
         servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
-        if bridge is not None:
-            servers["client"] = bridge.server()
-        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code"}
-        if key.system:
-            prompt["append"] = key.system
+        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code",
+                                  "append": SYSTEM_PLACEHOLDER}
         return ClaudeAgentOptions(
             tools=list(agent.tools),
             disallowed_tools=list(agent.disallowed),
@@ -195,7 +187,6 @@ class Engine:
             setting_sources=[],  # the operator's settings and CLAUDE.md stay out
             strict_mcp_config=True,
             mcp_servers=servers,
-            allowed_tools=bridge.allowed() if bridge else [],
             permission_mode=agent.permission_mode,  # type: ignore[arg-type]
             can_use_tool=permissions.can_use_tool,
             hooks=permissions.hooks(),
@@ -207,29 +198,13 @@ class Engine:
             env=env,
             include_partial_messages=True,
             model=self.settings.default_model,
-            effort=key.effort,
             stderr=_log_stderr,
             max_buffer_size=self.line_bytes,
             extra_args={"no-session-persistence": None},
         )
 
-    def _system_prompt(self, text: str) -> str | SystemPromptFile:
-        """Long prompts go through a file: one argv string is capped at 128 KiB."""
-        if len(text.encode()) <= _INLINE_SYSTEM_PROMPT_BYTES:
-            return text
-        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-        path = self.work_dir.parent / "prompts" / f"{digest}.txt"
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        if not path.exists():
-            path.write_text(text, encoding="utf-8")
-        return {"type": "file", "path": str(path)}
-
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
-
-    @property
-    def parked(self) -> int:
-        return len(set(self._parked.values()))
 
     # -- turns ------------------------------------------------------------------
     async def stream(self, request: TurnRequest, session: Session | None = None,
@@ -250,25 +225,18 @@ class Engine:
         sequence, the client hanging up) learns the turn's cost only once the CLI has
         stopped: ``account.charge_late`` gets it then.
         """
-        key = WorkerKey(request.system, request.max_tokens, request.tools,
-                        request.output_schema, request.effort, agent, request.thinking)
+        key = WorkerKey(agent)
         holding = _state(session, request, request.history) if request.history else None
-        parked = self._claim(request, key)
         tried: set[Credential] = set()
         while True:
-            if parked is not None:
-                worker, before = parked.worker, parked.usage
-                self._admit_continuation(parked, account)
-            else:
-                self._check_credentials()
-                worker, before = await self.pool.acquire(key, holding), Usage()
-                self._admit(worker, account)
+            self._check_credentials()
+            worker = await self.pool.acquire(key, holding)
+            self._admit(worker, account)
             if worker.credential is not None:
                 worker.credential.uses += 1
             sent = False
             try:
-                async with contextlib.aclosing(self._turn(worker, before, request, session,
-                                                          holding, parked is not None,
+                async with contextlib.aclosing(self._turn(worker, request, session, holding,
                                                           narrow, account)) as turn:
                     async for event in turn:
                         sent = True
@@ -277,7 +245,6 @@ class Engine:
             except (UpstreamRateLimited, UpstreamAuthFailed):
                 if sent or not self._rotate(worker.credential, tried):
                     raise
-            parked = None  # the retry replays the history on a fresh worker
 
     def _admit(self, worker: Worker, account: Account | None) -> None:
         """The pool gave the request a worker: the account may still refuse it."""
@@ -289,41 +256,21 @@ class Engine:
             self.pool.give_back(worker)
             raise
 
-    def _admit_continuation(self, parked: _Parked, account: Account | None) -> None:
-        """Tool results continue a paused turn: this request takes the turn over (its
-        end will carry the whole turn's cost), its reservation in place of the pausing
-        request's; if it is refused, the paused turn ends, charged to the request that
-        paused it."""
-        if parked.account is not None:
-            parked.account.end()
-        if account is None:
-            return
-        try:
-            account.admit()
-        except BaseException:
-            self._abort(parked.worker, parked.account, parked.usage)
-            raise
-
-    async def _turn(self, worker: Worker, before: Usage, request: TurnRequest,
-                    session: Session | None, holding: str | None, resume: bool,
-                    narrow: frozenset[str] | None = None, account: Account | None = None
-                    ) -> AsyncGenerator[TurnEvent, None]:
+    async def _turn(self, worker: Worker, request: TurnRequest, session: Session | None,
+                    holding: str | None, narrow: frozenset[str] | None = None,
+                    account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
         """One attempt at the turn on ``worker``; hands the worker back at the end."""
-        translator = TurnTranslator(self.settings.retry_after_seconds, before,
+        translator = TurnTranslator(self.settings.retry_after_seconds,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None,
-                                    agent=worker.key.agent is not None)
+                                    agent=worker.key.agent is not None,
+                                    client_tools=frozenset(t.name for t in request.tools))
         end: TurnEnd | None = None
         answer = Answer()
         try:
-            if worker.bridge is not None:
-                worker.bridge.refuse = request.tool_choice.mode == "none"
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            if resume:
-                self._resume(worker, request)
-            else:
-                await self._deliver(worker, request, holding)
+            await self._deliver(worker, request, holding)
             async for event in self._events(worker, translator, request):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
@@ -339,40 +286,33 @@ class Engine:
                 keep = _state(session, request, after) if worker.rewindable else None
                 self.pool.release(worker, keep=keep)
                 # An error result's cost reached no TurnEnd: it is charged here.
-                close_account(account, None if end else translator.result, before)
-            elif end is not None and end.stop_reason == "tool_use":
-                self._park(worker, frozenset(c[0] for c in answer.calls), before + end.usage,
-                           account)
+                close_account(account, None if end else translator.result, Usage())
             else:
-                self._abort(worker, account, before + end.usage if end else before)
+                self._abort(worker, account, end.usage if end else Usage())
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
-        timeout = self.settings.timeout_seconds
+        """Start the turn. The CLI gets a placeholder; the relay sends the client's
+        content in its place, after the earlier turns the worker does not hold."""
         worker.drain()
         warm = holding is not None and worker.holds == holding
         if not warm and worker.holds is not None and not await worker.reset():
             raise WorkerCrashed("could not clear the Claude Code session for this request")
         worker.holds = None  # the session is changing: it holds nothing known until done
         await worker.set_model(request.model)
+        lane = worker.lane
+        assert lane is not None
+        lane.begin(shape_of(request))
         if warm:
             self.stats["warm_continuations"] += 1
         else:
             if request.history:
                 self.stats["replayed_histories"] += 1
-            await self._replay(worker, request.history, timeout)
-        await worker.send(user_message(_for_cli(request.prompt)))
+            lane.prefix = [m for m in map(_api_message, request.history) if m["content"]]
+        marker = lane.placeholder(_for_cli(request.prompt))
+        await worker.send(user_message([{"type": "text", "text": marker}]))
         worker.turns += 1
 
-    async def _replay(self, worker: Worker, history: tuple[Message, ...], timeout: float) -> None:
-        for message in history:
-            content = _for_cli(message.content)
-            if message.role == "assistant":
-                await worker.send(assistant_message(content))
-            else:
-                await worker.send(user_message(content, query=False))
-                await worker.until_result(timeout)
-
-    async def open_live(self, key: WorkerKey, model: str,
+    async def open_live(self, key: WorkerKey, model: str, shape: Shape | None = None,
                         narrow: frozenset[str] | None = None) -> LiveSession:
         """A worker of its own for an interactive session, until it is closed."""
         worker = await self.pool.acquire(key)
@@ -381,6 +321,8 @@ class Engine:
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
             worker.holds = None
             await worker.set_model(model)
+            if worker.lane is not None:
+                worker.lane.begin(shape or Shape())
         except BaseException:
             self.pool.release(worker, healthy=False)
             raise
@@ -448,74 +390,6 @@ class Engine:
         log.info("retrying the request with upstream credential %s", following.label)
         return True
 
-    # -- paused tool turns --------------------------------------------------------
-    def _park(self, worker: Worker, ids: frozenset[str], usage: Usage,
-              account: Account | None) -> None:
-        if worker.bridge is None or not ids:
-            self._abort(worker, account, usage)
-            return
-        parked = _Parked(worker, ids, usage, account)
-        for call_id in ids:
-            older = self._parked.get(call_id)
-            if older is not None:  # ids are the model's, but a client could reuse one
-                self._end_parked(older)
-            self._parked[call_id] = parked
-        parked.timer = asyncio.create_task(self._expire(parked))
-
-    def _claim(self, request: TurnRequest, key: WorkerKey) -> _Parked | None:
-        """The parked turn these tool results answer, if it is still paused."""
-        results = _tool_result_ids(request.prompt)
-        if not results:
-            return None
-        parked = self._parked.get(next(iter(results)))
-        if parked is None:
-            return None
-        self._unpark(parked)
-        only_results = all(b.get("type") == "tool_result" for b in request.prompt)
-        if parked.ids <= results and only_results and parked.worker.key == key \
-                and parked.worker.alive:
-            return parked
-        self._end_parked(parked)  # answered differently: replay instead
-        return None
-
-    def _resume(self, worker: Worker, request: TurnRequest) -> None:
-        assert worker.bridge is not None
-        calls = _tool_calls(request.history[-1]) if request.history else {}
-        supplied = []
-        for block in request.prompt:
-            name, args = calls.get(str(block.get("tool_use_id")), ("", {}))
-            supplied.append((name, args, mcp_result(block.get("content", ""),
-                                                    bool(block.get("is_error")))))
-        worker.bridge.supply(supplied)
-
-    def _unpark(self, parked: _Parked) -> None:
-        for call_id in parked.ids:
-            if self._parked.get(call_id) is parked:
-                del self._parked[call_id]
-        if parked.timer is not None and parked.timer is not asyncio.current_task():
-            parked.timer.cancel()
-
-    def _end_parked(self, parked: _Parked) -> None:
-        """End a paused turn whose results will not come (its cost goes to the request
-        that paused it)."""
-        self._unpark(parked)
-        self._abort(parked.worker, parked.account, parked.usage)
-
-    async def _expire(self, parked: _Parked) -> None:
-        await asyncio.sleep(self.settings.tool_timeout_seconds)
-        log.info("tool results for worker #%s did not arrive in %gs; ending the turn",
-                 parked.worker.id, self.settings.tool_timeout_seconds)
-        self._end_parked(parked)
-
-    def _reclaim(self) -> bool:
-        """The pool is full: end the longest-waiting paused tool turn."""
-        if not self._parked:
-            return False
-        oldest = min(set(self._parked.values()), key=lambda p: p.since)
-        log.info("ending the paused tool turn on worker #%s to make room", oldest.worker.id)
-        self._end_parked(oldest)
-        return True
-
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
         task = asyncio.create_task(self._interrupt(worker, account, reported))
@@ -536,8 +410,6 @@ class Engine:
             worker.kill()
             self.pool.release(worker, healthy=False)
         finally:
-            if worker.bridge is not None:
-                worker.bridge.cancel()
             close_account(account, result, reported)
         if result is not None:
             self.pool.release(worker)
@@ -551,19 +423,20 @@ def _state(session: Session | None, request: TurnRequest,
     return fingerprint(session.scope, request.system, request.tools, messages)
 
 
+def shape_of(request: TurnRequest) -> Shape:
+    return Shape(request.system, request.max_tokens, request.effort, request.temperature,
+                 request.top_p, request.top_k, request.stop, request.tools, request.tool_choice,
+                 request.parallel_tools, request.output_schema, request.thinking)
+
+
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """Content blocks as the CLI needs them: client tool names get their MCP prefix."""
-    return [{**b, "name": cli_name(b["name"])} if b.get("type") == "tool_use" else dict(b)
-            for b in blocks]
+    """Content blocks as the relay sends them upstream: empty text blocks (which the
+    API refuses) are left out."""
+    return [dict(b) for b in blocks if not (b.get("type") == "text" and not b.get("text"))]
 
 
-def _tool_result_ids(blocks: tuple[dict[str, Any], ...]) -> set[str]:
-    return {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
-
-
-def _tool_calls(message: Message) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {str(b["id"]): (str(b["name"]), dict(b.get("input") or {}))
-            for b in message.content if b.get("type") == "tool_use"}
+def _api_message(message: Message) -> dict[str, Any]:
+    return {"role": message.role, "content": _for_cli(message.content)}
 
 
 def _launcher(root: Path, cli_path: str | None) -> str | None:

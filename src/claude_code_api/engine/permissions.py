@@ -32,7 +32,6 @@ from claude_agent_sdk import (
 from claude_agent_sdk.types import HookInput, HookJSONOutput, PermissionResult
 
 from .confinement import Confinement
-from .tools import PREFIX as CLIENT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +67,6 @@ class Permissions:
 
     def decide(self, tool: str, tool_input: dict[str, Any]) -> str | None:
         """Why this call is refused, or None when it may run."""
-        if tool.startswith(CLIENT_PREFIX):
-            return None  # the client's own functions: the client runs them
         if _matches(tool, self.key.disallowed):
             return f"{tool} is disallowed on this server"
         if not tool.startswith("mcp__") and tool not in self.key.tools:
@@ -107,9 +104,6 @@ class Permissions:
     async def ask(self, hook_input: HookInput, tool_use_id: str | None,
                   context: HookContext) -> HookJSONOutput:
         """PreToolUse: send every call to ``can_use_tool`` (none runs unasked)."""
-        name = str(hook_input.get("tool_name", ""))
-        if name.startswith(CLIENT_PREFIX):
-            return {}
         return {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                        "permissionDecision": "ask",
                                        "permissionDecisionReason": "gateway policy"}}

@@ -48,8 +48,6 @@ class Pool:
     ) -> None:
         self.settings = settings
         self.make_worker = make_worker
-        # Called when a waiter finds no room: may free a worker (a paused tool turn).
-        self.reclaim: Callable[[], bool] = lambda: False
         # Whether a worker may take new turns (the engine checks its credential).
         self.usable: Callable[[Worker], bool] = lambda worker: True
         self.workers: list[Worker] = []
@@ -61,6 +59,9 @@ class Pool:
         self._supervisor: asyncio.Task[None] | None = None
         self._closed = False
         self._first_started = asyncio.Event()
+        # (when, how many chat workers were wanted at once): recent demand, which the
+        # pool keeps warm for (see ``_wanted``).
+        self._demand: deque[tuple[float, int]] = deque()
 
     def __repr__(self) -> str:
         c = self.counts()
@@ -78,6 +79,7 @@ class Pool:
             "resetting": states.count("resetting"),
             "queued": len(self._waiters),
             "restarts": self.restarts,
+            "started": self.started_total,
         }
 
     # -- public API -----------------------------------------------------------
@@ -98,6 +100,8 @@ class Pool:
         if self._closed:
             raise Overloaded("the server is shutting down", retry_after=self._retry_after())
         worker = self._take_idle(key, holding)
+        if key == DEFAULT_KEY:
+            self._note_demand(1 if worker is None else 0)
         if worker is not None:
             return worker
         # Workers being reset are free in milliseconds: they count as room too.
@@ -240,7 +244,6 @@ class Pool:
         # A worker being reset is idle again in milliseconds: wait for it rather
         # than start a process (hundreds of milliseconds).
         resetting = Counter(w.key for w in self.workers if w.state == "resetting")
-        starved = False
         for waiter in list(self._waiters):
             if waiter.future.done():
                 continue
@@ -256,13 +259,10 @@ class Pool:
             if not self._free_slots():
                 victim = self._idle_victim()
                 if victim is None:
-                    starved = True
-                    continue
+                    continue  # every worker is busy: the waiter waits
                 self._retire(victim, crashed=False)
             waiter.spawning = True
             self._spawn_worker(waiter.key, waiter)
-        if starved:
-            self.reclaim()
 
     def _idle_victim(self) -> Worker | None:
         idle = [w for w in self.workers if w.state == "idle"]
@@ -357,17 +357,40 @@ class Pool:
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
 
+    def _note_demand(self, waiting: int) -> None:
+        """Record how many chat workers are wanted right now (busy ones, plus this
+        request when it found none idle)."""
+        now = time.monotonic()
+        busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
+        queued = sum(1 for w in self._waiters if w.key == DEFAULT_KEY)
+        self._demand.append((now, busy + queued + waiting))
+        while self._demand and now - self._demand[0][0] > self.settings.idle_seconds:
+            self._demand.popleft()
+
+    def _wanted(self) -> int:
+        """How many chat workers to keep: the most in use at once over the last
+        ``idle_seconds`` (recent demand), at least ``min_idle_workers``, at most the
+        pool's size."""
+        now = time.monotonic()
+        peak = max((n for t, n in self._demand if now - t <= self.settings.idle_seconds),
+                   default=0)
+        return min(self.settings.max_concurrent_sessions,
+                   max(peak, self.settings.min_idle_workers))
+
     def _top_up(self) -> None:
-        """Keep ``min_idle_workers`` clean default workers ready for new conversations:
-        start them while there is room, else empty the least recently used idle
-        holders in the background, so no new conversation pays a reset."""
+        """Keep clean chat workers ready for new conversations — ``min_idle_workers``,
+        or as many as recent demand says will be wanted together: start them while
+        there is room, else empty the least recently used idle holders in the
+        background, so no new conversation pays a start or a reset."""
         if self._closed or any(not w.future.done() for w in self._waiters):
             return
         warm = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.holds is None
                    and w.state in ("idle", "starting", "resetting"))
+        busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
         holders = sorted((w for w in self.workers if w.key == DEFAULT_KEY and w.holds
                           and w.state == "idle"), key=lambda w: w.last_used)
-        for _ in range(self.settings.min_idle_workers - warm):
+        spares = max(self.settings.min_idle_workers, self._wanted() - busy)
+        for _ in range(spares - warm):
             if self._free_slots():
                 self._spawn_worker(DEFAULT_KEY, None)
             elif holders:
@@ -397,15 +420,14 @@ class Pool:
                 worker.state = "resetting"
                 self._spawn_task(self._reset(worker))
             elif worker.state == "idle" and now - worker.last_used > self.settings.idle_seconds:
-                if worker.key == DEFAULT_KEY and self._default_idle() <= \
-                        self.settings.min_idle_workers:
-                    continue
+                if worker.key == DEFAULT_KEY and self._default_count() <= self._wanted():
+                    continue  # recent demand will want it again
                 log.info("closing worker #%s after %.0fs idle", worker.id, now - worker.last_used)
                 self._discard(worker, crashed=False)
         self._top_up()
 
-    def _default_idle(self) -> int:
-        return sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "idle")
+    def _default_count(self) -> int:
+        return sum(1 for w in self.workers if w.key == DEFAULT_KEY)
 
     def _retry_after(self) -> int:
         return self.settings.retry_after_seconds

@@ -39,6 +39,7 @@ from ..errors import (
 from ..events import TurnEnd
 from ..settings import ClaudeSettings
 from .engine import Engine, bundled_cli
+from .relay import Shape
 from .turns import TurnTranslator
 from .worker import Worker, WorkerKey, user_message
 
@@ -49,7 +50,7 @@ AUTH_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUT
 # What the CLI's server info says about authentication: kinds and sources only
 # (never its email or organization).
 _ACCOUNT_FIELDS = ("tokenSource", "apiKeySource", "apiProvider", "subscriptionType")
-_KEY = WorkerKey(max_tokens=MAX_TOKENS)
+_KEY = WorkerKey()
 LOGIN_HINT = ("log in once with `claude` (then /login), or set ANTHROPIC_API_KEY for the "
               "server, or list keys in claude.credentials")
 # The system error code Claude Code puts in its connection errors: "(ECONNREFUSED)".
@@ -173,7 +174,10 @@ class Probe:
 
     async def handshake(self, timeout: float) -> Handshake:
         self.engine.prepare()
+        await self.engine.relay.start()
         worker = self.engine.make_worker(_KEY)
+        assert worker.lane is not None
+        worker.lane.shape = Shape(max_tokens=MAX_TOKENS)
         # Kept to say why, should the CLI exit at once.
         worker.options = dataclasses.replace(worker.options, stderr=self._stderr)
         self.worker = worker

@@ -46,7 +46,6 @@ from ..events import (
     TurnEvent,
     Usage,
 )
-from .tools import client_name
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -58,7 +57,7 @@ _STOP_REASONS: dict[str, StopReason] = {
     "model_context_window_exceeded": "max_tokens",
 }
 
-STRUCTURED_OUTPUT = "StructuredOutput"  # the CLI's tool for output_format
+STRUCTURED_OUTPUT = "StructuredOutput"  # the tool the relay offers for output schemas
 _AGENT_LIMITS = {"error_max_turns": "the turn reached its limit of model calls (max_turns)",
                  "error_max_budget_usd": "the turn reached its cost limit (max_budget_usd)"}
 _SHOWN = 160  # characters of a tool's input or output shown as progress
@@ -77,8 +76,10 @@ class TurnTranslator:
 
     def __init__(self, retry_after: int | None = None, usage_before: Usage | None = None,
                  *, tools_visible: bool = True, structured: bool = False,
-                 agent: bool = False) -> None:
+                 agent: bool = False, client_tools: frozenset[str] = frozenset()) -> None:
         self.retry_after = retry_after
+        # The client's function names: a call to one ends the response.
+        self.client_tools = client_tools
         # Agent mode: Claude Code's own tool calls and their outcomes are progress
         # (reasoning events); the text of successive model calls is one answer.
         self.agent = agent
@@ -90,8 +91,8 @@ class TurnTranslator:
         self.structured = structured
         self._structured_block: int | None = None
         self._structured_sent = False
-        # False for tool_choice "none": calls are refused by the bridge and the
-        # turn goes on, so they are neither shown nor an end of the response.
+        # False for tool_choice "none": the model is told to call none; a call it
+        # makes anyway is not shown.
         self.tools_visible = tools_visible
         self.usage_before = usage_before or Usage()
         self.done = False
@@ -143,6 +144,9 @@ class TurnTranslator:
                 yield TurnEnd("max_tokens", self.usage(), self.model)
             elif stop == "tool_use" and self._blocks:
                 yield TurnEnd("tool_use", self.usage(), self.model)
+            elif stop == "tool_use" and self._structured_sent:
+                # The answer was the structured-output call's input: it is complete.
+                yield TurnEnd("end_turn", self.usage(), self.model)
         elif kind == "content_block_start":
             yield from self._block_start(event)
         elif kind == "content_block_delta":
@@ -150,7 +154,7 @@ class TurnTranslator:
 
     def _block_start(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
         block = event.get("content_block", {})
-        name = client_name(str(block.get("name", ""))) if block.get("type") == "tool_use" \
+        name = self._client(str(block.get("name", ""))) if block.get("type") == "tool_use" \
             else None
         if self.structured and block.get("type") == "tool_use" and \
                 block.get("name") == STRUCTURED_OUTPUT:
@@ -183,6 +187,9 @@ class TurnTranslator:
             call = self._blocks.get(int(event.get("index", -1)))
             if call is not None:
                 yield ToolCallDelta(call, delta["partial_json"])
+
+    def _client(self, name: str) -> str | None:
+        return name if name in self.client_tools else None
 
     def cut(self, stop_sequence: str) -> TurnEnd:
         """The end of a response the gateway cuts short at a stop sequence."""
@@ -226,7 +233,7 @@ class TurnTranslator:
 
     def _agent_calls(self, message: AssistantMessage) -> Iterator[TurnEvent]:
         for block in message.content:
-            if isinstance(block, ToolUseBlock) and client_name(block.name) is None \
+            if isinstance(block, ToolUseBlock) and self._client(block.name) is None \
                     and block.name != STRUCTURED_OUTPUT:
                 self._tool_names[block.id] = block.name
                 yield ReasoningDelta(f"\n[{block.name}] {describe_input(block.input)}\n")
@@ -252,7 +259,7 @@ class TurnTranslator:
         for block in message.content:
             if not isinstance(block, ToolUseBlock) or block.id in self._streamed_ids:
                 continue
-            name = client_name(block.name)
+            name = self._client(block.name)
             if name is not None and self.tools_visible:
                 self._streamed_ids.add(block.id)
                 yield ToolCallStart(self.calls, block.id, name)

@@ -29,12 +29,11 @@ from claude_agent_sdk import (
     Message as SDKMessage,
 )
 
-from ..errors import InvalidRequest, WorkerCrashed, WorkerTimeout
-from ..events import Effort, ToolSpec
+from ..errors import WorkerCrashed, WorkerTimeout
 from .costs import Meter
 from .credentials import Credential
 from .permissions import AgentKey, Permissions
-from .tools import ToolBridge
+from .relay import Lane
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +43,11 @@ _ids = itertools.count(1)
 
 @dataclass(frozen=True)
 class WorkerKey:
-    """What a CLI process cannot change after it starts."""
+    """What a CLI process cannot change after it starts. Everything else a turn asks
+    for (system prompt, output limit, effort, sampling, earlier turns) is applied per
+    upstream call by the relay (``relay.py``)."""
 
-    system: str | None = None
-    max_tokens: int | None = None
-    tools: tuple[ToolSpec, ...] = ()
-    output_schema: str | None = None
-    effort: Effort | None = None
     agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
-    thinking: bool = True  # False: the CLI is started with thinking disabled
-
-    def __post_init__(self) -> None:
-        # The system prompt is passed to the CLI as an argument, and no argument can
-        # hold a NUL: the process would not start (a 502, and /health degraded).
-        if self.system is not None and "\x00" in self.system:
-            raise InvalidRequest("the system prompt (system or developer messages, "
-                                 "`instructions`, `system`) must not contain NUL "
-                                 "(U+0000) characters")
 
 
 class _Died:
@@ -102,10 +89,12 @@ def assistant_message(content: Any) -> dict[str, Any]:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 bridge: ToolBridge | None = None, credential: Credential | None = None,
-                 permissions: Permissions | None = None) -> None:
+                 credential: Credential | None = None,
+                 permissions: Permissions | None = None, lane: Lane | None = None) -> None:
         self.id = next(_ids)
-        self.bridge = bridge
+        # Its path through the upstream relay, where each turn's shape is applied.
+        self.lane = lane
+        self.on_closed: Callable[[Worker], None] | None = None
         # The upstream credential in its environment (None: the CLI's own login).
         self.credential = credential
         self.permissions = permissions
@@ -194,6 +183,8 @@ class Worker:
                 await client.disconnect()
             self._dead = True
             self.state = "closed"
+            if self.on_closed is not None:
+                self.on_closed(self)
             if not self._started.done():
                 self._started.set_exception(exc)
             return
@@ -213,6 +204,8 @@ class Worker:
                 await asyncio.shield(asyncio.wait_for(client.disconnect(), 25))
             self._kill_if_alive()
             self.state = "closed"
+            if self.on_closed is not None:
+                self.on_closed(self)
 
     async def _pump(self, client: ClaudeSDKClient) -> None:
         error: BaseException | None = None
@@ -311,8 +304,8 @@ class Worker:
         records a local-command caveat that would reach the next conversation's
         first prompt). The SDK has no public method for this control request.
         """
-        if self.bridge is not None:
-            self.bridge.clear()
+        if self.lane is not None:
+            self.lane.forget()
         first, last = self._first_user, self._last_user
         if self._unrewindable:
             return False

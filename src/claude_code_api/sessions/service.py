@@ -24,9 +24,11 @@ from ..agent import AgentRequest, Agents
 from ..catalog import Catalog
 from ..engine.engine import Engine
 from ..engine.live import LiveSession
+from ..engine.relay import Shape
 from ..engine.turns import usage_of
 from ..engine.worker import WorkerKey
 from ..errors import Forbidden, NotFound, Overloaded
+from ..events import check_system_prompt
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class Sessions:
             raise Overloaded(f"{self.settings.sessions.max_live} live sessions are open, the "
                              "server's limit; close one (DELETE /v1/sessions/{id})",
                              retry_after=self.settings.claude.retry_after_seconds)
+        check_system_prompt(system)
         resolved = self.catalog.resolve(model)
         if caller.key is not None and not caller.key.allows_model(
                 *self.catalog.names_for(resolved)):
@@ -84,12 +87,12 @@ class Sessions:
         session_id = "sess_" + uuid.uuid4().hex[:24]
         if agent is not None:
             run = self.agents.prepare(caller, agent, session_id)
-            key = WorkerKey(system=system, agent=run.key)
-            live = await self.engine.open_live(key, resolved, run.narrow)
+            live = await self.engine.open_live(WorkerKey(agent=run.key), resolved,
+                                               Shape(system=system), run.narrow)
             session = Session(session_id, caller.owner, resolved, "agent", live,
                               run.key.workspace)
         else:
-            live = await self.engine.open_live(WorkerKey(system=system), resolved)
+            live = await self.engine.open_live(WorkerKey(), resolved, Shape(system=system))
             session = Session(session_id, caller.owner, resolved, "chat", live)
         self._sessions[session_id] = session
         log.info("session %s opened (%s, worker #%s)", session_id, session.mode,

@@ -79,8 +79,10 @@ class MessageParam(_Wire):
 class Tool(_Wire):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    input_schema: dict[str, Any]
-    type: Literal["custom"] | None = None
+    # Required for client tools; server tools (web_search_20250305...) have none and
+    # are refused by name in translate.
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
 
 
 class ToolChoiceAuto(_Wire):
@@ -107,9 +109,15 @@ ToolChoice = Annotated[ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolCho
                        Field(discriminator="type")]
 
 
+# "omitted": thinking blocks come back empty, with their signature. Any other value
+# shows thinking ("summarized"; Claude Code also sends "updates", not in the spec).
+ThinkingDisplay = str
+
+
 class ThinkingEnabled(_Wire):
     type: Literal["enabled"]
     budget_tokens: int = Field(ge=1024)
+    display: ThinkingDisplay | None = None
 
 
 class ThinkingDisabled(_Wire):
@@ -118,10 +126,23 @@ class ThinkingDisabled(_Wire):
 
 class ThinkingAdaptive(_Wire):
     type: Literal["adaptive"]
+    display: ThinkingDisplay | None = None
 
 
 Thinking = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive,
                      Field(discriminator="type")]
+
+
+class JSONOutputFormat(_Wire):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JSONOutputFormat | None = None
+    # Beta: a token budget the API tells the model about. Refused (see translate).
+    task_budget: dict[str, Any] | None = None
 
 
 class MessagesRequest(_Wire):
@@ -143,8 +164,20 @@ class MessagesRequest(_Wire):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
+    # Deprecated (beta) spelling of output_config.format; LiteLLM still sends it.
+    output_format: JSONOutputFormat | None = None
     metadata: dict[str, Any] | None = None
+    # Advisory: accepted and ignored (README, "Anthropic Messages").
     service_tier: str | None = None
+    context_management: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    user_profile_id: str | None = None
+    # Refused: they need Anthropic's server-side tools (see translate).
+    container: str | dict[str, Any] | None = None
+    mcp_servers: list[dict[str, Any]] | None = None
 
 
 class CountTokensRequest(_Wire):

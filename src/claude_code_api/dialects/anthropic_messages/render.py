@@ -52,9 +52,11 @@ def usage_body(usage: Usage) -> dict[str, int]:
 
 
 class StreamWriter:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, omit_thinking: bool = False) -> None:
         self.id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
+        # thinking.display "omitted": thinking blocks carry only their signature.
+        self.omit_thinking = omit_thinking
         self._index = -1
         self._open: str | None = None  # "thinking" | "text" | "tool_use"
         self._tools: dict[int, int] = {}  # neutral tool call index -> block index
@@ -69,6 +71,8 @@ class StreamWriter:
 
     def feed(self, event: TurnEvent) -> list[Event]:
         if isinstance(event, ReasoningDelta):
+            if self.omit_thinking:
+                return []
             return self._delta("thinking", {"type": "thinking", "thinking": "",
                                             "signature": ""},
                                {"type": "thinking_delta", "thinking": event.text})
@@ -122,10 +126,11 @@ class StreamWriter:
                 ("message_stop", {"type": "message_stop"})]
 
 
-def message_body(model: str, events: list[TurnEvent]) -> dict[str, Any]:
+def message_body(model: str, events: list[TurnEvent], *,
+                 omit_thinking: bool = False) -> dict[str, Any]:
     """The non-streaming Message: the stream's events folded into blocks."""
     events = after_replacement(events)
-    writer = StreamWriter(model)
+    writer = StreamWriter(model, omit_thinking=omit_thinking)
     blocks: list[dict[str, Any]] = []
     partial: dict[int, str] = {}
     end = next(e for e in events if isinstance(e, TurnEnd))

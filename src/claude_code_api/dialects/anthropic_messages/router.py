@@ -20,7 +20,7 @@ from ...openapi import ANTHROPIC_TURN, BODY, STREAMED, anthropic_errors
 from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected, with_pings
 from .models import CountTokensRequest, MessagesRequest
 from .render import StreamWriter, error_body, error_status, message_body
-from .translate import estimate_tokens, to_turn
+from .translate import estimate_tokens, thinking_omitted, to_turn
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Anthropic"])
@@ -43,15 +43,16 @@ async def messages(body: MessagesRequest, request: Request) -> Response:
                             valid_id(explicit, "X-Conversation-ID") if explicit else None, agent)
     located, model, events = run.located, run.model, run.events
     headers = {"X-Conversation-ID": located.conversation.id}
+    omit = thinking_omitted(body)
     if body.stream:
         first = await first_event(events)
-        return StreamingResponse(_frames(events, first, StreamWriter(model)),
+        return StreamingResponse(_frames(events, first, StreamWriter(model, omit_thinking=omit)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", **headers})
     collected = await unless_disconnected(request, collect_events(events))
     if collected is None:
         return Response(status_code=499)
-    return JSONResponse(message_body(model, collected), headers=headers)
+    return JSONResponse(message_body(model, collected, omit_thinking=omit), headers=headers)
 
 
 # A model call: the key's limits and budget apply before the model is looked up.

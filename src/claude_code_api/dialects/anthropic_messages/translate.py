@@ -13,7 +13,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Effort, Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import tool_specs, with_choice_rule
+from ...schemas import output_schema, tool_specs
 from .models import (
     Base64Source,
     Block,
@@ -22,6 +22,7 @@ from .models import (
     ImageBlock,
     MessagesRequest,
     TextBlock,
+    ThinkingAdaptive,
     ThinkingBlock,
     ThinkingDisabled,
     ThinkingEnabled,
@@ -33,6 +34,7 @@ from .models import (
 
 
 def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
+    _refuse_unsupported(request)
     model = catalog.resolve(request.model)
     tools = _tools(request)
     choice = _tool_choice(request, tools)
@@ -41,11 +43,46 @@ def to_turn(request: MessagesRequest, catalog: Catalog) -> TurnRequest:
         raise InvalidRequest("the last message must be a user message (prefilling the "
                              "assistant's answer is not supported)", param="messages")
     system = "\n\n".join(p for p in (system_text(request.system), *notes) if p) or None
-    return TurnRequest(model=model, prompt=turns[-1].content,
-                       system=with_choice_rule(system, choice, tools),
+    return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=request.max_tokens,
                        stop=tuple(request.stop_sequences or ()), tools=tools,
-                       tool_choice=choice, effort=_effort(request))
+                       tool_choice=choice, output_schema=_output_schema(request),
+                       effort=_effort(request), temperature=request.temperature,
+                       top_p=request.top_p, top_k=request.top_k,
+                       parallel_tools=not _one_call_only(request))
+
+
+def _refuse_unsupported(request: MessagesRequest) -> None:
+    """Fields that would change what the answer is, and that Claude Code cannot honour."""
+    if request.mcp_servers:
+        raise Unsupported("Anthropic's MCP connector is not available here: define the "
+                          "functions as `tools`", param="mcp_servers")
+    if request.container is not None:
+        raise Unsupported("containers belong to Anthropic's code execution tool, which is "
+                          "not available here", param="container")
+    if request.output_config is not None and request.output_config.task_budget is not None:
+        raise Unsupported("task budgets are not supported", param="output_config.task_budget")
+
+
+def _output_schema(request: MessagesRequest) -> str | None:
+    """Structured output: ``output_config.format``, or its older top-level spelling."""
+    config = request.output_config.format if request.output_config else None
+    if config is not None and request.output_format is not None:
+        raise InvalidRequest("give the format once, as output_config.format (output_format "
+                             "is its deprecated spelling)", param="output_format")
+    if config is not None:
+        return output_schema("json_schema", config.schema_, "output_config.format.schema")
+    if request.output_format is not None:
+        return output_schema("json_schema", request.output_format.schema_,
+                             "output_format.schema")
+    return None
+
+
+# The CLI has no such option: like a non-auto tool_choice, an instruction.
+def _one_call_only(request: MessagesRequest) -> bool:
+    choice = request.tool_choice
+    return bool(choice is not None and not isinstance(choice, ToolChoiceNone)
+                and choice.disable_parallel_tool_use)
 
 
 def system_text(system: str | list[TextBlock] | None) -> str:
@@ -57,6 +94,14 @@ def system_text(system: str | list[TextBlock] | None) -> str:
 
 
 def _tools(request: MessagesRequest) -> tuple[ToolSpec, ...]:
+    for i, tool in enumerate(request.tools or []):
+        if tool.type not in (None, "custom"):
+            raise Unsupported(f"'{tool.type}' is one of Anthropic's server tools, which are "
+                              "not available here; define client tools (with input_schema)",
+                              param=f"tools[{i}].type")
+        if tool.input_schema is None:
+            raise InvalidRequest("a client tool needs an input_schema",
+                                 param=f"tools[{i}].input_schema")
     return tool_specs((t.name, t.description, t.input_schema, f"tools[{i}]")
                       for i, t in enumerate(request.tools or []))
 
@@ -77,8 +122,17 @@ def _tool_choice(request: MessagesRequest, tools: tuple[ToolSpec, ...]) -> ToolC
     return ToolChoice()
 
 
+def thinking_omitted(request: MessagesRequest) -> bool:
+    thinking = request.thinking
+    return isinstance(thinking, ThinkingEnabled | ThinkingAdaptive) and \
+        thinking.display == "omitted"
+
+
 def _effort(request: MessagesRequest) -> Effort | None:
-    """Claude Code sets thinking by effort; a budget maps to the nearest level."""
+    """``output_config.effort`` as given; else Claude Code sets thinking by effort, and
+    a thinking budget maps to the nearest level."""
+    if request.output_config is not None and request.output_config.effort is not None:
+        return request.output_config.effort
     thinking = request.thinking
     if isinstance(thinking, ThinkingDisabled):
         return "low"

@@ -15,7 +15,7 @@ from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import Message, Role, ToolChoice, ToolSpec, TurnRequest
 from ...media import image_placeholder
-from ...schemas import OPENAI_EFFORTS, output_schema, tool_specs, with_choice_rule
+from ...schemas import OPENAI_EFFORTS, openai_temperature, output_schema, tool_specs
 from .models import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -39,12 +39,15 @@ def to_turn(request: ChatCompletionRequest, catalog: Catalog) -> TurnRequest:
         raise InvalidRequest("the last message must have role 'user' or 'tool' (there must "
                              "be something for the assistant to answer)", param="messages")
     max_tokens = request.max_completion_tokens or request.max_tokens
-    system = with_choice_rule("\n\n".join(p for p in system_parts if p) or None, choice, tools)
+    system = "\n\n".join(p for p in system_parts if p) or None
     effort = OPENAI_EFFORTS.get(request.reasoning_effort or "")
     return TurnRequest(model=model, prompt=turns[-1].content, system=system,
                        history=tuple(turns[:-1]), max_tokens=max_tokens,
                        stop=request.stop_sequences(), tools=tools, tool_choice=choice,
-                       output_schema=_output_schema(request), effort=effort)
+                       output_schema=_output_schema(request), effort=effort,
+                       temperature=openai_temperature(request.temperature),
+                       top_p=request.top_p,
+                       parallel_tools=request.parallel_tool_calls is not False)
 
 
 def _output_schema(request: ChatCompletionRequest) -> str | None:

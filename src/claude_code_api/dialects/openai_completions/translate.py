@@ -6,9 +6,9 @@ The prompt itself reaches Claude verbatim as the user message; with a ``suffix``
 own tag, and Claude is told to answer with exactly the text of the gap. Its answer
 is passed through as it comes: nothing is trimmed or unwrapped.
 
-A completion is asked for without thinking, at the lowest effort: its ``max_tokens``
-is small (16 by default) and every token should be text, soon. (Claude Code keeps
-adaptive thinking on for the models that have it; effort ``low`` keeps it short.)
+A completion is asked for without extended thinking: its ``max_tokens`` is small (16
+by default) and every token should be text, soon. So ``temperature`` and ``top_p``
+always reach the model (it takes them only without thinking).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ...agent import select
 from ...catalog import Catalog
 from ...errors import InvalidRequest, Unsupported
 from ...events import TurnRequest
+from ...schemas import openai_temperature
 from .models import DEFAULT_MAX_TOKENS, MAX_PROMPTS, CompletionRequest
 
 CONTINUE = (
@@ -78,7 +79,8 @@ def to_turns(request: CompletionRequest, catalog: Catalog,
                     prompt=({"type": "text",
                              "text": fill_prompt(text, request.suffix or "") if fill else text},),
                     max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
-                    stop=request.stop_sequences(), thinking=False, effort="low")
+                    stop=request.stop_sequences(), thinking=False,
+                    temperature=openai_temperature(request.temperature), top_p=request.top_p)
         for text in prompts(request))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,7 @@ class FunctionCallItem(_Wire):
     call_id: str
     name: str
     arguments: str
+    namespace: str | None = None
     id: str | None = None
 
 
@@ -61,21 +62,119 @@ class FunctionCallOutputItem(_Wire):
     output: str | list[Part]
 
 
+class CustomToolCallItem(_Wire):
+    type: Literal["custom_tool_call"]
+    call_id: str
+    name: str
+    input: str
+    namespace: str | None = None
+    id: str | None = None
+
+
+class CustomToolCallOutputItem(_Wire):
+    type: Literal["custom_tool_call_output"]
+    call_id: str
+    output: str | list[Part]
+
+
 class ReasoningItem(_Wire):
     type: Literal["reasoning"]
+    encrypted_content: str | None = None
+
+
+# Items of tools the gateway never offers (OpenAI's hosted tools, shell and patch
+# tools, MCP approvals, compaction): accepted in a history, never shown to Claude.
+HostedItemType = Literal[
+    "file_search_call", "web_search_call", "computer_call", "computer_call_output",
+    "image_generation_call", "code_interpreter_call", "local_shell_call",
+    "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
+    "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request",
+    "mcp_approval_response", "mcp_call", "tool_search_call", "tool_search_output",
+    "additional_tools", "compaction", "compaction_summary", "compaction_trigger", "program",
+    "program_output"]
+
+
+class HostedItem(_Wire):
+    type: HostedItemType
+
+
+class ItemReference(_Wire):
+    type: Literal["item_reference"] | None = None
+    id: str
+
+
+_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class FunctionTool(_Wire):
     type: Literal["function"]
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(pattern=_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class NamedFunction(_Wire):
-    type: Literal["function"]
+class CustomFormat(_Wire):
+    type: Literal["text", "grammar"]
+    syntax: str | None = None
+    definition: str | None = None
+
+
+class CustomTool(_Wire):
+    """A freeform tool: its input is one text (checked by a grammar on OpenAI)."""
+
+    type: Literal["custom"]
+    name: str = Field(pattern=_NAME)
+    description: str | None = None
+    format: CustomFormat | None = None
+
+
+class NamespaceTool(_Wire):
+    """Functions (and custom tools) grouped under a name; calls carry ``namespace``."""
+
+    type: Literal["namespace"]
+    name: str = Field(min_length=1)
+    description: str | None = None
+    tools: list[Annotated[FunctionTool | CustomTool, Field(discriminator="type")]] = \
+        Field(min_length=1)
+
+
+# Tools OpenAI runs itself, or the client runs with a call shape of OpenAI's own:
+# the gateway cannot run them and Claude has no counterpart, so they are left out.
+HostedToolType = Literal[
+    "web_search", "web_search_2025_08_26", "web_search_preview",
+    "web_search_preview_2025_03_11", "file_search", "computer", "computer_use_preview",
+    "code_interpreter", "image_generation", "mcp", "local_shell", "shell",
+    "apply_patch", "tool_search", "programmatic_tool_calling"]
+HOSTED_TOOLS: tuple[str, ...] = get_args(HostedToolType)
+
+
+class HostedTool(_Wire):
+    type: HostedToolType
+
+
+Tool = Annotated[FunctionTool | CustomTool | NamespaceTool | HostedTool,
+                 Field(discriminator="type")]
+
+
+class NamedTool(_Wire):
+    """``tool_choice`` naming one function or custom tool."""
+
+    type: Literal["function", "custom"]
     name: str
+
+
+class AllowedTools(_Wire):
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class HostedChoice(_Wire):
+    """``tool_choice`` requiring a hosted tool (``{"type": "web_search_preview"}``,
+    ``{"type": "mcp", "server_label": ...}``...): refused, as it cannot be run here."""
+
+    type: str
 
 
 class TextFormat(_Wire):
@@ -101,10 +200,13 @@ class ResponsesRequest(_Wire):
         {"model": "sonnet", "stream": True, "input": "Hi"}]})
 
     model: str = Field(min_length=1)
-    input: str | list[MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem]
+    input: str | list[MessageItem | FunctionCallItem | FunctionCallOutputItem
+                      | CustomToolCallItem | CustomToolCallOutputItem | ReasoningItem
+                      | HostedItem | ItemReference]
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
+    tools: list[Tool] | None = None
+    tool_choice: (Literal["none", "auto", "required"] | NamedTool | AllowedTools | HostedChoice
+                  | None) = None
     parallel_tool_calls: bool | None = None
     text: TextOptions | None = None
     reasoning: ReasoningOptions | None = None
@@ -116,3 +218,4 @@ class ResponsesRequest(_Wire):
     user: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
+    include: list[str] | None = None

@@ -20,6 +20,7 @@ from ...openapi import OPENAI_TURN, STREAMED, openai_errors
 from ..streams import BROKEN_STREAM, collect_events, first_event, unless_disconnected
 from .models import ResponsesRequest
 from .render import ResponseWriter, collect, new_id
+from .tools import client_tools
 from .translate import to_turn
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,19 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     body.model, agent = select(body.model, body.model_extra, request.headers,
                                gateway.settings.claude.default_model)
     explicit = request.headers.get("x-conversation-id")
-    run = await gateway.run(to_turn(body, gateway.catalog, previous), caller, body.user,
+    tools = client_tools(body)
+    if tools.ignored:
+        log.info("responses: hosted tools left out (the gateway cannot run them): %s",
+                 ", ".join(tools.ignored))
+    run = await gateway.run(to_turn(body, gateway.catalog, previous, tools), caller, body.user,
                             valid_id(explicit, "X-Conversation-ID") if explicit else None,
                             agent)
     located, model, events = run.located, run.model, run.events
     headers = {"X-Conversation-ID": located.conversation.id}
+    if tools.ignored:
+        headers["X-Tools-Ignored"] = ",".join(tools.ignored)
     writer = ResponseWriter(body, model, body.previous_response_id,
-                            reasoning=agent is not None)
+                            reasoning=agent is not None, tools=tools)
     saver = _Saver(gateway, body, located, scope)
     if body.stream:
         first = await first_event(events)
