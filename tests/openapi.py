@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -26,9 +27,22 @@ def _denull(node: Any) -> Any:
     return node
 
 
+def _with_completion_chunk(spec: dict[str, Any]) -> dict[str, Any]:
+    """``CompletionChunk``: the spec's ``CreateCompletionResponse`` ("streamed and
+    non-streamed response objects share the same shape"), except that a choice's
+    ``finish_reason`` is null until its last chunk, as OpenAI streams it and as for
+    chat chunks (the spec's enum has no value for "not finished yet")."""
+    schemas = spec["components"]["schemas"]
+    chunk = copy.deepcopy(schemas["CreateCompletionResponse"])
+    choice = chunk["properties"]["choices"]["items"]["properties"]
+    choice["finish_reason"] = {"anyOf": [choice["finish_reason"], {"type": "null"}]}
+    schemas["CompletionChunk"] = chunk
+    return spec
+
+
 @functools.cache
 def _registry() -> tuple[Registry, dict[str, Any]]:
-    spec = _denull(json.loads(SPEC.read_text()))
+    spec = _with_completion_chunk(_denull(json.loads(SPEC.read_text())))
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     return Registry().with_resource("openapi.yaml", resource), spec
 

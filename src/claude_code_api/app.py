@@ -23,6 +23,7 @@ from .conversations.router import router as conversations_router
 from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.errors import describe_validation, error_response, gateway_error_response
 from .dialects.openai_chat.router import router as openai_router
+from .dialects.openai_completions.router import router as completions_router
 from .dialects.openai_responses.router import router as responses_router
 from .engine.engine import cli_version
 from .engine.worker import Worker
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.gateway = gateway
     app.include_router(openai_router)
+    app.include_router(completions_router)
     app.include_router(responses_router)
     app.include_router(anthropic_router)
     app.include_router(conversations_router)

@@ -68,6 +68,9 @@ class TurnRequest:
     top_p: float | None = None
     top_k: int | None = None
     parallel_tools: bool = True  # False: at most one tool call per response
+    # False: no extended thinking, so every output token is text (legacy completions,
+    # whose max_tokens is often a few dozen tokens).
+    thinking: bool = True
 
     def __post_init__(self) -> None:
         check_system_prompt(self.system)

@@ -110,12 +110,15 @@ class Gateway:
                    RateLimiter(settings.auth.rpm_window_seconds), Agents(settings))
 
     async def run(self, turn: TurnRequest, caller: Caller, user: str | None = None,
-                  explicit: str | None = None, agent: AgentRequest | None = None) -> Run:
+                  explicit: str | None = None, agent: AgentRequest | None = None,
+                  remember: bool = True) -> Run:
         """Check the caller may use the model, check the turn's images, find its
         conversation, start it on the engine (in agent mode: in the conversation's
         workspace, under the agent policy); the key's budget admits it when it gets a
         worker; the conversation is recorded and the key charged when the answer is
-        complete."""
+        complete. Without ``remember`` (legacy completions: every request stands
+        alone) the turn is neither stored nor kept loaded in its worker, so a burst of
+        them does not push conversations out of the warm workers."""
         model = self.catalog.cli_aliases.get(turn.model, turn.model)
         if caller.key is not None and not caller.key.allows_model(turn.model, model):
             self.metrics.rejected.labels("model_not_allowed").inc()
@@ -123,7 +126,10 @@ class Gateway:
             raise Forbidden(f"The API key `{caller.key.name}` may not use the model "
                             f"`{turn.model}`; it may use: {allowed}.", param="model")
         turn = await self.media.resolve(turn)
-        located = self.conversations.locate(caller.scope(user), turn, explicit)
+        if remember:
+            located = self.conversations.locate(caller.scope(user), turn, explicit)
+        else:
+            located = self.conversations.transient(caller.scope(user), turn)
         account = _Account(self, caller, model)
         if agent is not None:
             run = self.agents.prepare(caller, agent, located.conversation.id)
@@ -131,8 +137,9 @@ class Gateway:
             stream = self.engine.stream(located.turn, located.session, run.key, run.narrow,
                                         account)
         else:
-            stream = self.engine.stream(located.turn, located.session, account=account)
-        events = self.conversations.recording(located, stream, model)
+            stream = self.engine.stream(located.turn, located.session if remember else None,
+                                        account=account)
+        events = self.conversations.recording(located, stream, model) if remember else stream
         return Run(located, model, self._accounted(caller, model, events))
 
     async def _accounted(self, caller: Caller, model: str,

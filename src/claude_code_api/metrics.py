@@ -19,9 +19,10 @@ from .events import TurnEnd, Usage
 
 PREFIX = "claude_code_api"
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_KNOWN_ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/messages/count_tokens",
-                 "/v1/messages", "/v1/models", "/v1/conversations", "/v1/batch",
-                 "/v1/batches", "/v1/files", "/v1/sessions", "/health", "/metrics", "/stats")
+_KNOWN_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses",
+                 "/v1/messages/count_tokens", "/v1/messages", "/v1/models",
+                 "/v1/conversations", "/v1/batch", "/v1/batches", "/v1/files",
+                 "/v1/sessions", "/health", "/metrics", "/stats")
 
 
 def route_of(path: str) -> str:

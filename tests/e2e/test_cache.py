@@ -73,6 +73,16 @@ def test_streaming_is_cached_separately_and_replayed(gw: Gateway, tokens: dict[s
     assert len(upstream.message_requests()) == 1
 
 
+def test_legacy_completions_are_cached(gw: Gateway, upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text(" once"), Reply.text(" twice"))
+    request = {"model": "sonnet", "prompt": "Cache this", "max_tokens": 8}
+    first = post(gw, request, path="/v1/completions")
+    again = post(gw, request, path="/v1/completions")
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert again.content == first.content and first.json()["choices"][0]["text"] == " once"
+    assert len(upstream.message_requests()) == 1
+
+
 def test_never_across_keys(gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
     upstream.script(Reply.text("for alice"), Reply.text("for bob"), Reply.text("for nobody"))
     alice = post(gw, body("whose answer?"), tokens["alice"])

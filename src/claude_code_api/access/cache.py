@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from ..settings import CacheSettings
 
-CACHED_ROUTES = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
+CACHED_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses",
+                           "/v1/messages"})
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,11 @@ class Conversations:
         conversation = Conversation(id="conv_" + uuid.uuid4().hex[:24], scope=scope)
         return Located(conversation, turn, Session(scope), created=True)
 
+    def transient(self, scope: str, turn: TurnRequest) -> Located:
+        """A conversation of one turn that is never stored (see ``Gateway.run``)."""
+        conversation = Conversation(id="conv_" + uuid.uuid4().hex[:24], scope=scope)
+        return Located(conversation, turn, Session(scope), created=True)
+
     def _explicit(self, scope: str, turn: TurnRequest, conversation_id: str) -> Located:
         stored = self.store.get(conversation_id)
         if stored is None:

@@ -426,7 +426,7 @@ def _state(session: Session | None, request: TurnRequest,
 def shape_of(request: TurnRequest) -> Shape:
     return Shape(request.system, request.max_tokens, request.effort, request.temperature,
                  request.top_p, request.top_k, request.stop, request.tools, request.tool_choice,
-                 request.parallel_tools, request.output_schema)
+                 request.parallel_tools, request.output_schema, request.thinking)
 
 
 def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:

@@ -75,6 +75,7 @@ class Shape:
     parallel_tools: bool = True
     # The answer must be one JSON document matching this schema (canonical JSON text).
     output_schema: str | None = None
+    thinking: bool = True  # False: no extended thinking (legacy completions)
 
     @property
     def tool_names(self) -> frozenset[str]:
@@ -363,6 +364,8 @@ def rewrite(body: dict[str, Any], lane: Lane) -> dict[str, Any]:
             body.update(sampling)
         else:
             log.debug("sampling parameters dropped: they do not apply with reasoning on")
+    if not shape.thinking:
+        _thinking_off(body)
     if shape.stop:
         body["stop_sequences"] = list(shape.stop)
     _tools(body, shape)
@@ -410,7 +413,7 @@ def _tools(body: dict[str, Any], shape: Shape) -> None:
 
 def _thinking_off(body: dict[str, Any]) -> None:
     """The API takes a forced tool call, and sampling parameters, only without
-    extended thinking."""
+    extended thinking; a completion's few tokens are all for its text."""
     body["thinking"] = {"type": "disabled"}
     body.pop("context_management", None)  # its edits are about thinking blocks
     if isinstance(body.get("output_config"), dict):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,26 +10,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types import Model
 
-from ... import sse
 from ...access.caller import caller_of
 from ...agent import AGENT_MODEL, select
 from ...catalog import ModelEntry
-from ...errors import GatewayError, NotFound, UpstreamError
-from ...events import (
-    ReasoningDelta,
-    TextDelta,
-    TextReplaced,
-    ToolCallDelta,
-    ToolCallStart,
-    TurnEnd,
-    TurnEvent,
-)
+from ...errors import NotFound
 from ...gateway import Gateway
 from ...openapi import OPENAI_TURN, STREAMED, openai_errors
-from ..streams import BROKEN_STREAM, first_event, unless_disconnected
+from ..streams import first_event, unless_disconnected
 from .completion import complete, conversation_id, shown
 from .models import ChatCompletionRequest
-from .render import ChunkWriter, error_body, new_id
+from .render import ChunkWriter, new_id
+from .streaming import chunks
 from .translate import to_turn
 
 log = logging.getLogger(__name__)
@@ -59,42 +49,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     first = await first_event(events)
     writer = ChunkWriter(new_id(), run.model, include_usage)
-    return StreamingResponse(_chunks(events, first, writer), media_type="text/event-stream",
+    return StreamingResponse(chunks(events, first, writer), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache",
                                       "X-Conversation-ID": run.located.conversation.id})
-
-
-async def _chunks(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
-                  writer: ChunkWriter) -> AsyncIterator[bytes]:
-    try:
-        yield sse.data(writer.role())
-        event = first
-        while True:
-            if isinstance(event, TextDelta):
-                yield sse.data(writer.text(event.text))
-            elif isinstance(event, ReasoningDelta):
-                yield sse.data(writer.reasoning(event.text))
-            elif isinstance(event, ToolCallStart):
-                yield sse.data(writer.tool_start(event.index, event.id, event.name))
-            elif isinstance(event, ToolCallDelta):
-                yield sse.data(writer.tool_arguments(event.index, event.arguments))
-            elif isinstance(event, TextReplaced):
-                raise UpstreamError(BROKEN_STREAM)
-            elif isinstance(event, TurnEnd):
-                yield sse.data(writer.finish(event.stop_reason))
-                if writer.include_usage:
-                    yield sse.data(writer.usage(event.usage))
-                break
-            event = await anext(events)
-    except GatewayError as exc:
-        # After the first byte the status is sent: the error travels in the stream.
-        yield sse.data(error_body(exc.message, exc.type, exc.param, exc.code))
-    except StopAsyncIteration:
-        yield sse.data(error_body("Claude Code ended the turn without a result",
-                                  "api_error", None, None))
-    finally:
-        await events.aclose()
-    yield sse.DONE
 
 
 @router.get("/v1/models", responses=openai_errors(401))
