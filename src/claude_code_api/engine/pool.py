@@ -391,14 +391,17 @@ class Pool:
         busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
         holders = sorted((w for w in self.workers if w.key == DEFAULT_KEY and w.holds
                           and w.state == "idle"), key=lambda w: w.last_used)
-        # Recent demand starts spares while there is room; only ``min_idle_workers``
-        # of them are worth emptying a live conversation for.
-        for _ in range(max(self._wanted() - busy, self.settings.min_idle_workers) - warm):
+        # Recent demand starts spares while there is room (an idle holder counts: it
+        # takes a new conversation after a ~5 ms reset); only ``min_idle_workers`` of
+        # them are worth emptying a live conversation for.
+        for _ in range(self._wanted() - busy - len(holders) - warm):
             if self._free_slots():
                 self._spawn_worker(DEFAULT_KEY, None)
                 warm += 1
         for _ in range(self.settings.min_idle_workers - warm):
-            if holders:
+            if self._free_slots():
+                self._spawn_worker(DEFAULT_KEY, None)
+            elif holders:
                 worker = holders.pop(0)
                 worker.state = "resetting"
                 self._spawn_task(self._reset(worker))
