@@ -21,8 +21,6 @@ import math
 import os
 import platform
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,18 @@ import httpx
 import openai
 import psutil
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
+from harness import (
+    describe_error,
+    free_port,
+    median,
+    ms_since,
+    p95,
+    progress,
+    reap_leftovers,
+    scrub_environment,
+    stop,
+    table,
+)
 
 from claude_code_api import __version__
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
@@ -68,16 +78,6 @@ QUICK = Plan("quick", n=10, n_cli=5, per_level=16)
 
 
 # -- statistics ---------------------------------------------------------------
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def p95(values: list[float]) -> float:
-    """Nearest-rank 95th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else math.nan
-
-
 @dataclass
 class Series:
     key: str
@@ -116,10 +116,6 @@ class Results:
     memory: list[list[str]] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     error: str | None = None
-
-
-def ms_since(start: float) -> float:
-    return (time.monotonic() - start) * 1000
 
 
 @dataclass
@@ -278,11 +274,6 @@ async def run_level(base_url: str, concurrency: int, total: int) -> Level:
     return Level(concurrency, time.monotonic() - start, latencies, errors)
 
 
-def describe_error(exc: Exception) -> str:
-    status = getattr(exc, "status_code", None)
-    return f"{status} {type(exc).__name__}" if status else type(exc).__name__
-
-
 def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -335,13 +326,6 @@ class GatewayProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def gateway_env(root: Path, upstream_url: str) -> dict[str, str]:
     return {**os.environ,
             "ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": API_KEY,
@@ -386,45 +370,6 @@ def wait_until_warm(gateway: GatewayProcess, timeout: float = 120) -> None:
                        f"{gateway.log_tail()}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def our_processes(root: Path) -> list[psutil.Process]:
-    """Live processes (other than this one) started for this run: they carry a
-    ``CLAUDE_CONFIG_DIR`` inside ``root``."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error):
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("CLAUDE_CONFIG_DIR", "").startswith(str(root)):
-                found.append(proc)
-    return found
-
-
-def reap_leftovers(root: Path, grace: float = 5.0) -> list[str]:
-    """Kill what is still running after ``grace`` seconds; describe it."""
-    deadline = time.monotonic() + grace
-    while (procs := our_processes(root)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    described = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"pid {proc.pid} ({proc.name()})")
-            proc.kill()
-    psutil.wait_procs(procs, timeout=5)
-    return described
-
-
 # -- memory -------------------------------------------------------------------
 def memory_rows(gateway: GatewayProcess, at_ready: dict[str, Any]) -> list[list[str]]:
     now = gateway.health()
@@ -443,13 +388,6 @@ def memory_rows(gateway: GatewayProcess, at_ready: dict[str, Any]) -> list[list[
 
 
 # -- the run ------------------------------------------------------------------
-def scrub_environment() -> None:
-    """No inherited Anthropic/Claude settings: the run is the same on every machine."""
-    for name in list(os.environ):
-        if name.startswith(("ANTHROPIC_", "CLAUDE")):
-            del os.environ[name]
-
-
 def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
     plan = results.plan
     say = progress()
@@ -465,15 +403,6 @@ def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
         say("throughput")
         results.levels = measure_throughput(gateway, plan)
         results.memory = memory_rows(gateway, at_ready)
-
-
-def progress() -> Callable[[str], None]:
-    started = time.monotonic()
-
-    def say(step: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f} s] {step}...", file=sys.stderr)
-
-    return say
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -507,13 +436,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- the report ---------------------------------------------------------------
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}"
 

@@ -43,8 +43,6 @@ import platform
 import random
 import re
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,13 +56,24 @@ from typing import Any
 import anthropic
 import httpx
 import openai
-import psutil
 from claude_agent_sdk import (
     ClaudeAgentOptions,
     ResultMessage,
     create_sdk_mcp_server,
     query,
     tool,
+)
+from harness import (
+    describe_error,
+    free_port,
+    median,
+    ms_since,
+    p95,
+    progress,
+    reap_leftovers,
+    scrub_environment,
+    stop,
+    table,
 )
 
 from claude_code_api import __version__
@@ -164,20 +173,6 @@ def answer(seen: Seen) -> Reply:
 
 
 # -- statistics ---------------------------------------------------------------
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def p95(values: list[float]) -> float:
-    """Nearest-rank 95th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else math.nan
-
-
-def ms_since(start: float) -> float:
-    return (time.monotonic() - start) * 1000
-
-
 @dataclass
 class Block:
     """One traffic kind at one concurrency level."""
@@ -229,11 +224,6 @@ class Results:
     rebuilds: list[Rebuild] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     error: str | None = None
-
-
-def describe_error(exc: Exception) -> str:
-    status = getattr(exc, "status_code", None)
-    return f"{status} {type(exc).__name__}" if status else type(exc).__name__
 
 
 async def lanes(concurrency: int, shapes: list[Shape],
@@ -407,13 +397,6 @@ class GatewayProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def gateway_env(root: Path, upstream_url: str, pool: int) -> dict[str, str]:
     return {**os.environ,
             "ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": API_KEY,
@@ -454,45 +437,6 @@ def wait_until_ready(gateway: GatewayProcess, timeout: float = 120) -> None:
         time.sleep(0.1)
     raise RuntimeError(f"the gateway had no idle worker after {timeout:g} s:\n"
                        f"{gateway.log_tail()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def our_processes(root: Path) -> list[psutil.Process]:
-    """Live processes (other than this one) started for this run: they carry a
-    ``CLAUDE_CONFIG_DIR`` inside ``root``."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error):
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("CLAUDE_CONFIG_DIR", "").startswith(str(root)):
-                found.append(proc)
-    return found
-
-
-def reap_leftovers(root: Path, grace: float = 5.0) -> list[str]:
-    """Kill what is still running after ``grace`` seconds; describe it."""
-    deadline = time.monotonic() + grace
-    while (procs := our_processes(root)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    described = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"pid {proc.pid} ({proc.name()})")
-            proc.kill()
-    psutil.wait_procs(procs, timeout=5)
-    return described
 
 
 # -- traffic levels -----------------------------------------------------------
@@ -577,22 +521,6 @@ def measure_rebuilds(gateway: GatewayProcess, plan: Plan) -> list[Rebuild]:
 
 
 # -- the run ------------------------------------------------------------------
-def scrub_environment() -> None:
-    """No inherited Anthropic/Claude settings: the run is the same on every machine."""
-    for name in list(os.environ):
-        if name.startswith(("ANTHROPIC_", "CLAUDE")):
-            del os.environ[name]
-
-
-def progress() -> Callable[[str], None]:
-    started = time.monotonic()
-
-    def say(step: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f} s] {step}...", file=sys.stderr)
-
-    return say
-
-
 def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
     say = progress()
     with running_gateway(root, upstream.url, results.pool) as gateway:
@@ -650,13 +578,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- the report ---------------------------------------------------------------
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def fmt(value: float, digits: int = 1) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
-from bench import bench_mixed
 from claude_code_api.testing.fake_upstream import Seen, Text, ToolUse
+
+# The benchmark runs as `python bench/bench_mixed.py`: its folder is on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import bench_mixed  # noqa: E402
 
 SCRIPT = Path(bench_mixed.__file__)
 
