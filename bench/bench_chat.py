@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,20 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import psutil
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 from harness import (
+    GatewayProcess,
     describe_error,
-    free_port,
     median,
     ms_since,
     p95,
     progress,
     reap_leftovers,
+    running_gateway,
     scrub_environment,
-    stop,
     table,
 )
 
@@ -54,7 +52,6 @@ from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "chat.md"
-SERVE = REPO / ".venv" / "bin" / "claude-code-api"
 WORKERS = 4
 TARGET_RATIO = 10.0
 PROMPT = "Say hi"
@@ -306,26 +303,6 @@ def measure_fresh_workers(gateway: GatewayProcess) -> Series:
 
 
 # -- the gateway process ------------------------------------------------------
-@dataclass
-class GatewayProcess:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_file: Path
-
-    def health(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.base_url}/health", timeout=10)
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-    def worker_pids(self) -> list[int]:
-        return [w["pid"] for w in self.health()["workers"] if w["pid"]]
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 def gateway_env(root: Path, upstream_url: str) -> dict[str, str]:
     return {**os.environ,
             "ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": API_KEY,
@@ -334,40 +311,6 @@ def gateway_env(root: Path, upstream_url: str) -> dict[str, str]:
             "CLAUDE_CODE__CLAUDE__MIN_IDLE_WORKERS": str(WORKERS),
             "CLAUDE_CODE__STORE__PATH": str(root / "gateway.db"),
             "CLAUDE_CODE__SERVER__LOG_LEVEL": "warning"}
-
-
-@contextlib.contextmanager
-def running_gateway(root: Path, upstream_url: str) -> Iterator[GatewayProcess]:
-    """The gateway started as a user would, stopped (terminate, then kill) on exit.
-
-    It runs in ``root`` so that no ``config/local.toml`` of the checkout applies.
-    """
-    port = free_port()
-    log_file = root / "gateway.log"
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen([str(SERVE), "serve", "--port", str(port)], cwd=root,
-                                env=gateway_env(root, upstream_url), stdout=log,
-                                stderr=subprocess.STDOUT)
-    gateway = GatewayProcess(f"http://127.0.0.1:{port}", proc, log_file)
-    try:
-        wait_until_warm(gateway)
-        yield gateway
-    finally:
-        stop(proc)
-
-
-def wait_until_warm(gateway: GatewayProcess, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if gateway.proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited ({gateway.proc.returncode}):\n"
-                               f"{gateway.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if gateway.health()["pool"]["idle"] == WORKERS:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the gateway had not {WORKERS} idle workers after {timeout:g} s:\n"
-                       f"{gateway.log_tail()}")
 
 
 # -- memory -------------------------------------------------------------------
@@ -391,7 +334,7 @@ def memory_rows(gateway: GatewayProcess, at_ready: dict[str, Any]) -> list[list[
 def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
     plan = results.plan
     say = progress()
-    with running_gateway(root, upstream.url) as gateway:
+    with running_gateway(root, gateway_env(root, upstream.url), WORKERS) as gateway:
         at_ready = gateway.health()
         results.cli_version = str(at_ready.get("cli_version") or "?")
         say("first turns of fresh workers")

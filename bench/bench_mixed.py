@@ -34,21 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import math
 import os
 import platform
 import random
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,15 +61,15 @@ from claude_agent_sdk import (
     tool,
 )
 from harness import (
+    GatewayProcess,
     describe_error,
-    free_port,
     median,
     ms_since,
     p95,
     progress,
     reap_leftovers,
+    running_gateway,
     scrub_environment,
-    stop,
     table,
 )
 
@@ -82,7 +79,6 @@ from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen, Too
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "mixed.md"
-SERVE = REPO / ".venv" / "bin" / "claude-code-api"
 DEFAULT_POOL: int = ClaudeSettings.model_fields["max_concurrent_sessions"].default
 API_KEY = "sk-bench"
 REPLY = "Hi there, this is a short answer."
@@ -368,35 +364,6 @@ async def one_cli(root: Path, upstream_url: str, shape: Shape, i: int) -> None:
 
 
 # -- the gateway process ------------------------------------------------------
-@dataclass
-class GatewayProcess:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_file: Path
-
-    def health(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.base_url}/health", timeout=10)
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-    def workers_started(self) -> int:
-        """The ``workers_started`` counter of ``/metrics``, once no worker is starting
-        (a start the last requests caused counts for them)."""
-        deadline = time.monotonic() + 30
-        while self.health()["pool"]["starting"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
-        found = re.search(r"^claude_code_api_workers_started_total (\S+)$", text, re.M)
-        if found is None:
-            raise RuntimeError("/metrics has no claude_code_api_workers_started_total")
-        return int(float(found.group(1)))
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 def gateway_env(root: Path, upstream_url: str, pool: int) -> dict[str, str]:
     return {**os.environ,
             "ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": API_KEY,
@@ -405,38 +372,6 @@ def gateway_env(root: Path, upstream_url: str, pool: int) -> dict[str, str]:
             "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(root / "work"),
             "CLAUDE_CODE__STORE__PATH": str(root / "gateway.db"),
             "CLAUDE_CODE__SERVER__LOG_LEVEL": "warning"}
-
-
-@contextlib.contextmanager
-def running_gateway(root: Path, upstream_url: str, pool: int) -> Iterator[GatewayProcess]:
-    """The gateway started as a user would (in ``root``, so no ``config/local.toml``
-    of the checkout applies), stopped (terminate, then kill) on exit."""
-    port = free_port()
-    log_file = root / "gateway.log"
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen([str(SERVE), "serve", "--port", str(port)], cwd=root,
-                                env=gateway_env(root, upstream_url, pool), stdout=log,
-                                stderr=subprocess.STDOUT)
-    gateway = GatewayProcess(f"http://127.0.0.1:{port}", proc, log_file)
-    try:
-        wait_until_ready(gateway)
-        yield gateway
-    finally:
-        stop(proc)
-
-
-def wait_until_ready(gateway: GatewayProcess, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if gateway.proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited ({gateway.proc.returncode}):\n"
-                               f"{gateway.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if gateway.health()["pool"]["idle"] >= 1:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the gateway had no idle worker after {timeout:g} s:\n"
-                       f"{gateway.log_tail()}")
 
 
 # -- traffic levels -----------------------------------------------------------
@@ -523,7 +458,8 @@ def measure_rebuilds(gateway: GatewayProcess, plan: Plan) -> list[Rebuild]:
 # -- the run ------------------------------------------------------------------
 def run(results: Results, root: Path, upstream: FakeUpstream) -> None:
     say = progress()
-    with running_gateway(root, upstream.url, results.pool) as gateway:
+    with running_gateway(root, gateway_env(root, upstream.url, results.pool),
+                         1) as gateway:
         results.cli_version = str(gateway.health().get("cli_version") or "?")
         for concurrency in results.plan.levels:
             say(f"concurrency {concurrency}: floor, uniform, mixed, one CLI per request")

@@ -9,15 +9,85 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
+
+SERVE = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "claude-code-api"
+
+
+@dataclass
+class GatewayProcess:
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    log_file: Path
+
+    def health(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.base_url}/health", timeout=10)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def worker_pids(self) -> list[int]:
+        return [w["pid"] for w in self.health()["workers"] if w["pid"]]
+
+    def workers_started(self) -> int:
+        """The ``workers_started`` counter of ``/metrics``, once no worker is starting
+        (a start the last requests caused counts for them)."""
+        deadline = time.monotonic() + 30
+        while self.health()["pool"]["starting"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        found = re.search(r"^claude_code_api_workers_started_total (\S+)$", text, re.M)
+        if found is None:
+            raise RuntimeError("/metrics has no claude_code_api_workers_started_total")
+        return int(float(found.group(1)))
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running_gateway(root: Path, env: dict[str, str], idle: int) -> Iterator[GatewayProcess]:
+    """The gateway started as a user would (in ``root``, so no ``config/local.toml``
+    of the checkout applies), once ``idle`` workers are ready; stopped (terminate,
+    then kill) on exit."""
+    port = free_port()
+    log_file = root / "gateway.log"
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen([str(SERVE), "serve", "--port", str(port)], cwd=root,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    gateway = GatewayProcess(f"http://127.0.0.1:{port}", proc, log_file)
+    try:
+        wait_until_idle(gateway, idle)
+        yield gateway
+    finally:
+        stop(proc)
+
+
+def wait_until_idle(gateway: GatewayProcess, idle: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({gateway.proc.returncode}):\n"
+                               f"{gateway.log_tail()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if gateway.health()["pool"]["idle"] >= idle:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the gateway had not {idle} idle workers after {timeout:g} s:\n"
+                       f"{gateway.log_tail()}")
 
 
 def median(values: list[float]) -> float:
