@@ -23,7 +23,7 @@ import openai
 import psutil
 import pytest
 
-from claude_code_api.testing.fake_upstream import FakeUpstream
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,3 +258,33 @@ def gateway(request: pytest.FixtureRequest, upstream: FakeUpstream) -> Gateway:
 def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
     yield gateway.client()
     gateway.close_clients()
+
+
+def raw_stream(gateway: Gateway, path: str, body: dict[str, Any]) -> list[str]:
+    """The SSE ``data:`` payloads of a streamed answer from ``/v1<path>``, exactly as
+    sent (any other line than blank separators fails)."""
+    frames = []
+    with httpx.stream("POST", gateway.base_url + path, json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                frames.append(line[len("data: "):])
+            else:
+                assert line == "", line
+    return frames
+
+
+def structured(value: dict[str, Any], preamble: str = "") -> Reply:
+    """Claude's answer under structured output: a call of the StructuredOutput tool the
+    relay offers with the client's schema."""
+    blocks: list[Any] = [Text(preamble)] if preamble else []
+    return Reply(blocks=[*blocks, ToolUse("StructuredOutput", value, id="toolu_so")],
+                 stop_reason="tool_use")
+
+
+def offered_schema(upstream: FakeUpstream) -> dict[str, Any]:
+    """The schema the last upstream request offered for the structured answer."""
+    tools = upstream.message_requests()[-1].body["tools"]
+    [tool] = [t for t in tools if t["name"] == "StructuredOutput"]
+    return dict(tool["input_schema"])

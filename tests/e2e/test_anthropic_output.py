@@ -14,7 +14,7 @@ import pydantic
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway
+from tests.conftest import Gateway, offered_schema, structured
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +34,6 @@ def claude(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=gateway.url, api_key="sk-any", max_retries=0,
                              timeout=60) as client:
         yield client
-
-
-def structured(value: dict[str, Any], preamble: str = "") -> Reply:
-    """Claude's answer under structured output: a call of the CLI's StructuredOutput tool."""
-    blocks: list[Any] = [Text(preamble)] if preamble else []
-    return Reply(blocks=[*blocks, ToolUse("StructuredOutput", value, id="toolu_so")],
-                 stop_reason="tool_use")
-
-
-def offered_schema(upstream: FakeUpstream) -> dict[str, Any]:
-    tools = upstream.message_requests()[-1].body["tools"]
-    [tool] = [t for t in tools if t["name"] == "StructuredOutput"]
-    return dict(tool["input_schema"])
 
 
 def test_parse_returns_the_pydantic_object(claude: anthropic.Anthropic,

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen, content_text
-from tests.conftest import Gateway
+from tests.conftest import Gateway, raw_stream
 from tests.openapi import validate
 
 pytestmark = pytest.mark.e2e
@@ -21,21 +21,6 @@ def user_text(seen: Seen) -> str:
     users = [m for m in seen.messages if m["role"] == "user"]
     assert len(users) == 1, seen.messages  # a completion is one turn, no history
     return content_text(users[0]["content"])
-
-
-def raw_stream(gateway: Gateway, body: dict[str, Any]) -> list[str]:
-    """The SSE ``data:`` payloads, exactly as sent."""
-    frames = []
-    with httpx.stream("POST", gateway.base_url + "/completions", json=body,
-                      timeout=60) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                frames.append(line[len("data: "):])
-            else:
-                assert line == "", line
-    return frames
 
 
 def test_a_completion_continues_the_prompt_verbatim(client: openai.OpenAI, gateway: Gateway,
@@ -140,8 +125,8 @@ def test_echo_stop_and_several_prompts(client: openai.OpenAI, upstream: FakeUpst
 def test_stream_chunks_follow_openai_conventions(gateway: Gateway,
                                                  upstream: FakeUpstream) -> None:
     upstream.script(Reply.text("streaming the rest of it", output_tokens=5))
-    frames = raw_stream(gateway, {"model": "sonnet", "prompt": "Go on:", "stream": True,
-                                  "max_tokens": 30})
+    frames = raw_stream(gateway, "/completions", {"model": "sonnet", "prompt": "Go on:",
+                                                  "stream": True, "max_tokens": 30})
     assert frames[-1] == "[DONE]"
     chunks = [json.loads(f) for f in frames[:-1]]
     for chunk in chunks:

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway
+from tests.conftest import Gateway, raw_stream
 from tests.openapi import validate
 
 pytestmark = pytest.mark.e2e
 
 
-def raw_stream(gateway: Gateway, body: dict[str, Any]) -> list[str]:
-    """The SSE ``data:`` payloads, exactly as sent."""
-    frames = []
-    with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body,
-                      timeout=60) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                frames.append(line[len("data: "):])
-            else:
-                assert line == "", line
-    return frames
-
-
 def test_stream_chunks_follow_openai_conventions(gateway: Gateway,
                                                  upstream: FakeUpstream) -> None:
     upstream.script(Reply.text("Hello there, streaming world", output_tokens=6))
-    frames = raw_stream(gateway, {"model": "sonnet", "stream": True,
+    frames = raw_stream(gateway, "/chat/completions", {"model": "sonnet", "stream": True,
                                   "messages": [{"role": "user", "content": "hi"}]})
     assert frames[-1] == "[DONE]"
     chunks = [json.loads(f) for f in frames[:-1]]

@@ -11,8 +11,8 @@ import openai
 import pydantic
 import pytest
 
-from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway, start_gateway
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking
+from tests.conftest import Gateway, offered_schema, start_gateway, structured
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +20,6 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"},
                                            "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
 ASK = [{"role": "user", "content": "Ann is 31. Extract the person."}]
-
-
-def structured(value: dict[str, Any], preamble: str = "") -> Reply:
-    blocks: list[Any] = [Text(preamble)] if preamble else []
-    return Reply(blocks=[*blocks, ToolUse("StructuredOutput", value, id="toolu_so")],
-                 stop_reason="tool_use")
-
-
-def offered_schema(upstream: FakeUpstream) -> dict[str, Any]:
-    tools = upstream.message_requests()[-1].body["tools"]
-    [tool] = [t for t in tools if t["name"] == "StructuredOutput"]
-    return dict(tool["input_schema"])
 
 
 def test_json_schema_answer_is_the_document(client: openai.OpenAI,
