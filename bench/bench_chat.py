@@ -20,7 +20,6 @@ import datetime as dt
 import math
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from harness import (
     ms_since,
     p95,
     progress,
-    reap_leftovers,
+    run_and_report,
     running_gateway,
     scrub_environment,
     table,
@@ -363,19 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     upstream = FakeUpstream(Reply.text(REPLY))
     upstream.start()
-    try:
-        run(results, root, upstream)
-    except Exception as exc:  # still report what was measured, and clean up
-        results.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        results.leftovers = reap_leftovers(root)
-        upstream.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    report = render(results)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    return 1 if results.error or results.leftovers else 0
+    return run_and_report(lambda: run(results, root, upstream), results, root, upstream,
+                          lambda: render(results), args.output)
 
 
 # -- the report ---------------------------------------------------------------

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -176,3 +177,23 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_and_report(run: Callable[[], None], results: Any, root: Path, upstream: Any,
+                   render: Callable[[], str], output: Path) -> int:
+    """Run the measurements; whatever happens, reap the run's processes (into
+    ``results.leftovers``), stop the upstream, remove ``root``, then print and write the
+    report. Exit code 1 when the run failed or left processes behind."""
+    try:
+        run()
+    except Exception as exc:  # still report what was measured, and clean up
+        results.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        results.leftovers = reap_leftovers(root)
+        upstream.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    report = render()
+    print(report)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report)
+    return 1 if results.error or results.leftovers else 0
