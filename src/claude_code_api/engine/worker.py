@@ -57,34 +57,21 @@ class _Died:
         self.error = error
 
 
-def user_message(content: Any, *, query: bool = True) -> dict[str, Any]:
+def user_message(content: Any) -> dict[str, Any]:
     """A stream-json user message. ``client_composed`` keeps the text inert: no
-    ``@file`` expansion, no slash commands. ``shouldQuery: false`` only appends
-    it to the conversation (how earlier turns are replayed)."""
-    message: dict[str, Any] = {
+    ``@file`` expansion, no slash commands."""
+    return {
         "type": "user",
         "message": {"role": "user", "content": content},
         "parent_tool_use_id": None,
         "uuid": str(uuid.uuid4()),
         "client_composed": True,
     }
-    if not query:
-        message["shouldQuery"] = False
-    return message
 
 
 def _has_tool_result(content: Any) -> bool:
     return isinstance(content, list) and any(
         isinstance(block, dict) and block.get("type") == "tool_result" for block in content)
-
-
-def assistant_message(content: Any) -> dict[str, Any]:
-    return {
-        "type": "assistant",
-        "message": {"role": "assistant", "content": content},
-        "parent_tool_use_id": None,
-        "uuid": str(uuid.uuid4()),
-    }
 
 
 class Worker:
