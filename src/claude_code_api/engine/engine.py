@@ -84,6 +84,7 @@ _CLI_ENV_DEFAULTS = {
     "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
 }
 _ABORT_TIMEOUT = 10.0
+_ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 
 
 class Engine:
@@ -99,6 +100,7 @@ class Engine:
         self._in_use: Credential | None = self.credentials.current()
         self.pool = Pool(settings, self.make_worker)
         self.pool.usable = self._usable
+        self.pool.on_idle = self._arm
         self._aborts: set[asyncio.Task[None]] = set()
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
@@ -281,6 +283,8 @@ class Engine:
                 self._cool(worker.credential, exc)
             raise
         finally:
+            if worker.lane is not None:
+                worker.lane.end()
             if translator.done:
                 after = (*request.history, Message("user", request.prompt), answer.message())
                 keep = _state(session, request, after) if worker.rewindable else None
@@ -291,32 +295,71 @@ class Engine:
                 self._abort(worker, account, end.usage if end else Usage())
 
     async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
-        """Start the turn. The CLI gets a placeholder; the relay sends the client's
-        content in its place, after the earlier turns the worker does not hold."""
-        worker.drain()
+        """Start the turn. The CLI gets a placeholder (sent ahead when the worker is
+        armed); the relay sends the client's content in its place, after the earlier
+        turns the worker does not hold."""
         warm = holding is not None and worker.holds == holding
-        if not warm and worker.holds is not None and not await worker.reset():
-            raise WorkerCrashed("could not clear the Claude Code session for this request")
+        worker.drain()
+        marker = worker.armed if (warm or worker.holds is None) and \
+            worker.model == request.model and await self._armed_ready(worker) else None
+        if marker is None:
+            await worker.unarm()
+            if not warm and worker.holds is not None and not await worker.reset():
+                raise WorkerCrashed("could not clear the Claude Code session for this request")
+            await worker.set_model(request.model)
         worker.holds = None  # the session is changing: it holds nothing known until done
-        await worker.set_model(request.model)
         lane = worker.lane
         assert lane is not None
-        lane.begin(shape_of(request))
         if warm:
             self.stats["warm_continuations"] += 1
         else:
             if request.history:
                 self.stats["replayed_histories"] += 1
             lane.prefix = [m for m in map(_api_message, request.history) if m["content"]]
-        marker = lane.placeholder(_for_cli(request.prompt))
-        await worker.send(user_message([{"type": "text", "text": marker}]))
+        content = _for_cli(request.prompt)
+        if marker is not None:
+            self.stats["armed_turns"] += 1
+            worker.take_armed()
+            lane.content[marker] = content
+            lane.begin(shape_of(request))
+        else:
+            lane.begin(shape_of(request))
+            await worker.send(user_message([{"type": "text",
+                                             "text": lane.placeholder(content)}]))
         worker.turns += 1
+
+    async def _armed_ready(self, worker: Worker) -> bool:
+        """Whether the worker's armed call is waiting at the relay (it was sent a
+        moment ago, or the CLI gave up on it)."""
+        if worker.armed is None or worker.lane is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker.lane.held.wait(), _ARM_WAIT)
+            return True
+        return False
+
+    def _arm(self, worker: Worker) -> None:
+        """An idle worker: send it the next turn's placeholder now (see ``Lane``)."""
+        if worker.armed is not None or worker.lane is None or worker.state != "idle" \
+                or not worker.alive:
+            return
+        message = worker.arm(worker.lane.placeholder())
+        task = asyncio.create_task(self._send_armed(worker, message))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
+
+    async def _send_armed(self, worker: Worker, message: dict[str, Any]) -> None:
+        try:
+            await worker.send(message)
+        except (GatewayError, Exception) as exc:  # the CLI died: the pool replaces it
+            log.debug("worker #%s: could not arm (%s)", worker.id, exc)
 
     async def open_live(self, key: WorkerKey, model: str, shape: Shape | None = None,
                         narrow: frozenset[str] | None = None) -> LiveSession:
         """A worker of its own for an interactive session, until it is closed."""
         worker = await self.pool.acquire(key)
         try:
+            await worker.unarm()
             if worker.holds is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
             worker.holds = None

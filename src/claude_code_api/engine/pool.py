@@ -50,6 +50,8 @@ class Pool:
         self.make_worker = make_worker
         # Whether a worker may take new turns (the engine checks its credential).
         self.usable: Callable[[Worker], bool] = lambda worker: True
+        # Told of every idle worker after each assignment (the engine arms them).
+        self.on_idle: Callable[[Worker], None] = lambda worker: None
         self.workers: list[Worker] = []
         self.restarts = 0
         self.started_total = 0
@@ -263,6 +265,9 @@ class Pool:
                 self._retire(victim, crashed=False)
             waiter.spawning = True
             self._spawn_worker(waiter.key, waiter)
+        for worker in self.workers:
+            if worker.state == "idle":
+                self.on_idle(worker)
 
     def _idle_victim(self) -> Worker | None:
         idle = [w for w in self.workers if w.state == "idle"]

@@ -102,7 +102,12 @@ class Call:
 
 @dataclass(eq=False)
 class Lane:
-    """One worker's path through the relay, and what its current turn asks for."""
+    """One worker's path through the relay, and what its current turn asks for.
+
+    Between turns a worker is *armed*: its CLI was sent the next turn's placeholder
+    ahead of time and its call waits here (``held``) until a turn ``begin``s, so a
+    request does not wait for the CLI to prepare its call (most of a warm turn's
+    time). ``disarm`` answers the waiting call with an error instead."""
 
     secret: str
     url: str
@@ -113,9 +118,12 @@ class Lane:
     # Placeholder text -> the client's content for that user message.
     content: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    live: bool = False  # a turn is being served: its calls go upstream
     # Set once a response ended at the client's tool calls: the CLI's next call (it
     # answers "no such tool" itself) is held, never sent, until the turn is ended.
     halted: bool = False
+    armed: str | None = None  # the placeholder whose call is awaited (see ``wait``)
+    held: asyncio.Event = field(default_factory=asyncio.Event)  # an armed call waits
     _go: asyncio.Event = field(default_factory=asyncio.Event)
 
     def begin(self, shape: Shape) -> None:
@@ -123,20 +131,66 @@ class Lane:
         self.shape = shape
         self.calls = []  # this turn's calls
         self.halted = False
-        self._go.set()
-        self._go = asyncio.Event()
+        self.live = True
+        self.armed = None
+        self._wake()
+
+    def end(self) -> None:
+        """The turn is over: the CLI's next call waits for the next turn."""
+        self.live = False
+
+    def arm(self, marker: str) -> None:
+        """The CLI is being sent ``marker`` ahead of its turn: hold its call."""
+        self.armed = marker
+        self.held.clear()
+
+    def disarm(self) -> None:
+        """Answer a waiting call with an error (its turn ends at once)."""
+        self.live = False
+        self.armed = None
+        self._wake()
 
     def forget(self) -> None:
         """The worker's conversation was emptied."""
         self.prefix = []
         self.content.clear()
-        self.begin(Shape())
         self.shape = None
+        self.halted = False
+        self.disarm()
 
-    def placeholder(self, content: list[dict[str, Any]]) -> str:
+    def _wake(self) -> None:
+        self.held.clear()
+        self._go.set()
+        self._go = asyncio.Event()
+
+    def placeholder(self, content: list[dict[str, Any]] | None = None) -> str:
+        """A new placeholder; its content may be given later, when its turn begins."""
         marker = f"[claude-code-api:turn:{secrets.token_hex(8)}]"
-        self.content[marker] = content
+        if content is not None:
+            self.content[marker] = content
         return marker
+
+    async def wait(self, request: Request) -> bool:
+        """Hold a turn's call until the lane's next turn begins or it is disarmed;
+        True when it may go upstream. The CLI hanging up ends the wait too."""
+        if not self.halted and self.armed is None:
+            return False  # a call nobody expects (a withdrawn turn's): refused now
+        armed = not self.halted
+        go = self._go
+        if armed:
+            self.held.set()
+        # The body was read: the next ASGI message is the CLI's disconnect.
+        gone = asyncio.ensure_future(request.receive())
+        woken = asyncio.ensure_future(go.wait())
+        try:
+            await asyncio.wait({gone, woken}, timeout=None if armed else 60,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            woken.cancel()
+            if armed and not go.is_set():
+                self.held.clear()  # the CLI gave up on this call
+        return armed and go.is_set() and self.live
 
 
 class Relay:
@@ -193,6 +247,7 @@ class Relay:
 
     def close_lane(self, lane: Lane) -> None:
         self.lanes.pop(lane.secret, None)
+        lane.disarm()
 
     # -- forwarding -----------------------------------------------------------------
     async def _forward(self, request: Request) -> Response:
@@ -202,14 +257,14 @@ class Relay:
             return JSONResponse({"type": "error", "error": {"type": "not_found_error",
                                                             "message": "not found"}}, 404)
         raw = await request.body()
-        if lane.halted:
-            # Wait for the gateway to interrupt the CLI (this request then goes away).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(60):
-                    await lane._go.wait()
+        # An armed call (it goes on when its turn begins), or the CLI's call after the
+        # client's tool calls ended a response (held until the gateway has interrupted
+        # the CLI, then refused: it never goes upstream).
+        if path == "v1/messages" and SYSTEM_MARK in raw and (lane.halted or not lane.live) \
+                and not await lane.wait(request):
             return JSONResponse({"type": "error", "error": {
                 "type": "invalid_request_error",
-                "message": "the turn ended at the client's tool calls"}}, 400)
+                "message": "no turn is being served on this lane"}}, 400)
         if path == "v1/messages":
             raw = rewrite_raw(raw, lane)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}

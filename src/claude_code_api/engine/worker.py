@@ -108,6 +108,11 @@ class Worker:
         self._first_user: str | None = None
         self._last_user: str | None = None
         self._unrewindable = False
+        # The placeholder of the next turn, sent ahead (see ``arm``), and the user
+        # message before it.
+        self.armed: str | None = None
+        self._armed_uuid: str | None = None
+        self._before_armed: str | None = None
 
     def __repr__(self) -> str:
         return f"<Worker #{self.id} {self.state} pid={self.pid} turns={self.turns}>"
@@ -283,14 +288,55 @@ class Worker:
             if isinstance(message, ResultMessage):
                 return message
 
+    def arm(self, marker: str) -> dict[str, Any]:
+        """Mark the worker armed with ``marker`` and return the message to ``send``:
+        the CLI prepares its upstream call, which the relay holds until a turn
+        begins on the lane (``Lane.wait``)."""
+        self.armed = marker
+        if self.lane is not None:
+            self.lane.arm(marker)
+        self._before_armed = self._last_user
+        message = user_message([{"type": "text", "text": marker}])
+        self._armed_uuid = message["uuid"]
+        return message
+
+    def take_armed(self) -> str | None:
+        """The armed placeholder, for the turn about to begin on it."""
+        marker, self.armed = self.armed, None
+        return marker
+
+    async def unarm(self, timeout: float = 10.0) -> None:
+        """Withdraw the armed placeholder: its call is refused, and the conversation
+        is cut back to before it."""
+        if self.armed is None:
+            return
+        self.armed = None
+        if self.lane is not None:
+            self.lane.disarm()
+        await self.until_result(timeout)
+        self.drain()
+        armed = self._armed_uuid
+        assert armed is not None
+        if not await self._rewind(armed, armed, timeout):
+            raise WorkerCrashed("could not withdraw the armed turn")
+        self._last_user = self._before_armed
+        if self._last_user is None:
+            self._first_user = None
+
     async def reset(self, timeout: float = 10.0) -> bool:
         """Empty the conversation for the next caller; False if that was not possible.
 
         ``rewind_conversation`` cut back to before the conversation's first user
         message takes ~5 ms and, unlike ``/clear``, leaves nothing behind (``/clear``
         records a local-command caveat that would reach the next conversation's
-        first prompt). The SDK has no public method for this control request.
+        first prompt).
         """
+        if self.armed is not None:
+            if self.lane is not None:
+                self.lane.disarm()
+            self.armed = None
+            await self.until_result(timeout)
+            self.drain()
         if self.lane is not None:
             self.lane.forget()
         first, last = self._first_user, self._last_user
@@ -298,10 +344,18 @@ class Worker:
             return False
         if first is None or last is None:
             return True
+        if not await self._rewind(first, last, timeout):
+            return False
+        self._first_user = self._last_user = None
+        return True
+
+    async def _rewind(self, target: str, last: str, timeout: float) -> bool:
+        """Cut the conversation back to before ``target``. The SDK has no public
+        method for this control request."""
         query = getattr(self._require_client(), "_query", None)
         if query is None:
             return False
-        request = {"subtype": "rewind_conversation", "target_message_uuid": first,
+        request = {"subtype": "rewind_conversation", "target_message_uuid": target,
                    "last_seen_user_message_uuid": last}
         try:
             response = await asyncio.wait_for(query._send_control_request(request), timeout)
@@ -310,7 +364,6 @@ class Worker:
         if not isinstance(response, dict) or response.get("rewound") is not True:
             log.warning("worker #%s: rewind refused: %s", self.id, response)
             return False
-        self._first_user = self._last_user = None
         return True
 
     def drain(self) -> None:
