@@ -147,11 +147,8 @@ async def health(request: Request) -> dict[str, Any]:
 
 
 def _worker(worker: Worker) -> dict[str, Any]:
-    out = {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
-           "model": worker.model, "rss_bytes": worker.rss_bytes(), "cost_usd": worker.cost_usd}
-    if worker.credential is not None:
-        out["credential"] = worker.credential.label
-    return out
+    return {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
+            "model": worker.model, "rss_bytes": worker.rss_bytes(), "cost_usd": worker.cost_usd}
 
 
 def _account(info: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Several upstream credentials: rotation away from a rate-limited or rejected key,
-its return after the cool-down, failing fast when all rest, and secrets kept secret."""
+"""Several upstream credentials: rotation at the relay away from a rate-limited or
+rejected key (no worker restarted), its return after the cool-down, failing fast when
+all rest, and secrets kept secret, from the CLIs too."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def states(health: dict[str, Any]) -> list[str]:
 
 def test_a_rate_limited_key_is_rotated_away_from(gateway: Gateway,
                                                  upstream: FakeUpstream) -> None:
-    rotations = gateway.health()["credential_rotations"]
+    before = gateway.health()
+    rotations, pool = before["credential_rotations"], before["pool"]
     upstream.reject[FIRST] = RATE_LIMITED
     upstream.script(Reply.text("Served with the second key."))
     answer = gateway.client().chat.completions.create(model="sonnet", messages=USER)
@@ -81,9 +83,9 @@ def test_a_rate_limited_key_is_rotated_away_from(gateway: Gateway,
     assert second["state"] == "ok" and second["uses"] >= 1 and second["failures"] == 0
     assert third["state"] == "ok" and third["label"].startswith("#3 (oauth token …")
     assert health["credential_rotations"] == rotations + 1
-    # No worker on the resting key takes new turns: the pool now runs on the second.
-    health = gateway.wait_for(lambda h: h["workers"] and all(
-        w["credential"].startswith("#2") for w in h["workers"]))
+    # The relay sent the call again: no worker was started or replaced for it.
+    assert (health["pool"]["started"], health["pool"]["restarts"]) == \
+        (pool["started"], pool["restarts"])
 
 
 def test_the_first_key_serves_again_after_its_cool_down(gateway: Gateway,
@@ -123,6 +125,21 @@ def test_an_oauth_token_is_sent_as_a_bearer_token_alone(gateway: Gateway,
     last = upstream.message_requests()[-1]
     assert last.headers["authorization"] == f"Bearer {OAUTH}"
     assert "x-api-key" not in last.headers  # the operator's ANTHROPIC_API_KEY is not sent
+    # The CLI was started for an API key (the first): the relay added the token's beta.
+    assert "oauth-2025-04-20" in last.headers["anthropic-beta"].split(",")
+
+
+def test_no_cli_process_holds_a_secret(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.script(Reply.text("Served."))
+    gateway.client().chat.completions.create(model="sonnet", messages=USER)
+    assert turns_credentials(upstream) == [FIRST]  # the relay put the first key on it
+    pids = [w["pid"] for w in gateway.health()["workers"] if w["pid"]]
+    assert pids
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"ANTHROPIC_API_KEY=sk-ant-api03-claude-code-api-relay\0" in environ
+        for secret in SECRETS:
+            assert secret.encode() not in environ
 
 
 def test_all_keys_refused_is_a_429_with_retry_after_and_then_fails_fast(

@@ -1,4 +1,5 @@
-"""Upstream credentials: order, cool-downs, labels, the CLI environment; no processes."""
+"""Upstream credentials: order, cool-downs, labels, the CLI's stand-ins and the headers
+the relay puts on a call; no processes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from claude_code_api.engine.credentials import Credentials
-from claude_code_api.errors import UpstreamAuthFailed, UpstreamRateLimited
+from claude_code_api.errors import UpstreamRateLimited
 from claude_code_api.settings import load_settings
 
 API_KEY = "sk-ant-api03-" + "a" * 30 + "WXYZ"
@@ -28,10 +29,6 @@ def make(*secrets: str, clock: Clock | None = None) -> Credentials:
                        clock=clock or Clock())
 
 
-def limited() -> UpstreamRateLimited:
-    return UpstreamRateLimited("429", retry_after=5)
-
-
 def test_none_configured_means_the_clis_own_login() -> None:
     credentials = make()
     assert not credentials
@@ -45,7 +42,7 @@ def test_the_first_healthy_credential_in_order_serves() -> None:
     credentials = make(API_KEY, OAUTH, clock=clock)
     first, second = credentials.items
     assert credentials.pick() is first
-    assert credentials.cool(first, limited()) == 60  # the setting, not the gateway's 5 s
+    assert credentials.refused(first, 429) == 60  # the setting, not the upstream's
     assert credentials.pick() is second
     clock.now += 59.5
     assert credentials.pick() is second
@@ -57,7 +54,7 @@ def test_a_rejected_credential_rests_longer() -> None:
     clock = Clock()
     credentials = make(API_KEY, OAUTH, clock=clock)
     first = credentials.items[0]
-    assert credentials.cool(first, UpstreamAuthFailed("401")) == 600
+    assert credentials.refused(first, 401) == 600
     clock.now += 300
     assert credentials.status()[0] == {"label": first.label, "state": "rejected",
                                        "cooling_seconds_left": 300, "uses": 0,
@@ -69,9 +66,9 @@ def test_all_cooling_fails_fast_with_the_wait_for_the_first_back() -> None:
     clock = Clock()
     credentials = make(API_KEY, OAUTH, clock=clock)
     first, second = credentials.items
-    credentials.cool(second, limited())
+    credentials.refused(second, 429)
     clock.now += 10
-    credentials.cool(first, limited())
+    credentials.refused(first, 429)
     with pytest.raises(UpstreamRateLimited) as caught:
         credentials.pick()
     assert caught.value.status == 429
@@ -89,12 +86,45 @@ def test_labels_name_the_kind_and_last_four_never_the_secret() -> None:
         assert secret not in text
 
 
-def test_the_cli_environment_holds_only_the_chosen_credential() -> None:
+def test_a_cli_holds_a_stand_in_of_the_kind_never_the_secret() -> None:
     api, oauth = make(API_KEY, OAUTH).items
-    assert api.env() == {"ANTHROPIC_API_KEY": API_KEY, "CLAUDE_CODE_OAUTH_TOKEN": "",
-                         "ANTHROPIC_AUTH_TOKEN": ""}
-    assert oauth.env() == {"ANTHROPIC_API_KEY": "", "CLAUDE_CODE_OAUTH_TOKEN": OAUTH,
-                           "ANTHROPIC_AUTH_TOKEN": ""}
+    assert api.cli_env() == {"ANTHROPIC_API_KEY": "sk-ant-api03-claude-code-api-relay",
+                             "CLAUDE_CODE_OAUTH_TOKEN": "", "ANTHROPIC_AUTH_TOKEN": ""}
+    assert oauth.cli_env() == {"ANTHROPIC_API_KEY": "", "ANTHROPIC_AUTH_TOKEN": "",
+                               "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-claude-code-api-relay"}
+
+
+API_CALL = {"x-api-key": "sk-ant-api03-claude-code-api-relay", "anthropic-version": "2023-06-01",
+            "anthropic-beta": "claude-code-20250219,effort-2025-11-24"}
+OAUTH_CALL = {"authorization": "Bearer sk-ant-oat01-claude-code-api-relay",
+              "anthropic-version": "2023-06-01",
+              "anthropic-beta": "claude-code-20250219,oauth-2025-04-20,effort-2025-11-24"}
+
+
+def test_the_relay_puts_the_credential_on_a_call_in_its_kinds_headers() -> None:
+    api, oauth = make(API_KEY, OAUTH).items
+    assert api.authorize(API_CALL) == {**API_CALL, "x-api-key": API_KEY}
+    assert oauth.authorize(OAUTH_CALL) == {**OAUTH_CALL, "authorization": f"Bearer {OAUTH}"}
+    # A CLI started for one kind, the call sent with the other (the primary rests).
+    assert oauth.authorize(API_CALL) == {
+        "anthropic-version": "2023-06-01", "authorization": f"Bearer {OAUTH}",
+        "anthropic-beta": "claude-code-20250219,effort-2025-11-24,oauth-2025-04-20"}
+    assert api.authorize(OAUTH_CALL) == {
+        "anthropic-version": "2023-06-01", "x-api-key": API_KEY,
+        "anthropic-beta": "claude-code-20250219,effort-2025-11-24"}
+
+
+def test_usable_is_none_while_every_credential_rests() -> None:
+    clock = Clock()
+    credentials = make(API_KEY, OAUTH, clock=clock)
+    first, second = credentials.items
+    assert credentials.usable() is first
+    credentials.refused(first, 403)
+    assert credentials.usable() is second
+    credentials.refused(second, 429)
+    assert credentials.usable() is None
+    clock.now += 60
+    assert credentials.usable() is second
 
 
 def test_settings_from_the_environment_keep_secrets_hidden(

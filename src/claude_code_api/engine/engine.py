@@ -15,9 +15,9 @@ How a response ends decides what happens to the worker:
   results come with its next request, a new turn like any other: the relay
   sends the conversation so far before them.
 
-With several upstream credentials configured, a turn the upstream refuses
-(429, 401/403) before anything reached the caller cools that credential down
-and runs again, cold, on a worker with the next one (see ``credentials.py``).
+With upstream credentials configured, the CLIs hold stand-ins and the relay
+puts the credential in use on each call, sending a call the upstream refuses
+(429, 401/403) again with the next one (see ``credentials.py``).
 
 Money: the caller's ``Account`` admits the request once it has a worker (a key's
 budget may still refuse it then) and hears of every cost no ``TurnEnd`` carries,
@@ -44,7 +44,6 @@ from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
 from ..errors import (
     GatewayError,
     UpstreamAuthFailed,
-    UpstreamError,
     UpstreamRateLimited,
     WorkerCrashed,
     WorkerTimeout,
@@ -62,7 +61,7 @@ from ..events import (
 )
 from ..settings import ClaudeSettings
 from .costs import Account, close_account
-from .credentials import Credential, Credentials
+from .credentials import Credentials
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
@@ -83,6 +82,7 @@ _CLI_ENV_DEFAULTS = {
     # user prompt: text the client never sent, counting down a budget nobody set.
     "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
 }
+_OWN_PREFIX = "CLAUDE_CODE__"  # the gateway's settings in its environment
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 
@@ -97,14 +97,12 @@ class Engine:
         self.credentials = Credentials(settings.credentials,
                                        settings.credential_cooldown_seconds,
                                        settings.credential_rejected_cooldown_seconds)
-        self._in_use: Credential | None = self.credentials.current()
         self.pool = Pool(settings, self.make_worker)
-        self.pool.usable = self._usable
         self.pool.on_idle = self._arm
         self._aborts: set[asyncio.Task[None]] = set()
         self._launcher: str | None = None
         self.stats: Counter[str] = Counter()
-        self.relay = Relay(self.upstream_url)
+        self.relay = Relay(self.upstream_url, credentials=self.credentials or None)
 
     @property
     def upstream_url(self) -> str | None:
@@ -132,12 +130,11 @@ class Engine:
 
     # -- workers ----------------------------------------------------------------
     def make_worker(self, key: WorkerKey) -> Worker:
-        credential = self.credentials.current()
         permissions = Permissions(key.agent) if key.agent else None
         lane = self.relay.open_lane(chat=key.agent is None)
-        options = self.options_for(key, credential, permissions)
+        options = self.options_for(key, permissions)
         options.env["ANTHROPIC_BASE_URL"] = lane.url
-        worker = Worker(key, options, credential, permissions, lane)
+        worker = Worker(key, options, permissions, lane)
         worker.on_closed = self._worker_closed
         return worker
 
@@ -145,16 +142,20 @@ class Engine:
         if worker.lane is not None:
             self.relay.close_lane(worker.lane)
 
-    def options_for(self, key: WorkerKey, credential: Credential | None = None,
+    def options_for(self, key: WorkerKey,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
         """How a worker's CLI is started. Its upstream calls go through the relay
         (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
-        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER``."""
-        # The credential goes into the process environment only: not into argv, the
-        # launcher script or any file.
-        env = {**_CLI_ENV_DEFAULTS, **self.settings.env,
+        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER`` and a configured
+        credential in place of the stand-in the CLI holds."""
+        credential = self.credentials.current()
+        # The SDK lays these over the gateway's own environment: blank the gateway's
+        # settings there (CLAUDE_CODE__CLAUDE__CREDENTIALS and the like), which are
+        # none of the CLI's business and may hold secrets.
+        env = {**dict.fromkeys((k for k in os.environ if k.startswith(_OWN_PREFIX)), ""),
+               **_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
-               **(credential.env() if credential is not None else {})}
+               **(credential.cli_env() if credential is not None else {})}
         if key.agent is not None and permissions is not None:
             return self._agent_options(key.agent, permissions, env)
         return ClaudeAgentOptions(
@@ -218,10 +219,6 @@ class Engine:
         continues it (only the new turn is delivered), and after a complete answer
         the worker keeps the conversation loaded for the next request.
 
-        When the upstream refuses the worker's credential before any event was
-        yielded, the request runs again on a worker with the next credential, at
-        most once per credential.
-
         ``account`` admits the request once it has a worker, before anything is
         delivered. A response that ends before the turn's result (max_tokens, a stop
         sequence, the client hanging up) learns the turn's cost only once the CLI has
@@ -229,24 +226,19 @@ class Engine:
         """
         key = WorkerKey(agent)
         holding = _state(session, request, request.history) if request.history else None
-        tried: set[Credential] = set()
-        while True:
-            self._check_credentials()
-            worker = await self.pool.acquire(key, holding)
-            self._admit(worker, account)
-            if worker.credential is not None:
-                worker.credential.uses += 1
-            sent = False
-            try:
-                async with contextlib.aclosing(self._turn(worker, request, session, holding,
-                                                          narrow, account)) as turn:
-                    async for event in turn:
-                        sent = True
-                        yield event
-                return
-            except (UpstreamRateLimited, UpstreamAuthFailed):
-                if sent or not self._rotate(worker.credential, tried):
-                    raise
+        self.credentials.pick()  # fails fast while every credential rests
+        worker = await self.pool.acquire(key, holding)
+        self._admit(worker, account)
+        try:
+            async with contextlib.aclosing(self._turn(worker, request, session, holding,
+                                                      narrow, account)) as turn:
+                async for event in turn:
+                    yield event
+        except (UpstreamRateLimited, UpstreamAuthFailed) as exc:
+            # The relay tried every credential: say so, and when the first is back.
+            if self.credentials:
+                self.credentials.pick()
+            raise exc
 
     def _admit(self, worker: Worker, account: Account | None) -> None:
         """The pool gave the request a worker: the account may still refuse it."""
@@ -278,10 +270,6 @@ class Engine:
                 if isinstance(event, TurnEnd):
                     end = event
                 yield event
-        except (UpstreamRateLimited, UpstreamAuthFailed) as exc:
-            if worker.credential is not None:  # before the release below sees the worker
-                self._cool(worker.credential, exc)
-            raise
         finally:
             if worker.lane is not None:
                 worker.lane.end()
@@ -398,40 +386,6 @@ class Engine:
                     yield event
                     return  # before the result only when cut short or at tool calls
                 yield event
-
-    # -- upstream credentials -----------------------------------------------------
-    def _usable(self, worker: Worker) -> bool:
-        """New turns go to workers on the credential in use (all, when none is set)."""
-        return worker.credential is self.credentials.current()
-
-    def _check_credentials(self) -> None:
-        """Fail fast when every credential is cooling down; when the credential in
-        use changed (one cooled down or came back), retire idle workers on the old."""
-        credential = self.credentials.pick()
-        if credential is not self._in_use:
-            self._in_use = credential
-            self.pool.retire_unusable()
-
-    def _cool(self, credential: Credential, error: UpstreamError) -> None:
-        seconds = self.credentials.cool(credential, error)
-        log.warning("upstream credential %s was %s; resting it %gs", credential.label,
-                    "rate-limited" if credential.reason == "rate_limited" else "rejected",
-                    seconds)
-        self._in_use = self.credentials.current()
-        self.pool.retire_unusable()
-
-    def _rotate(self, failed: Credential | None, tried: set[Credential]) -> bool:
-        """True to retry the request with the next credential (raises when every one
-        is cooling down); False when there is none left to try."""
-        if failed is None:
-            return False
-        tried.add(failed)
-        following = self.credentials.pick()
-        if following is None or following in tried:
-            return False
-        self.credentials.rotations += 1
-        log.info("retrying the request with upstream credential %s", following.label)
-        return True
 
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:

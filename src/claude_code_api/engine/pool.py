@@ -188,8 +188,8 @@ class Pool:
 
     # -- assignment -----------------------------------------------------------
     def _take_idle(self, key: WorkerKey, holding: str | None = None) -> Worker | None:
-        """The worker holding ``holding`` if idle; else the most recently used clean
-        one (the warmest); else, when no new worker may be started, the least
+        """The worker holding ``holding`` if idle; else a clean one, armed first, then
+        the most recently used (the warmest); else, when no new worker may be started, the least
         recently used one holding another conversation, which the engine resets
         first (LRU eviction of live sessions)."""
         idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive
@@ -199,7 +199,8 @@ class Pool:
         if match:
             worker = match[0]
         elif clean:
-            worker = max(clean, key=lambda w: w.last_used)
+            # Armed and waiting first (its call is ready at the relay), then the warmest.
+            worker = max(clean, key=lambda w: (w.ready, w.last_used))
         elif idle and not self._free_slots():
             worker = min(idle, key=lambda w: w.last_used)
         else:

@@ -138,7 +138,7 @@ class Probe:
         self.engine = Engine(settings.model_copy(update={"max_retries": 0}))
         self.worker: Worker | None = None
         self.stderr: deque[str] = deque(maxlen=3)
-        options = self.engine.options_for(_KEY, credential=self.engine.credentials.current())
+        options = self.engine.options_for(_KEY)
         # What the CLI's environment will be: the SDK lays the options' over ours.
         self.env = {**os.environ, **options.env}
 
@@ -199,7 +199,7 @@ class Probe:
         return Handshake(
             time.monotonic() - began, worker.pid, version if isinstance(version, str) else None,
             {k: str(account[k]) for k in _ACCOUNT_FIELDS if isinstance(account.get(k), str)},
-            worker.credential.label if worker.credential is not None else None)
+            configured.label if (configured := self.engine.credentials.current()) else None)
 
     async def turn(self, timeout: float) -> TurnOutcome:
         """One minimal turn; its error, if any, is in the outcome, not raised."""

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..events import Effort, ToolChoice, ToolSpec
+from .credentials import Credential, Credentials
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,12 @@ class Lane:
 
 class Relay:
     def __init__(self, upstream: str | None = None,
-                 on_call: Callable[[Lane, Call], None] | None = None) -> None:
+                 on_call: Callable[[Lane, Call], None] | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.upstream = (upstream or DEFAULT_UPSTREAM).rstrip("/")
         self.on_call = on_call
+        # Configured credentials: put on each call in place of the CLI's stand-in.
+        self.credentials = credentials
         self.port = 0
         self.lanes: dict[str, Lane] = {}
         self.calls = 0
@@ -272,12 +276,9 @@ class Relay:
         url = f"{self.upstream}/{path}"
         if request.url.query:
             url += "?" + request.url.query
-        assert self._client is not None
         started = time.monotonic()
         try:
-            upstream = await self._client.send(
-                self._client.build_request("POST", url, headers=headers, content=raw),
-                stream=True)
+            upstream = await self._send(url, headers, raw)
         except httpx.HTTPError as exc:
             # Named as Node names network errors, so the CLI's message says which.
             code = _network_code(exc)
@@ -290,6 +291,40 @@ class Relay:
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         return StreamingResponse(self._stream(upstream, lane, call, started),
                                  status_code=upstream.status_code, headers=out_headers)
+
+    async def _send(self, url: str, headers: dict[str, str], raw: bytes) -> httpx.Response:
+        """The call sent upstream with the credential in use; one the upstream refuses
+        (429, 401, 403) is sent again with the next usable credential, each tried at
+        most once, so the CLI sees a refusal only when every credential is resting."""
+        assert self._client is not None
+        tried: set[Credential] = set()
+        while True:
+            credential = self.credentials.usable() if self.credentials else None
+            sent = credential.authorize(headers) if credential is not None else headers
+            upstream = await self._client.send(
+                self._client.build_request("POST", url, headers=sent, content=raw),
+                stream=True)
+            if credential is None:
+                return upstream
+            credential.uses += 1
+            if upstream.status_code not in (401, 403, 429):
+                return upstream
+            tried.add(credential)
+            self._rest(credential, upstream.status_code)
+            following = self.credentials.usable() if self.credentials else None
+            if following is None or following in tried:
+                return upstream
+            await upstream.aclose()
+            assert self.credentials is not None
+            self.credentials.rotations += 1
+            log.info("relay: sending the call again with upstream credential %s",
+                     following.label)
+
+    def _rest(self, credential: Credential, status: int) -> None:
+        assert self.credentials is not None
+        seconds = self.credentials.refused(credential, status)
+        log.warning("upstream credential %s was %s (%s); resting it %gs", credential.label,
+                    "rate-limited" if status == 429 else "rejected", status, seconds)
 
     async def _stream(self, upstream: httpx.Response, lane: Lane, call: Call,
                       started: float) -> AsyncIterator[bytes]:

@@ -31,7 +31,6 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from .costs import Meter
-from .credentials import Credential
 from .permissions import AgentKey, Permissions
 from .relay import Lane
 
@@ -76,14 +75,11 @@ def _has_tool_result(content: Any) -> bool:
 
 class Worker:
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
-                 credential: Credential | None = None,
                  permissions: Permissions | None = None, lane: Lane | None = None) -> None:
         self.id = next(_ids)
         # Its path through the upstream relay, where each turn's shape is applied.
         self.lane = lane
         self.on_closed: Callable[[Worker], None] | None = None
-        # The upstream credential in its environment (None: the CLI's own login).
-        self.credential = credential
         self.permissions = permissions
         self.on_exit: Callable[[Worker], None] | None = None
         self.key = key
@@ -128,6 +124,11 @@ class Worker:
         per turn: after a turn that cost anything, the next would get less than its
         limit (and, once the total reaches it, nothing at all)."""
         return self.options.max_budget_usd is not None and self.meter.total > 0
+
+    @property
+    def ready(self) -> bool:
+        """Armed, and its call is waiting at the relay: a turn starts at once."""
+        return self.armed is not None and self.lane is not None and self.lane.held.is_set()
 
     @property
     def alive(self) -> bool:
