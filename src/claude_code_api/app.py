@@ -148,7 +148,8 @@ async def health(request: Request) -> dict[str, Any]:
 
 def _worker(worker: Worker) -> dict[str, Any]:
     return {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
-            "model": worker.model, "rss_bytes": worker.rss_bytes(), "cost_usd": worker.cost_usd}
+            "model": worker.model, "armed": worker.ready, "rss_bytes": worker.rss_bytes(),
+            "cost_usd": worker.cost_usd}
 
 
 def _account(info: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,29 @@ def test_one_worker_alternating_shapes_sends_each_turns_own(gateway: Gateway,
     assert health["pool"]["started"] == 1 and len(gateway.cli_processes()) == 1
 
 
+def test_turns_start_on_armed_workers_whose_calls_go_upstream_only_with_a_turn(
+        gateway: Gateway, upstream: FakeUpstream) -> None:
+    chat = gateway.client()
+    armed = gateway.health()["conversations"].get("armed_turns", 0)
+    models = ["sonnet", "sonnet", "opus", "opus", "sonnet"]
+    for n, model in enumerate(models):
+        # Idle, the worker waits armed: its next turn's call is held at the relay.
+        health = gateway.wait_for(lambda h: all(w["armed"] for w in h["workers"]))
+        assert health["workers"] and all(w["model"] == (models[n - 1] if n else "sonnet")
+                                         for w in health["workers"])
+        upstream.script(Reply.text(f"Answer {n}."))
+        answer = chat.chat.completions.create(model=model, messages=[
+            {"role": "user", "content": f"Question {n}?"}])
+        assert answer.choices[0].message.content == f"Answer {n}."
+    seen = upstream.message_requests()
+    assert [s.last_user_text() for s in seen] == [f"Question {n}?" for n in range(5)]
+    assert [s.body["model"].split("-")[1] for s in seen] == models
+    # Armed for the model it last served: a switch withdraws the armed call first.
+    health = gateway.health()
+    assert health["conversations"]["armed_turns"] - armed == 3
+    assert health["pool"]["started"] == 1
+
+
 def test_a_long_conversation_is_answered_cold_in_one_call(gateway: Gateway,
                                                           upstream: FakeUpstream) -> None:
     history: list[dict[str, Any]] = []
