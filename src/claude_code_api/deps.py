@@ -104,7 +104,22 @@ def _metrics(connection: HTTPConnection) -> Metrics:
     return services(connection).metrics
 
 
-ServicesDep = Annotated[Services, Depends(services)]
+def _keys(connection: HTTPConnection) -> KeyStore:
+    return services(connection).keys
+
+
+def _limiter(connection: HTTPConnection) -> RateLimiter:
+    return services(connection).limiter
+
+
+def _budgets(connection: HTTPConnection) -> Budgets:
+    return services(connection).budgets
+
+
+def _cache(connection: HTTPConnection) -> ResponseCache:
+    return services(connection).cache
+
+
 CallerDep = Annotated[Caller, Depends(_caller)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TurnsDep = Annotated[Turns, Depends(_turns)]
@@ -116,3 +131,7 @@ SessionsDep = Annotated[Sessions, Depends(_sessions)]
 BatchesDep = Annotated[Batches, Depends(_batches)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+KeysDep = Annotated[KeyStore, Depends(_keys)]
+LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+BudgetsDep = Annotated[Budgets, Depends(_budgets)]
+CacheDep = Annotated[ResponseCache, Depends(_cache)]

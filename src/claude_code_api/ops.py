@@ -9,7 +9,17 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from . import __version__
-from .deps import CallerDep, MetricsDep, ServicesDep
+from .deps import (
+    AgentsDep,
+    BudgetsDep,
+    CacheDep,
+    CallerDep,
+    EngineDep,
+    KeysDep,
+    LimiterDep,
+    MetricsDep,
+    SettingsDep,
+)
 from .engine.engine import Engine, cli_version
 from .engine.worker import Worker
 from .openapi import openai_errors
@@ -51,18 +61,17 @@ async def metrics(metrics: MetricsDep) -> Response:
                     media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def stats(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+async def stats(metrics: MetricsDep, engine: EngineDep, cache: CacheDep, keys: KeysDep,
+                limiter: LimiterDep, budgets: BudgetsDep, caller: CallerDep
+                ) -> dict[str, Any]:
     """A summary for humans: traffic, latency, tokens, cost, the pool, and the
     calling key's own usage (without a key, on loopback: every key's)."""
-    keys = services.keys
-    body = services.metrics.summary()
-    body["pool"] = PoolGauges(services.engine).pool_counts()
-    body["cache"] = {"enabled": services.cache.enabled, "entries": len(services.cache),
-                     **body["cache"]}
+    body = metrics.summary()
+    body["pool"] = PoolGauges(engine).pool_counts()
+    body["cache"] = {"enabled": cache.enabled, "entries": len(cache), **body["cache"]}
     if caller.key is not None:
-        body["key"] = {**caller.key.summary(),
-                       "running": services.limiter.running(caller.key.id),
-                       "reserved_usd": services.budgets.reserved(caller.key.id),
+        body["key"] = {**caller.key.summary(), "running": limiter.running(caller.key.id),
+                       "reserved_usd": budgets.reserved(caller.key.id),
                        "usage": keys.usage(caller.key.id)}
     else:
         body["keys"] = [k.summary() for k in keys.all()]
@@ -70,8 +79,8 @@ async def stats(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     return body
 
 
-async def health(services: ServicesDep) -> dict[str, Any]:
-    engine = services.engine
+async def health(engine: EngineDep, settings: SettingsDep, agents: AgentsDep
+                 ) -> dict[str, Any]:
     pool = engine.pool
     info = engine.server_info()
     counts = PoolGauges(engine).pool_counts()
@@ -80,14 +89,14 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "status": status,
         "version": __version__,
         "cli_version": info.get("claude_code_version") or cli_version(
-            services.settings.claude.cli_path),
+            settings.claude.cli_path),
         "account": _account(info),
         "pool": counts,
         "conversations": dict(engine.stats),
         "workers": [_worker(w) for w in pool.workers],
     }
-    body["agent"] = {"enabled": services.settings.agent.enabled,
-                     "mcp_servers": services.agents.mcp_summary()}
+    body["agent"] = {"enabled": settings.agent.enabled,
+                     "mcp_servers": agents.mcp_summary()}
     credentials = engine.credentials
     if credentials:
         body["credentials"] = credentials.status()
