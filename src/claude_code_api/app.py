@@ -1,4 +1,6 @@
-"""The application factory: routers, error rendering, lifespan."""
+"""The application factory and composition root: it builds the stores, the engine,
+the access layer and the services, hands each its collaborators, and keeps them for
+the routes (``deps.py``). Nothing is built at import time."""
 
 from __future__ import annotations
 
@@ -6,49 +8,108 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from . import __version__
-from .access.caller import caller_of
+from . import __version__, ops
+from .access.budgets import Budgets
+from .access.cache import ResponseCache
+from .access.keys import KeyStore
+from .access.limits import RateLimiter
 from .access.middleware import AccessMiddleware
+from .agent import Agents
 from .batch.router import router as batch_router
+from .batch.runner import Runner
+from .batch.service import Batches
+from .batch.store import BatchStore
+from .catalog import Catalog
+from .conversations.responses import Responses
 from .conversations.router import router as conversations_router
+from .conversations.service import Conversations
+from .deps import Services
 from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.errors import describe_validation, error_response, gateway_error_response
 from .dialects.openai_chat.router import router as openai_router
 from .dialects.openai_completions.router import router as completions_router
 from .dialects.openai_responses.router import router as responses_router
-from .engine.engine import cli_version
-from .engine.worker import Worker
+from .engine.engine import Engine
 from .errors import GatewayError
-from .gateway import Gateway
+from .gateway import Turns
+from .media import MediaResolver
+from .metrics import Metrics
 from .openapi import install as install_openapi
-from .openapi import openai_errors
 from .sessions.router import router as sessions_router
+from .sessions.service import Sessions
 from .settings import Settings
+from .store.sqlite import ConversationStore
 
 log = logging.getLogger(__name__)
 
 
+def build(settings: Settings) -> Services:
+    """Every service of one app, wired to its collaborators (no I/O: ``start`` does it)."""
+    engine = Engine(settings.claude, settings.cli_line_bytes())
+    catalog = Catalog(settings.models.aliases)
+    media = MediaResolver(settings.media)
+    keys = KeyStore(settings.store.path)
+    budgets = Budgets(keys, settings.auth.turn_reserve_usd)
+    metrics = Metrics(ops.PoolGauges(engine))
+    engine.relay.on_call = lambda lane, call: metrics.observe_upstream(
+        call.status, call.duration_s, call.first_token_s)
+    agents = Agents(settings)
+    store = ConversationStore(settings.store.path)
+    conversations = Conversations(store)
+    turns = Turns(settings, engine, catalog, media, conversations, agents, keys, budgets,
+                  metrics)
+    runner = Runner(turns, keys, settings.claude.max_concurrent_sessions)
+    return Services(
+        settings=settings, engine=engine, catalog=catalog, media=media, keys=keys,
+        limiter=RateLimiter(settings.auth.rpm_window_seconds), budgets=budgets,
+        cache=ResponseCache(settings.cache), metrics=metrics, agents=agents,
+        conversations=conversations, responses=Responses(store), turns=turns,
+        sessions=Sessions(settings, engine, catalog, agents, keys, budgets),
+        batches=Batches(settings.batch, BatchStore(settings.store.path), runner, keys,
+                        engine.pool.wait_ready))
+
+
+async def start(services: Services) -> None:
+    await services.engine.start()
+    services.sessions.start()
+    services.batches.start()
+
+
+async def learn_models(services: Services, timeout: float) -> None:
+    """The CLI's own model names, once its first worker is up."""
+    if await services.engine.pool.wait_ready(timeout):
+        services.catalog.learn(services.engine.server_info())
+
+
+async def close(services: Services) -> None:
+    await services.sessions.close_all()
+    await services.batches.close()  # first: their turns are interrupted, not orphaned
+    await services.engine.close()
+    await services.media.close()
+    services.conversations.store.close()
+    services.keys.close()
+
+
 def create_app(settings: Settings) -> FastAPI:
-    gateway = Gateway.build(settings)
+    services = build(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await gateway.start()
-        learner = asyncio.create_task(gateway.learn_models(timeout=120))
+        await start(services)
+        learner = asyncio.create_task(learn_models(services, timeout=120))
         try:
             yield
         finally:
             learner.cancel()
-            await gateway.close()
+            await close(services)
 
     app = FastAPI(
         title="claude-code-api",
@@ -56,28 +117,17 @@ def create_app(settings: Settings) -> FastAPI:
         description="OpenAI- and Anthropic-compatible API served by Claude Code.",
         lifespan=lifespan,
     )
-    app.state.gateway = gateway
-    app.include_router(openai_router)
-    app.include_router(completions_router)
-    app.include_router(responses_router)
-    app.include_router(anthropic_router)
-    app.include_router(conversations_router)
-    app.include_router(sessions_router)
-    app.include_router(batch_router)
-    app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
-    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
-                      response_class=Response, responses={
-                          200: {"description": "Prometheus text format 0.0.4",
-                                "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          **openai_errors(*(() if settings.server.metrics_public else (401,)))})
-    app.add_api_route("/stats", stats, methods=["GET"], tags=["Operations"],
-                      responses=openai_errors(401))
+    app.state.services = services
+    for router in (openai_router, completions_router, responses_router, anthropic_router,
+                   conversations_router, sessions_router, batch_router,
+                   ops.router(settings.server.metrics_public)):
+        app.include_router(router)
     install_openapi(app)
     _install_error_handlers(app)
     # Starlette wraps middleware in reverse order: CORS is outermost, so preflight
     # requests and every response (errors included) get its headers.
-    app.add_middleware(AccessMiddleware, keys=gateway.keys, limiter=gateway.limiter,
-                       cache=gateway.cache, metrics=gateway.metrics,
+    app.add_middleware(AccessMiddleware, keys=services.keys, limiter=services.limiter,
+                       cache=services.cache, metrics=services.metrics,
                        auth_required=settings.auth_required(),
                        metrics_public=settings.server.metrics_public,
                        max_body_bytes=settings.server.max_body_bytes)
@@ -90,75 +140,6 @@ def create_app(settings: Settings) -> FastAPI:
                             "Retry-After", "x-ratelimit-limit-requests",
                             "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"])
     return app
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus exposition (text format 0.0.4)."""
-    gateway: Gateway = request.app.state.gateway
-    return Response(gateway.metrics.exposition(),
-                    media_type="text/plain; version=0.0.4; charset=utf-8")
-
-
-async def stats(request: Request) -> dict[str, Any]:
-    """A summary for humans: traffic, latency, tokens, cost, the pool, and the
-    calling key's own usage (without a key, on loopback: every key's)."""
-    gateway: Gateway = request.app.state.gateway
-    caller = caller_of(request)
-    body = gateway.metrics.summary()
-    body["pool"] = gateway.pool_counts()
-    body["cache"] = {"enabled": gateway.cache.enabled, "entries": len(gateway.cache),
-                     **body["cache"]}
-    if caller.key is not None:
-        body["key"] = {**caller.key.summary(),
-                       "running": gateway.limiter.running(caller.key.id),
-                       "reserved_usd": gateway.budgets.reserved(caller.key.id),
-                       "usage": gateway.keys.usage(caller.key.id)}
-    else:
-        body["keys"] = [k.summary() for k in gateway.keys.all()]
-        body["usage"] = gateway.keys.usage()
-    return body
-
-
-async def health(request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    pool = gateway.engine.pool
-    info = gateway.engine.server_info()
-    counts = gateway.pool_counts()
-    status = "ok" if counts["size"] or pool.last_start_error is None else "degraded"
-    body: dict[str, Any] = {
-        "status": status,
-        "version": __version__,
-        "cli_version": info.get("claude_code_version") or cli_version(
-            gateway.settings.claude.cli_path),
-        "account": _account(info),
-        "pool": counts,
-        "conversations": dict(gateway.engine.stats),
-        "workers": [_worker(w) for w in pool.workers],
-    }
-    body["agent"] = {"enabled": gateway.settings.agent.enabled,
-                     "mcp_servers": gateway.agents.mcp_summary()}
-    credentials = gateway.engine.credentials
-    if credentials:
-        body["credentials"] = credentials.status()
-        body["credential_rotations"] = credentials.rotations
-    if pool.last_start_error:
-        body["last_start_error"] = pool.last_start_error
-    return body
-
-
-def _worker(worker: Worker) -> dict[str, Any]:
-    return {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
-            "model": worker.model, "armed": worker.ready, "rss_bytes": worker.rss_bytes(),
-            "cost_usd": worker.cost_usd}
-
-
-def _account(info: dict[str, Any]) -> dict[str, Any]:
-    """How the CLI authenticates (the kind of credential, never the credential)."""
-    account = info.get("account")
-    if not isinstance(account, dict):
-        return {}
-    return {k: account[k] for k in ("tokenSource", "apiKeySource", "apiProvider")
-            if isinstance(account.get(k), str)}
 
 
 def _allowed_methods(request: Request) -> str:

@@ -7,6 +7,7 @@ Any ``claude-*`` id is passed through; other names need a configured alias.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ class Catalog:
         self.configured = dict(configured)
         self.cli_aliases: dict[str, str] = dict(_FALLBACK_ALIASES)
         self.descriptions: dict[str, str] = {}
+        self.created = int(time.time())  # the models' `created` time: the server's start
 
     def learn(self, server_info: Mapping[str, Any]) -> None:
         """Take the aliases the running CLI reports."""

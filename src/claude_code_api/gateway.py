@@ -1,20 +1,19 @@
-"""What the routes share: settings, the engine, the model catalog, keys, metrics and
-batches."""
+"""The turn service: access check → conversation → engine → accounting and charging.
+
+Every dialect's turns (and each batch item) run through ``Turns.run``; what it needs
+is handed to it by the composition root (``app.py``)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .access.budgets import Budgets, Reservation
-from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
-from .access.limits import RateLimiter
 from .agent import AgentRequest, Agents
-from .batch.service import Batches
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
@@ -30,9 +29,7 @@ from .events import (
 )
 from .media import MediaResolver
 from .metrics import Metrics
-from .sessions.service import Sessions
 from .settings import Settings
-from .store.sqlite import ConversationStore
 
 log = logging.getLogger(__name__)
 _FIRST_TOKEN = (TextDelta, ReasoningDelta, ToolCallStart)
@@ -53,21 +50,20 @@ class _Account:
     budget when it gets a worker, charged what no ``TurnEnd`` carried, and its
     reservation released when the engine says the turn is over."""
 
-    gateway: Gateway
+    turns: Turns
     caller: Caller
     model: str
     reservation: Reservation | None = None
 
     def admit(self) -> None:
         self.end()
-        self.reservation = self.gateway.budgets.admit(self.caller.key, self.model)
+        self.reservation = self.turns.budgets.admit(self.caller.key, self.model)
 
     def charge_late(self, usage: Usage, cost: float) -> None:
         if cost or usage != Usage():
-            self.gateway.metrics.observe_cost(usage, cost, self.model, self.caller.owner)
-            self.gateway.keys.charge(self.caller.owner, self.model, usage, cost,
-                                     counted=False)
-            self.gateway.budgets.record(self.caller.owner, self.model, cost)
+            self.turns.metrics.observe_cost(usage, cost, self.model, self.caller.owner)
+            self.turns.keys.charge(self.caller.owner, self.model, usage, cost, counted=False)
+            self.turns.budgets.record(self.caller.owner, self.model, cost)
 
     def end(self) -> None:
         if self.reservation is not None:
@@ -75,39 +71,22 @@ class _Account:
             self.reservation = None
 
 
-@dataclass
-class Gateway:
-    settings: Settings
-    engine: Engine
-    catalog: Catalog
-    media: MediaResolver
-    conversations: Conversations
-    keys: KeyStore
-    cache: ResponseCache
-    limiter: RateLimiter
-    agents: Agents
-    metrics: Metrics = field(init=False)
-    budgets: Budgets = field(init=False)
-    sessions: Sessions = field(init=False)
-    batches: Batches = field(init=False)
-    started_at: int = field(default_factory=lambda: int(time.time()))
+class Turns:
+    """The turn path: the caller's access to the model, the turn's conversation, the
+    engine, then the accounting (metrics, the key's ledger and budget)."""
 
-    def __post_init__(self) -> None:
-        self.metrics = Metrics(self)
-        self.engine.relay.on_call = lambda lane, call: self.metrics.observe_upstream(
-            call.status, call.duration_s, call.first_token_s)
-        self.budgets = Budgets(self.keys, self.settings.auth.turn_reserve_usd)
-        self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
-                                 self.keys, self.budgets)
-        self.batches = Batches(self)
-
-    @classmethod
-    def build(cls, settings: Settings) -> Gateway:
-        return cls(settings, Engine(settings.claude, settings.cli_line_bytes()),
-                   Catalog(settings.models.aliases), MediaResolver(settings.media),
-                   Conversations(ConversationStore(settings.store.path)),
-                   KeyStore(settings.store.path), ResponseCache(settings.cache),
-                   RateLimiter(settings.auth.rpm_window_seconds), Agents(settings))
+    def __init__(self, settings: Settings, engine: Engine, catalog: Catalog,
+                 media: MediaResolver, conversations: Conversations, agents: Agents,
+                 keys: KeyStore, budgets: Budgets, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.catalog = catalog
+        self.media = media
+        self.conversations = conversations
+        self.agents = agents
+        self.keys = keys
+        self.budgets = budgets
+        self.metrics = metrics
 
     async def run(self, turn: TurnRequest, caller: Caller, user: str | None = None,
                   explicit: str | None = None, agent: AgentRequest | None = None,
@@ -174,31 +153,3 @@ class Gateway:
         self.metrics.observe_turn(end, model, caller.owner)
         self.keys.charge(caller.owner, model, end.usage, end.cost_usd)
         self.budgets.record(caller.owner, model, end.cost_usd)
-
-    # -- what the metrics read when scraped ----------------------------------------
-    def pool_counts(self) -> dict[str, int]:
-        pool = self.engine.pool
-        return {**pool.counts(),
-                "holding_conversations": sum(1 for w in pool.workers if w.holds)}
-
-    def pool_totals(self) -> dict[str, int]:
-        return {"restarts": self.engine.pool.restarts,
-                "started": self.engine.pool.started_total,
-                "credential_rotations": self.engine.credentials.rotations}
-
-    async def start(self) -> None:
-        await self.engine.start()
-        self.sessions.start()
-        self.batches.start()
-
-    async def learn_models(self, timeout: float) -> None:
-        if await self.engine.pool.wait_ready(timeout):
-            self.catalog.learn(self.engine.server_info())
-
-    async def close(self) -> None:
-        await self.sessions.close_all()
-        await self.batches.close()  # first: their turns are interrupted, not orphaned
-        await self.engine.close()
-        await self.media.close()
-        self.conversations.store.close()
-        self.keys.close()

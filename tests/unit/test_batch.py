@@ -11,7 +11,6 @@ from claude_code_api.access.keys import ApiKey
 from claude_code_api.batch.models import BatchItem, parse_input
 from claude_code_api.batch.runner import Outcome, Runner
 from claude_code_api.batch.store import BatchStore, StoredFile
-from claude_code_api.settings import Settings
 
 CHAT = "/v1/chat/completions"
 
@@ -60,13 +59,8 @@ def test_outcomes_render_as_results_and_openai_output_lines() -> None:
                                   "body": failed.body}
 
 
-class _Gateway:
-    def __init__(self, pool: int) -> None:
-        self.settings = Settings(claude={"max_concurrent_sessions": pool})
-
-
 def test_a_batch_runs_no_more_items_at_once_than_pool_request_and_key_allow() -> None:
-    runner = Runner(_Gateway(4))  # type: ignore[arg-type]
+    runner = Runner(None, None, 4)  # type: ignore[arg-type]  # limit() reads neither
     assert runner.limit(Caller()) == 4
     assert runner.limit(Caller(), 2) == 2
     assert runner.limit(Caller(), 10) == 4

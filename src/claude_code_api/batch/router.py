@@ -8,10 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from ..access.caller import caller_of
+from ..deps import BatchesDep, CallerDep
 from ..dialects.streams import unless_disconnected
 from ..errors import InvalidRequest
-from ..gateway import Gateway
 from ..openapi import BODY, openai_errors
 from .models import BatchRequest, CreateBatchRequest, unique_ids
 
@@ -31,17 +30,16 @@ _BYTES = {"description": "the file's content", "content": {
 
 @router.post("/v1/batch", response_model=None,
              responses=openai_errors(*BODY, 401, 429))
-async def run_batch(body: BatchRequest, request: Request) -> Response:
+async def run_batch(body: BatchRequest, request: Request, batches: BatchesDep,
+                    caller: CallerDep) -> Response:
     """Run every request now (at most the pool's size at once) and answer with each
     result in input order; a failed item does not stop the others."""
-    gateway: Gateway = request.app.state.gateway
-    most = gateway.settings.batch.max_requests
+    most = batches.settings.max_requests
     if len(body.requests) > most:
         raise InvalidRequest(f"a batch holds at most {most} requests (batch.max_requests); "
                              f"this one holds {len(body.requests)}", param="requests")
     unique_ids(body.requests)
-    caller = caller_of(request)
-    runner = gateway.batches.runner
+    runner = batches.runner
     outcomes = await unless_disconnected(request, runner.run(
         caller, enumerate(body.requests), runner.limit(caller, body.max_concurrency)))
     if outcomes is None:
@@ -54,9 +52,8 @@ async def run_batch(body: BatchRequest, request: Request) -> Response:
 
 # -- files ---------------------------------------------------------------------------
 @router.post("/v1/files", responses=openai_errors(400, 401, 413), openapi_extra=_UPLOAD)
-async def upload_file(request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    batches = gateway.batches
+async def upload_file(request: Request, batches: BatchesDep,
+                      caller: CallerDep) -> dict[str, Any]:
     size = request.headers.get("content-length", "")
     if size.isdigit() and int(size) > batches.settings.max_file_bytes + _FORM_OVERHEAD:
         raise batches.too_large()  # before reading it
@@ -68,66 +65,60 @@ async def upload_file(request: Request) -> dict[str, Any]:
     if not isinstance(purpose, str):
         raise InvalidRequest("the form field `purpose` is required", param="purpose")
     content = await upload.read()
-    file = batches.add_file(caller_of(request).owner, upload.filename or "upload.jsonl",
+    file = batches.add_file(caller.owner, upload.filename or "upload.jsonl",
                             purpose, content)
     return file.wire()
 
 
 @router.get("/v1/files", responses=openai_errors(401))
-async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    files = [f.wire() for f in gateway.batches.store.files(caller_of(request).owner, purpose)]
+async def list_files(batches: BatchesDep, caller: CallerDep,
+                     purpose: str | None = None) -> dict[str, Any]:
+    files = [f.wire() for f in batches.files(caller.owner, purpose)]
     return {"object": "list", "data": files, "has_more": False,
             "first_id": files[0]["id"] if files else None,
             "last_id": files[-1]["id"] if files else None}
 
 
 @router.get("/v1/files/{file_id}", responses=_OWNED)
-async def get_file(file_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return gateway.batches.file(caller_of(request).owner, file_id).wire()
+async def get_file(file_id: str, batches: BatchesDep, caller: CallerDep) -> dict[str, Any]:
+    return batches.file(caller.owner, file_id).wire()
 
 
 @router.get("/v1/files/{file_id}/content", response_class=Response,
              responses={200: _BYTES, **_OWNED})
-async def file_content(file_id: str, request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
-    return Response(gateway.batches.content(caller_of(request).owner, file_id),
+async def file_content(file_id: str, batches: BatchesDep, caller: CallerDep) -> Response:
+    return Response(batches.content(caller.owner, file_id),
                     media_type="application/octet-stream")
 
 
 @router.delete("/v1/files/{file_id}", responses=_OWNED)
-async def delete_file(file_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    gateway.batches.delete_file(caller_of(request).owner, file_id)
+async def delete_file(file_id: str, batches: BatchesDep, caller: CallerDep) -> dict[str, Any]:
+    batches.delete_file(caller.owner, file_id)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 # -- batches -------------------------------------------------------------------------
 @router.post("/v1/batches", responses=openai_errors(*BODY, 401, 404, 429))
-async def create_batch(body: CreateBatchRequest, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return gateway.batches.create(caller_of(request).owner, body)
+async def create_batch(body: CreateBatchRequest, batches: BatchesDep,
+                       caller: CallerDep) -> dict[str, Any]:
+    return batches.create(caller.owner, body)
 
 
 @router.get("/v1/batches", responses=openai_errors(400, 401))
-async def list_batches(request: Request, after: str | None = None,
+async def list_batches(batches: BatchesDep, caller: CallerDep, after: str | None = None,
                        limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    data, more = gateway.batches.page(caller_of(request).owner, after, limit)
+    data, more = batches.page(caller.owner, after, limit)
     return {"object": "list", "data": data, "has_more": more,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None}
 
 
 @router.get("/v1/batches/{batch_id}", responses=_OWNED)
-async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return gateway.batches.get(caller_of(request).owner, batch_id)
+async def get_batch(batch_id: str, batches: BatchesDep, caller: CallerDep) -> dict[str, Any]:
+    return batches.get(caller.owner, batch_id)
 
 
 @router.post("/v1/batches/{batch_id}/cancel",
              responses=openai_errors(*BODY, 401, 404, 409))
-async def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return gateway.batches.cancel(caller_of(request).owner, batch_id)
+async def cancel_batch(batch_id: str, batches: BatchesDep, caller: CallerDep) -> dict[str, Any]:
+    return batches.cancel(caller.owner, batch_id)

@@ -1,4 +1,4 @@
-"""Runs the items of a batch concurrently, each through ``Gateway.run``.
+"""Runs the items of a batch concurrently, each through ``Turns.run``.
 
 Limits: a batch runs at most ``min(claude.max_concurrent_sessions, its
 max_concurrency, its key's concurrency limit)`` items at once, and all batches
@@ -19,11 +19,12 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..access.caller import Caller
+from ..access.keys import KeyStore
 from ..dialects.errors import describe_validation
 from ..dialects.openai_chat.completion import complete, conversation_id
 from ..dialects.openai_chat.models import ChatCompletionRequest
@@ -36,11 +37,9 @@ from ..errors import (
     Overloaded,
     Unauthorized,
 )
+from ..gateway import Turns
 from ..logs import request_id
 from .models import CHAT, BatchItem
-
-if TYPE_CHECKING:  # the gateway owns the runner
-    from ..gateway import Gateway
 
 log = logging.getLogger(__name__)
 OVERLOADED_RETRIES = 3  # a batch is not in a hurry: a full pool queue is waited out
@@ -82,14 +81,16 @@ def _cancelled() -> bool:
 
 
 class Runner:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, turns: Turns, keys: KeyStore, pool_size: int) -> None:
+        self.turns = turns
+        self.keys = keys
+        self.pool_size = pool_size
         # Shared by every batch: together they hold at most one pool's worth of turns.
-        self.slots = asyncio.Semaphore(gateway.settings.claude.max_concurrent_sessions)
+        self.slots = asyncio.Semaphore(pool_size)
 
     def limit(self, caller: Caller, wanted: int | None = None) -> int:
         """How many of one batch's items may run at once."""
-        bounds = [self.gateway.settings.claude.max_concurrent_sessions, wanted,
+        bounds = [self.pool_size, wanted,
                   caller.key.concurrency if caller.key is not None else None]
         return min(b for b in bounds if b)
 
@@ -159,14 +160,14 @@ class Runner:
         if body.model_extra:
             log.info("batch chat item: unknown fields %s", sorted(body.model_extra))
         explicit = conversation_id(body, None)
-        return await complete(self.gateway, body, self._caller(caller, rid), explicit)
+        return await complete(self.turns, body, self._caller(caller, rid), explicit)
 
     def _caller(self, caller: Caller, rid: str) -> Caller:
         """The item's own caller, with the key as it is now: a key revoked or over its
         budget while the batch runs stops its remaining items."""
         if caller.key is None:
             return Caller(request_id=rid, route=CHAT)
-        key = self.gateway.keys.get(caller.key.id)
+        key = self.keys.get(caller.key.id)
         if key is None or not key.active:
             raise Unauthorized(f"The API key `{caller.key.name}` was revoked while its "
                                "batch ran.")

@@ -1,4 +1,4 @@
-"""Files and background batches (OpenAI's Files and Batch APIs), owned by the gateway.
+"""Files and background batches (OpenAI's Files and Batch APIs).
 
 A batch lives as a task of this service: ``validating`` (its input file is
 parsed; a bad line fails the whole batch, as OpenAI does) → ``in_progress``
@@ -18,17 +18,16 @@ import functools
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..access.caller import Caller
-from ..access.keys import LOCAL
+from ..access.keys import LOCAL, KeyStore
 from ..errors import Conflict, GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from ..settings import BatchSettings
 from .models import COMPLETION_WINDOW, ENDPOINTS, CreateBatchRequest, LineError, parse_input
 from .runner import Runner
 from .store import BatchStore, StoredFile
-
-if TYPE_CHECKING:  # the gateway owns this service
-    from ..gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,13 @@ WINDOW_SECONDS = 24 * 3600
 
 
 class Batches:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.settings = gateway.settings.batch
-        self.store = BatchStore(gateway.settings.store.path)
-        self.runner = Runner(gateway)
+    def __init__(self, settings: BatchSettings, store: BatchStore, runner: Runner,
+                 keys: KeyStore, ready: Callable[[float], Awaitable[bool]]) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.keys = keys
+        self.ready = ready  # waits (at most so many seconds) for the pool's first workers
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
         self._resumer: asyncio.Task[None] | None = None
@@ -63,6 +64,9 @@ class Batches:
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"files may be at most {self.settings.max_file_bytes} bytes "
                                "(batch.max_file_bytes)", param="file")
+
+    def files(self, owner: str, purpose: str | None = None) -> list[StoredFile]:
+        return self.store.files(owner, purpose)
 
     def file(self, owner: str, file_id: str, param: str | None = None) -> StoredFile:
         file = self.store.file(file_id)
@@ -188,7 +192,7 @@ class Batches:
         self._finish(owner, batch_id, "completed")
 
     def _caller(self, owner: str, batch_id: str) -> Caller:
-        key = None if owner == LOCAL else self.gateway.keys.get(owner)
+        key = None if owner == LOCAL else self.keys.get(owner)
         if owner != LOCAL and key is None:
             raise NotFound(f"the API key `{owner}` that made the batch no longer exists")
         return Caller(key=key, request_id=batch_id, route="/v1/batches")
@@ -242,7 +246,7 @@ class Batches:
 
     async def _resume(self) -> None:
         """Take up the batches a stopped server left running."""
-        await self.gateway.engine.pool.wait_ready(120)
+        await self.ready(120)
         for owner, body in self.store.unfinished():
             if body["id"] in self._tasks:
                 continue

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from ..access.caller import caller_of
-from ..gateway import Gateway
+from ..deps import CallerDep, ConversationsDep, EngineDep
 from ..openapi import openai_errors
 from ..store.sqlite import Conversation
 
@@ -22,17 +21,16 @@ def _summary(conversation: Conversation) -> dict[str, Any]:
 
 
 @router.get("/v1/conversations", responses=openai_errors(400, 401))
-async def list_conversations(request: Request, limit: int = 100) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    found = gateway.conversations.store.recent(owner=caller_of(request).owner,
-                                               limit=max(1, min(limit, 1000)))
+async def list_conversations(conversations: ConversationsDep, caller: CallerDep,
+                             limit: int = 100) -> dict[str, Any]:
+    found = conversations.recent(caller.owner, max(1, min(limit, 1000)))
     return {"object": "list", "data": [_summary(c) for c in found]}
 
 
 @router.get("/v1/conversations/{conversation_id}", responses=openai_errors(401, 404))
-async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    conversation = gateway.conversations.get(conversation_id, caller_of(request).owner)
+async def get_conversation(conversation_id: str, conversations: ConversationsDep,
+                           caller: CallerDep) -> dict[str, Any]:
+    conversation = conversations.get(conversation_id, caller.owner)
     return {**_summary(conversation), "system": conversation.system,
             "messages": [{"role": m.role, "content": list(m.content)}
                          for m in conversation.messages]}
@@ -40,8 +38,8 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
 
 @router.delete("/v1/conversations/{conversation_id}",
                responses=openai_errors(401, 404))
-async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    conversation = gateway.conversations.delete(conversation_id, caller_of(request).owner)
-    gateway.engine.forget(conversation.fingerprint)  # its live session ends too
+async def delete_conversation(conversation_id: str, conversations: ConversationsDep,
+                              engine: EngineDep, caller: CallerDep) -> dict[str, Any]:
+    conversation = conversations.delete(conversation_id, caller.owner)
+    engine.forget(conversation.fingerprint)  # its live session ends too
     return {"id": conversation.id, "object": "conversation.deleted", "deleted": True}

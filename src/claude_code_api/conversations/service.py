@@ -59,7 +59,7 @@ class Conversations:
         return Located(conversation, turn, Session(scope), created=True)
 
     def transient(self, scope: str, turn: TurnRequest) -> Located:
-        """A conversation of one turn that is never stored (see ``Gateway.run``)."""
+        """A conversation of one turn that is never stored (see ``Turns.run``)."""
         conversation = Conversation(id="conv_" + uuid.uuid4().hex[:24], scope=scope)
         return Located(conversation, turn, Session(scope), created=True)
 
@@ -107,6 +107,10 @@ class Conversations:
                 yield event
         finally:
             await events.aclose()
+
+    def recent(self, owner: str, limit: int) -> list[Conversation]:
+        """The owner's latest conversations, the most recently answered first."""
+        return self.store.recent(owner=owner, limit=limit)
 
     def get(self, conversation_id: str, owner: str | None = None) -> Conversation:
         """A stored conversation; with ``owner``, only one of that owner's."""

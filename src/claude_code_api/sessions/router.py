@@ -20,11 +20,10 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..access.caller import Caller, caller_of
 from ..agent import select
 from ..body import check_text
+from ..deps import CallerDep, SessionsDep, SettingsDep
 from ..errors import GatewayError, InvalidRequest
-from ..gateway import Gateway
 from ..openapi import BODY, openai_errors
 from .service import Session, Sessions
 
@@ -44,48 +43,40 @@ class SessionCreate(BaseModel):
                                                 "narrowing, as for the other endpoints")
 
 
-def _sessions(gateway: Gateway) -> Sessions:
-    return gateway.sessions
-
-
 # 429: the server's live sessions are all open, the pool is full, or the budget spent.
 @router.post("/v1/sessions", responses=openai_errors(*BODY, 401, 403, 404, 429, 502))
-async def create_session(body: SessionCreate, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    default = gateway.settings.claude.default_model
+async def create_session(body: SessionCreate, request: Request, sessions: SessionsDep,
+                         settings: SettingsDep, caller: CallerDep) -> dict[str, Any]:
+    default = settings.claude.default_model
     model, agent = select(body.model or default, {"agent": body.agent}, request.headers,
                           default)
-    session = await _sessions(gateway).create(caller_of(request), model, body.system, agent)
+    session = await sessions.create(caller, model, body.system, agent)
     return session.summary()
 
 
 @router.get("/v1/sessions", responses=openai_errors(401))
-async def list_sessions(request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return {"object": "list",
-            "data": [s.summary() for s in _sessions(gateway).all(caller_of(request))]}
+async def list_sessions(sessions: SessionsDep, caller: CallerDep) -> dict[str, Any]:
+    return {"object": "list", "data": [s.summary() for s in sessions.all(caller)]}
 
 
 @router.get("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
-async def get_session(session_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    return _sessions(gateway).get(caller_of(request), session_id).summary()
+async def get_session(session_id: str, sessions: SessionsDep,
+                      caller: CallerDep) -> dict[str, Any]:
+    return sessions.get(caller, session_id).summary()
 
 
 @router.delete("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
-async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
-    gateway: Gateway = request.app.state.gateway
-    sessions = _sessions(gateway)
-    await sessions.close(sessions.get(caller_of(request), session_id))
+async def delete_session(session_id: str, sessions: SessionsDep,
+                         caller: CallerDep) -> dict[str, Any]:
+    await sessions.close(sessions.get(caller, session_id))
     return {"id": session_id, "object": "session.deleted", "deleted": True}
 
 
 @router.websocket("/v1/sessions/{session_id}/ws")
-async def session_socket(websocket: WebSocket, session_id: str) -> None:
-    gateway: Gateway = websocket.app.state.gateway
-    caller = websocket.scope.get("state", {}).get("caller") or Caller()
+async def session_socket(websocket: WebSocket, session_id: str, sessions: SessionsDep,
+                         caller: CallerDep) -> None:
     try:
-        session = _sessions(gateway).get(caller, session_id)
+        session = sessions.get(caller, session_id)
     except GatewayError:
         await websocket.close(code=4404, reason="session not found")
         return
@@ -115,12 +106,12 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
                                             "content blocks")
                     continue
                 try:
-                    _sessions(gateway).admit(session)
+                    sessions.admit(session)
                 except GatewayError as exc:
                     await _error(websocket, exc.message, exc.type)
                     continue
                 session.last_active = time.monotonic()
-                running = asyncio.create_task(_pump(websocket, gateway, session, content))
+                running = asyncio.create_task(_pump(websocket, sessions, session, content))
             else:
                 await _error(websocket, f"unknown message type {kind!r}; send `user` or "
                                         "`interrupt`")
@@ -132,7 +123,7 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
-        await _sessions(gateway).settle(session)  # nobody reads this turn any more
+        await sessions.settle(session)  # nobody reads this turn any more
 
 
 async def _receive(websocket: WebSocket) -> dict[str, Any] | None:
@@ -160,15 +151,15 @@ def _valid_content(content: Any) -> bool:
         all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
 
 
-async def _pump(websocket: WebSocket, gateway: Gateway, session: Session,
+async def _pump(websocket: WebSocket, sessions: Sessions, session: Session,
                 content: Any) -> None:
     try:
         async for message in session.live.turn(content):
             if message["type"] == "result":
-                _sessions(gateway).charge(session, message)
+                sessions.charge(session, message)
             await websocket.send_json(message)
     except GatewayError as exc:
-        _sessions(gateway).release(session)  # the turn ended without a result
+        sessions.release(session)  # the turn ended without a result
         await _error(websocket, exc.message, exc.type)
     finally:
         session.last_active = time.monotonic()

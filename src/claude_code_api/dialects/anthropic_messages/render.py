@@ -14,6 +14,8 @@ from typing import Any
 
 from anthropic.types import Message
 
+from ... import sse
+from ...errors import GatewayError
 from ...events import (
     ReasoningDelta,
     ReasoningSignature,
@@ -27,6 +29,7 @@ from ...events import (
 )
 
 Event = tuple[str, dict[str, Any]]
+PING_SECONDS = 10.0
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                402: "billing_error", 403: "permission_error", 404: "not_found_error",
@@ -124,6 +127,31 @@ class StreamWriter:
                 ("message_delta", {"type": "message_delta", "delta": delta,
                                    "usage": usage_body(end.usage)}),
                 ("message_stop", {"type": "message_stop"})]
+
+
+class MessageFrames:
+    """A ``streams.Writer`` of a Message's named events, with a ``ping`` after
+    ``PING_SECONDS`` of silence (Anthropic's keep-alive, which its clients expect)."""
+
+    ping_seconds: float | None = PING_SECONDS
+
+    def __init__(self, writer: StreamWriter) -> None:
+        self.writer = writer
+
+    def start(self) -> list[bytes]:
+        return [sse.event(name, data) for name, data in self.writer.start()]
+
+    def feed(self, event: TurnEvent) -> list[bytes]:
+        return [sse.event(name, data) for name, data in self.writer.feed(event)]
+
+    def ping(self) -> list[bytes]:
+        return [sse.event("ping", {"type": "ping"})]
+
+    def fail(self, error: GatewayError) -> list[bytes]:
+        return [sse.event("error", error_body(error_status(error.status), error.message))]
+
+    def end(self) -> list[bytes]:
+        return []
 
 
 def message_body(model: str, events: list[TurnEvent], *,

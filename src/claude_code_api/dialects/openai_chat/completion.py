@@ -1,37 +1,61 @@
-"""A whole (non-streaming) chat completion from a validated request: what the
-route answers with, and what a batch runs for each of its chat items."""
+"""A chat completion from a validated request, streamed or whole: what the route
+answers with, and (whole) what a batch runs for each of its chat items."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from ...access.caller import Caller
-from ...agent import select
 from ...conversations.service import valid_id
-from ...errors import GatewayError, InvalidRequest
-from ...events import Answer, ReasoningDelta, TurnEnd, TurnEvent
+from ...errors import InvalidRequest
+from ...events import Answer, TurnEnd, TurnEvent
+from ...gateway import Run, Turns
+from ..prelude import Call, Streamed, agent_mode, whole
 from .models import ChatCompletionRequest
-from .render import completion_body, new_id
+from .render import ChunkWriter, completion_body, new_id
+from .streaming import DataStream
 from .translate import to_turn
 
-if TYPE_CHECKING:  # the gateway imports the batch runner, which imports this module
-    from ...gateway import Gateway
+
+def chat_call(turns: Turns, body: ChatCompletionRequest, explicit: str | None,
+              headers: Mapping[str, str]) -> Call:
+    """The turn of a request; agent mode when the model, an ``agent`` object or the
+    headers select it."""
+    agent = agent_mode(turns, body, headers)
+    return Call(to_turn(body, turns.catalog), body.user, explicit, agent,
+                reasoning=turns.settings.chat.reasoning_content)
 
 
-async def complete(gateway: Gateway, body: ChatCompletionRequest, caller: Caller,
+async def complete(turns: Turns, body: ChatCompletionRequest, caller: Caller,
                    explicit: str | None = None, headers: Mapping[str, str] | None = None
                    ) -> dict[str, Any]:
-    """The ``chat.completion`` body (with ``conversation_id``) for one request; agent
-    mode when the model, an ``agent`` object or the headers select it."""
-    body.model, agent = select(body.model, body.model_extra, headers or {},
-                               gateway.settings.claude.default_model)
-    run = await gateway.run(to_turn(body, gateway.catalog), caller, body.user, explicit,
-                            agent)
-    answer, end = await collect(shown(gateway, run.events))
+    """The ``chat.completion`` body (with ``conversation_id``) for one request."""
+    completion, _ = await whole(turns, caller, chat_call(turns, body, explicit, headers or {}),
+                                completion_of)
+    return completion
+
+
+def completion_of(run: Run, events: list[TurnEvent]) -> dict[str, Any]:
+    answer, end = answer_of(events)
     completion = completion_body(new_id(), run.model, answer, end.stop_reason, end.usage)
     completion["conversation_id"] = run.located.conversation.id
     return completion
+
+
+def chunks_of(include_usage: bool) -> Streamed:
+    """The writer of a streamed completion, for its run."""
+    return lambda run: DataStream(ChunkWriter(new_id(), run.model, include_usage))
+
+
+def answer_of(events: list[TurnEvent]) -> tuple[Answer, TurnEnd]:
+    """The answer the events make up, and how the turn ended (the last event)."""
+    answer = Answer()
+    for event in events:
+        answer.feed(event)
+    end = events[-1]
+    assert isinstance(end, TurnEnd)  # collect_events ends at TurnEnd or raises
+    return answer, end
 
 
 def conversation_id(body: ChatCompletionRequest, header: str | None) -> str | None:
@@ -52,33 +76,3 @@ def conversation_id(body: ChatCompletionRequest, header: str | None) -> str | No
         raise InvalidRequest("the request names two different conversations",
                              param=candidates[1][1])
     return ids.pop() if ids else None
-
-
-def shown(gateway: Gateway, events: AsyncGenerator[TurnEvent, None]
-          ) -> AsyncGenerator[TurnEvent, None]:
-    """The events a client sees: without thinking unless ``chat.reasoning_content``."""
-    if gateway.settings.chat.reasoning_content:
-        return events
-    return _without_reasoning(events)
-
-
-async def _without_reasoning(events: AsyncGenerator[TurnEvent, None]
-                             ) -> AsyncGenerator[TurnEvent, None]:
-    try:
-        async for event in events:
-            if not isinstance(event, ReasoningDelta):
-                yield event
-    finally:
-        await events.aclose()
-
-
-async def collect(events: AsyncGenerator[TurnEvent, None]) -> tuple[Answer, TurnEnd]:
-    answer = Answer()
-    try:
-        async for event in events:
-            answer.feed(event)
-            if isinstance(event, TurnEnd):
-                return answer, event
-    finally:
-        await events.aclose()
-    raise GatewayError("Claude Code ended the turn without a result")

@@ -9,24 +9,24 @@ stands alone: it is not stored as a conversation nor kept loaded in its worker.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from ...access.caller import Caller, caller_of
-from ...events import Answer, TurnEnd, TurnRequest, Usage
-from ...gateway import Gateway
+from ...access.caller import Caller
+from ...deps import CallerDep, TurnsDep
+from ...events import Answer, TurnEnd, Usage
+from ...gateway import Turns
 from ...openapi import OPENAI_TURN, STREAMED, openai_errors
-from ..openai_chat.completion import collect
-from ..openai_chat.streaming import chunks
-from ..streams import first_event, unless_disconnected
+from ..openai_chat.completion import answer_of
+from ..openai_chat.streaming import DataStream
+from ..prelude import Call, streamed, unknown_fields, whole
+from ..streams import unless_disconnected
 from .models import CompletionRequest
 from .render import CompletionChunkWriter, completion_body, new_id
 from .translate import prompts, to_turns
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI"])
 # No conversation ids here, so no 409.
 _STATUSES = tuple(s for s in OPENAI_TURN if s != 409)
@@ -34,42 +34,37 @@ _STATUSES = tuple(s for s in OPENAI_TURN if s != 409)
 
 @router.post("/v1/completions", response_model=None,
              responses={**STREAMED, **openai_errors(*_STATUSES)})
-async def completions(body: CompletionRequest, request: Request) -> Response:
-    if body.model_extra:
-        log.info("completions: unknown fields %s", sorted(body.model_extra))
-    gateway: Gateway = request.app.state.gateway
-    caller = caller_of(request)
-    turns = to_turns(body, gateway.catalog, request.headers)
-    if not body.stream:
-        completion = await unless_disconnected(request, _complete(gateway, body, caller,
-                                                                  turns))
-        if completion is None:
-            return Response(status_code=499)
-        return JSONResponse(completion)
-    run = await gateway.run(turns[0], caller, body.user, remember=False)
-    first = await first_event(run.events)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    echo = prompts(body)[0] if body.echo else None
-    writer = CompletionChunkWriter(new_id(), run.model, include_usage, echo)
-    return StreamingResponse(chunks(run.events, first, writer),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+async def completions(body: CompletionRequest, request: Request, turns: TurnsDep,
+                      caller: CallerDep) -> Response:
+    unknown_fields("completions", body)
+    calls = [Call(turn, body.user, remember=False)
+             for turn in to_turns(body, turns.catalog, request.headers)]
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        echo = prompts(body)[0] if body.echo else None
+        return await streamed(turns, caller, calls[0], lambda run: DataStream(
+            CompletionChunkWriter(new_id(), run.model, include_usage, echo)))
+    completion = await unless_disconnected(request, _complete(turns, body, caller, calls))
+    if completion is None:
+        return Response(status_code=499)
+    return JSONResponse(completion)
 
 
-async def _complete(gateway: Gateway, body: CompletionRequest, caller: Caller,
-                    turns: tuple[TurnRequest, ...]) -> dict[str, Any]:
+async def _complete(turns: Turns, body: CompletionRequest, caller: Caller,
+                    calls: list[Call]) -> dict[str, Any]:
     """Every prompt's turn, at most a pool's worth at once; the first error fails the
     request (and cancels the other turns)."""
-    room = asyncio.Semaphore(gateway.settings.claude.max_concurrent_sessions)
+    room = asyncio.Semaphore(turns.settings.claude.max_concurrent_sessions)
 
-    async def one(turn: TurnRequest) -> tuple[str, Answer, TurnEnd]:
+    async def one(call: Call) -> tuple[str, Answer, TurnEnd]:
         async with room:
-            run = await gateway.run(turn, caller, body.user, remember=False)
-            return (run.model, *await collect(run.events))
+            result, _ = await whole(turns, caller, call,
+                                    lambda run, events: (run.model, *answer_of(events)))
+            return result
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(turn)) for turn in turns]
+            tasks = [group.create_task(one(call)) for call in calls]
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
     results = [task.result() for task in tasks]

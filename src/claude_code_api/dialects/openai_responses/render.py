@@ -16,10 +16,13 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from openai.types.responses import Response
 
+from ... import sse
+from ...errors import GatewayError
 from ...events import (
     ReasoningDelta,
     ReasoningSignature,
@@ -325,6 +328,41 @@ def _tool_choice(request: ResponsesRequest) -> Any:
     if choice is None:
         return "auto"
     return choice if isinstance(choice, str) else choice.model_dump()
+
+
+class ResponseFrames:
+    """A ``streams.Writer`` of a Response's named events; ``finished`` hears of the
+    final Response (completed or incomplete) and the events it was made of, before
+    its last event is sent."""
+
+    ping_seconds: float | None = None
+
+    def __init__(self, writer: ResponseWriter,
+                 finished: Callable[[dict[str, Any], list[TurnEvent]], None]) -> None:
+        self.writer = writer
+        self.finished = finished
+        self.seen: list[TurnEvent] = []
+
+    def start(self) -> list[bytes]:
+        return [sse.event(frame["type"], frame) for frame in self.writer.start()]
+
+    def feed(self, event: TurnEvent) -> list[bytes]:
+        self.seen.append(event)
+        frames = self.writer.feed(event)
+        for frame in frames:
+            if frame["type"] in ("response.completed", "response.incomplete"):
+                self.finished(frame["response"], self.seen)
+        return [sse.event(frame["type"], frame) for frame in frames]
+
+    def ping(self) -> list[bytes]:
+        return []
+
+    def fail(self, error: GatewayError) -> list[bytes]:
+        return [sse.event(frame["type"], frame)
+                for frame in self.writer.fail(error.code, error.message, error.param)]
+
+    def end(self) -> list[bytes]:
+        return []
 
 
 def collect(writer: ResponseWriter, events: list[TurnEvent]) -> dict[str, Any]:

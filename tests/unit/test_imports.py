@@ -1,0 +1,124 @@
+"""The package's imports run one way: no module imports, directly or through others,
+a module that imports it back. Module-level, function-level and ``TYPE_CHECKING``
+imports all count: a circle hidden from the interpreter is still a circle in the
+design (the one this test was written after ran gateway -> batch -> dialects ->
+gateway, with its back edges under ``TYPE_CHECKING``)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import claude_code_api
+
+PACKAGE = "claude_code_api"
+ROOT = Path(claude_code_api.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import in ``node``, at any depth (in functions, under ``if``...)."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            yield child
+
+
+def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that module ``name`` imports."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in _import_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = package.split(".")
+            anchor = anchor[:len(anchor) - node.level + 1]
+            base = ".".join([*anchor, base] if base else anchor)
+        out.add(base)
+        out.update(f"{base}.{alias.name}" for alias in node.names)  # `from . import x`
+    return {target for target in out if target in modules and target != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imported(name, path, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each group of modules that reach one another (Tarjan), as one import circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(_circle(graph, sorted(group)))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _circle(graph: dict[str, set[str]], group: list[str]) -> list[str]:
+    """One path through the group that comes back to where it started."""
+    start, members = group[0], set(group)
+    paths = [[start]]
+    while paths:
+        path = paths.pop(0)
+        for target in sorted(graph[path[-1]] & members):
+            if target == start:
+                return [*path, start]
+            if target not in path:
+                paths.append([*path, target])
+    return group
+
+
+def test_the_package_has_no_import_circle() -> None:
+    cycles = _cycles(_graph())
+    assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_check_finds_a_circle_and_names_it() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_relative_and_function_level_imports() -> None:
+    graph = _graph()
+    assert f"{PACKAGE}.gateway" in graph[f"{PACKAGE}.batch.runner"]
+    assert f"{PACKAGE}.engine.engine" in graph[f"{PACKAGE}.gateway"]
+    # cli.py imports the app inside a function, so that `--help` stays fast.
+    assert f"{PACKAGE}.app" in graph[f"{PACKAGE}.cli"]
