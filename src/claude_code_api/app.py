@@ -26,7 +26,7 @@ from .dialects.openai_chat.router import router as openai_router
 from .dialects.openai_completions.router import router as completions_router
 from .dialects.openai_responses.router import router as responses_router
 from .engine.engine import cli_version
-from .engine.worker import Worker
+from .engine.protocol import Worker
 from .errors import GatewayError
 from .gateway import Gateway
 from .openapi import install as install_openapi
