@@ -110,7 +110,9 @@ class FakeWorkers:
         self.start_hold: Hold | None = None  # starts wait for it
         self.start_error: Exception | None = None  # starts fail with it
         self.close_hangs = False  # closes wait for kill()
-        self.interrupt_cost = 0.002  # what an interrupted turn's result says it cost
+        # What an interrupted turn's result says it cost, and the output it counts.
+        self.interrupt_cost = 0.002
+        self.interrupt_output_tokens = 5
 
     def __call__(self, key: WorkerKey, options: ClaudeAgentOptions | None = None,
                  credential: Credential | None = None, permissions: Permissions | None = None,
@@ -268,6 +270,7 @@ class FakeWorker(Worker):
         if self._feed is not None and not self._feed.done():
             self._feed.cancel()
         self._put(result(self.factory.interrupt_cost, subtype="error_during_execution",
+                         output_tokens=self.factory.interrupt_output_tokens,
                          stop_reason=None))
 
     async def next_message(self, timeout: float) -> SDKMessage:
