@@ -21,7 +21,7 @@ from .deps import (
     SettingsDep,
 )
 from .engine.engine import Engine, cli_version
-from .engine.worker import Worker
+from .engine.protocol import Worker
 from .openapi import openai_errors
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from pydantic import SecretStr
 
+from claude_code_api.engine.credentials import Credentials
 from claude_code_api.engine.relay import (
     STRUCTURED_OUTPUT,
     SYSTEM_PLACEHOLDER,
@@ -226,5 +228,92 @@ async def test_after_client_tool_calls_the_clis_next_call_is_held(
         lane.begin(Shape())
         assert (await held).status_code == 400
         assert len(upstream.message_requests()) == 1
+    finally:
+        await relay.close()
+
+
+TURN = {"model": "m", "max_tokens": 50, "stream": True,
+        "system": [{"type": "text", "text": SYSTEM_PLACEHOLDER}],
+        "messages": [{"role": "user", "content": "[claude-code-api:turn:0]"}]}
+
+
+async def test_an_armed_call_waits_for_its_turn_and_a_withdrawn_one_is_refused(
+        upstream: FakeUpstream) -> None:
+    relay = Relay(upstream.url)
+    await relay.start()
+    try:
+        upstream.reset()
+        lane = relay.open_lane()
+        # A turn's call that nobody armed for (a withdrawn turn's, late): refused now.
+        assert (await post(lane.url, TURN)).status_code == 400
+        lane.arm("[claude-code-api:turn:0]")
+        armed = asyncio.create_task(post(lane.url, TURN))
+        await asyncio.wait_for(lane.held.wait(), 10)
+        await asyncio.sleep(0.1)
+        assert not armed.done() and upstream.message_requests() == []
+        lane.content["[claude-code-api:turn:0]"] = [{"type": "text", "text": "Real question"}]
+        lane.begin(Shape(system="Be brief.", max_tokens=99))
+        assert (await armed).status_code == 200 and not lane.held.is_set()
+        (seen,) = upstream.message_requests()
+        assert seen.body["max_tokens"] == 99 and seen.last_user_text() == "Real question"
+        lane.end()
+        lane.arm("[claude-code-api:turn:1]")
+        withdrawn = asyncio.create_task(post(lane.url, TURN))
+        await asyncio.wait_for(lane.held.wait(), 10)
+        lane.disarm()
+        assert (await withdrawn).status_code == 400
+        assert len(upstream.message_requests()) == 1
+    finally:
+        await relay.close()
+
+
+async def test_an_armed_call_the_cli_gives_up_on_is_no_longer_held(
+        upstream: FakeUpstream) -> None:
+    relay = Relay(upstream.url)
+    await relay.start()
+    try:
+        lane = relay.open_lane()
+        lane.arm("[claude-code-api:turn:0]")
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(lane.url + "/v1/messages", json=TURN)
+        for _ in range(100):
+            if not lane.held.is_set():
+                break
+            await asyncio.sleep(0.02)
+        assert not lane.held.is_set()
+    finally:
+        await relay.close()
+
+
+FIRST = "sk-ant-api03-relay-first-" + "a" * 20
+TOKEN = "sk-ant-oat01-relay-token-" + "b" * 20
+
+
+async def test_a_refused_call_is_sent_again_with_the_next_credential(
+        upstream: FakeUpstream) -> None:
+    credentials = Credentials([SecretStr(FIRST), SecretStr(TOKEN)], cooldown=60,
+                              rejected_cooldown=600)
+    relay = Relay(upstream.url, credentials=credentials)
+    await relay.start()
+    try:
+        upstream.reset()
+        upstream.reject[FIRST] = Reply.error(429, "rate_limit_error", "slow down")
+        upstream.script(Reply.text("From the token."))
+        lane = relay.open_lane()
+        stand_in = credentials.items[0].cli_env()["ANTHROPIC_API_KEY"]
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(lane.url + "/v1/messages", json={
+                "model": "m", "max_tokens": 5, "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}, headers={
+                "x-api-key": stand_in, "anthropic-beta": "claude-code-20250219"})
+        assert answer.status_code == 200 and "token." in answer.text
+        assert [r.credential for r in upstream.message_requests()] == [FIRST, TOKEN]
+        last = upstream.message_requests()[-1]
+        assert "x-api-key" not in last.headers
+        assert last.headers["anthropic-beta"] == "claude-code-20250219,oauth-2025-04-20"
+        assert [c["state"] for c in credentials.status()] == ["rate_limited", "ok"]
+        assert credentials.rotations == 1
+        assert all(stand_in != r.credential for r in upstream.requests)
     finally:
         await relay.close()

@@ -65,9 +65,11 @@ from .credentials import Credentials
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
+from .protocol import Worker, WorkerFactory, WorkerKey
 from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
 from .turns import StopScanner, TurnTranslator
-from .worker import Worker, WorkerKey, user_message
+from .worker import Worker as CLIWorker
+from .worker import user_message
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,10 @@ _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 
 
 class Engine:
-    def __init__(self, settings: ClaudeSettings, line_bytes: int | None = None) -> None:
+    def __init__(self, settings: ClaudeSettings, line_bytes: int | None = None,
+                 new_worker: WorkerFactory = CLIWorker) -> None:
         self.settings = settings
+        self.new_worker = new_worker  # unit tests build in-memory workers instead
         self.line_bytes = line_bytes  # the SDK's read buffer; None: its own 1 MiB
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
@@ -134,7 +138,7 @@ class Engine:
         lane = self.relay.open_lane(chat=key.agent is None)
         options = self.options_for(key, permissions)
         options.env["ANTHROPIC_BASE_URL"] = lane.url
-        worker = Worker(key, options, permissions, lane)
+        worker = self.new_worker(key, options, permissions, lane)
         worker.on_closed = self._worker_closed
         return worker
 

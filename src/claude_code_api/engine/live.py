@@ -24,7 +24,8 @@ from claude_agent_sdk import Message as SDKMessage
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from .pool import Pool
-from .worker import Worker, user_message
+from .protocol import Worker
+from .worker import user_message
 
 _KINDS: dict[type, str] = {AssistantMessage: "assistant", UserMessage: "user",
                            SystemMessage: "system", ResultMessage: "result",

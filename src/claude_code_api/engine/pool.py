@@ -1,14 +1,17 @@
 """The pool of warm workers: a bounded set of live CLI processes and a queue.
 
-Modelled on httpcore's connection pool: requests wait in a FIFO queue, a pure
-assignment step (``_dispatch``) hands idle workers to waiters or decides to start
-one, and the I/O (starting, resetting, closing processes) happens in tasks after
-it. A worker is handed back with ``release``; it is reset (``/clear``) off the
-request path and only then becomes idle again.
+Modelled on httpcore's connection pool: requests wait in a FIFO queue; each event
+(a request arrives, a worker is handed back, started, reset or dies, the periodic
+sweep) runs one step: the pure assignment function (``plan.py``) decides, then the
+pool carries the plan out — resolving waiters at once, starting, resetting and
+closing processes in tasks. A worker is handed back with ``release``; it is reset
+off the request path and only then becomes idle again.
 
 A worker that is no longer ``usable`` (its upstream credential is cooling down,
 or a preferred one is back) is never handed out: idle, it is retired; busy, it
 is closed when released; the pool starts fresh workers as it needs them.
+
+Time comes from ``clock`` (``time.monotonic`` unless a test drives it).
 """
 
 from __future__ import annotations
@@ -17,27 +20,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GatewayError, Overloaded, UpstreamError
 from ..settings import ClaudeSettings
-from .worker import Worker, WorkerKey
+from .plan import DEFAULT_KEY, Limits, Plan, Waiter, plan
+from .protocol import Worker, WorkerKey
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEY = WorkerKey()
-
-
-@dataclass(eq=False)
-class _Waiter:
-    key: WorkerKey
-    future: asyncio.Future[Worker]
-    holding: str | None = None
-    spawning: bool = False
-    since: float = field(default_factory=time.monotonic)
+# A close that outlives its own bound (see protocol.Worker) is ended with kill().
+CLOSE_TIMEOUT = 30.0
 
 
 class Pool:
@@ -45,9 +40,12 @@ class Pool:
         self,
         settings: ClaudeSettings,
         make_worker: Callable[[WorkerKey], Worker],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.limits = Limits.of(settings)
         self.make_worker = make_worker
+        self.clock = clock
         # Whether a worker may take new turns (the engine checks its credential).
         self.usable: Callable[[Worker], bool] = lambda worker: True
         # Told of every idle worker after each assignment (the engine arms them).
@@ -56,7 +54,7 @@ class Pool:
         self.restarts = 0
         self.started_total = 0
         self.last_start_error: str | None = None
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._closed = False
@@ -67,7 +65,7 @@ class Pool:
 
     def __repr__(self) -> str:
         c = self.counts()
-        return (f"<Pool size={c['size']} idle={c['idle']} busy={c['busy']} "
+        return (f"<Pool size={c['size']}/{c['max']} idle={c['idle']} busy={c['busy']} "
                 f"starting={c['starting']} resetting={c['resetting']} queued={c['queued']}>")
 
     def counts(self) -> dict[str, int]:
@@ -79,7 +77,7 @@ class Pool:
             "busy": states.count("busy"),
             "starting": states.count("starting"),
             "resetting": states.count("resetting"),
-            "queued": len(self._waiters),
+            "queued": sum(1 for w in self._waiters if w.waiting),
             "restarts": self.restarts,
             "started": self.started_total,
         }
@@ -87,7 +85,7 @@ class Pool:
     # -- public API -----------------------------------------------------------
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="pool-supervisor")
-        self._top_up()
+        self._step(upkeep=True)
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until one worker has started (used by startup and tests)."""
@@ -101,23 +99,12 @@ class Pool:
         """A worker for ``key``: preferably one whose live session is ``holding``."""
         if self._closed:
             raise Overloaded("the server is shutting down", retry_after=self._retry_after())
-        worker = self._take_idle(key, holding)
-        if key == DEFAULT_KEY:
-            self._note_demand(1 if worker is None else 0)
-        if worker is not None:
-            return worker
-        # Workers being reset are free in milliseconds: they count as room too.
-        resetting = sum(1 for w in self.workers if w.state == "resetting")
-        if len(self._waiters) >= self.settings.max_queue + self._free_slots() + resetting:
-            raise Overloaded(
-                f"all {self.settings.max_concurrent_sessions} Claude Code workers are busy "
-                "and the queue is full; retry shortly",
-                retry_after=self._retry_after(),
-            )
-        waiter = _Waiter(key, asyncio.get_running_loop().create_future(), holding)
+        waiter = Waiter(key, asyncio.get_running_loop().create_future(), holding)
         self._waiters.append(waiter)
-        self._dispatch()
         try:
+            step = self._step(arriving=waiter)
+            if key == DEFAULT_KEY:
+                self._note_demand(refused=waiter in step.refuse)
             # Not wait_for: on Python 3.11 it returns a worker assigned just as the
             # caller is cancelled and swallows the cancellation; here _abandon hands
             # that worker back.
@@ -146,16 +133,14 @@ class Pool:
                 or worker.limit_spent:
             self._discard(worker, crashed=not worker.alive)
             return
-        worker.last_used = time.monotonic()
+        worker.last_used = self.clock()
         if keep is not None and self.settings.max_live_conversations != 0:
             worker.holds = keep
             worker.state = "idle"
-            self._evict_beyond_limit()
-            self._dispatch()
-            self._top_up()  # the next new conversation should find a clean worker
+            # The next new conversation should find a clean worker.
+            self._step(upkeep=True)
             return
-        worker.state = "resetting"
-        self._spawn_task(self._reset(worker))
+        self._carry_out(Plan(reset=[(worker, "handed back")]))
 
     def give_back(self, worker: Worker) -> None:
         """Return a worker the caller was given but did not use (its request was
@@ -164,18 +149,18 @@ class Pool:
             self._discard(worker, crashed=not worker.alive)
             return
         worker.state = "idle"
-        self._dispatch()
+        self._step()
 
     async def close(self) -> None:
         self._closed = True
         if self._supervisor is not None:
             self._supervisor.cancel()
         for waiter in list(self._waiters):
-            if not waiter.future.done():
+            if waiter.waiting:
                 waiter.future.set_exception(Overloaded("the server is shutting down"))
         self._waiters.clear()
         workers, self.workers = list(self.workers), []
-        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        await asyncio.gather(*(self._close(w) for w in workers), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -186,95 +171,57 @@ class Pool:
                 return worker.server_info
         return {}
 
-    # -- assignment -----------------------------------------------------------
-    def _take_idle(self, key: WorkerKey, holding: str | None = None) -> Worker | None:
-        """The worker holding ``holding`` if idle; else a clean one, armed first, then
-        the most recently used (the warmest); else, when no new worker may be started, the least
-        recently used one holding another conversation, which the engine resets
-        first (LRU eviction of live sessions)."""
-        idle = [w for w in self.workers if w.state == "idle" and w.key == key and w.alive
-                and self.usable(w)]
-        match = [w for w in idle if holding is not None and w.holds == holding]
-        clean = [w for w in idle if w.holds is None]
-        if match:
-            worker = match[0]
-        elif clean:
-            # Armed and waiting first (its call is ready at the relay), then the warmest.
-            worker = max(clean, key=lambda w: (w.ready, w.last_used))
-        elif idle and not self._free_slots():
-            worker = min(idle, key=lambda w: w.last_used)
-        else:
-            return None
-        worker.state = "busy"
-        worker.last_used = time.monotonic()
-        return worker
-
-    def _evict_beyond_limit(self) -> None:
-        """Reset the least recently used idle holders beyond ``max_live_conversations``."""
-        limit = self.settings.max_live_conversations
-        if limit is None:
-            return
-        holders = [w for w in self.workers if w.holds is not None]
-        idle = sorted((w for w in holders if w.state == "idle"), key=lambda w: w.last_used)
-        for worker in idle[:max(0, len(holders) - limit)]:
-            worker.state = "resetting"
-            self._spawn_task(self._reset(worker))
-
     def retire_unusable(self) -> None:
         """Close the idle workers that may take no new turns; busy ones follow when
         released. Replacements start as the queue and ``min_idle_workers`` need them."""
-        stale = [w for w in self.workers if w.state == "idle" and not self.usable(w)]
-        for worker in stale:
-            log.info("retiring worker #%s: its upstream credential is no longer the one "
-                     "in use", worker.id)
-            self._retire(worker, crashed=False)
-        if stale:
-            self._dispatch()
-            self._top_up()
+        self._step(upkeep=True)
 
     def forget(self, holding: str) -> None:
         """Reset idle workers that hold this conversation state (it was deleted)."""
-        for worker in self.workers:
-            if worker.state == "idle" and worker.holds == holding:
-                worker.state = "resetting"
-                self._spawn_task(self._reset(worker))
+        self._carry_out(Plan(reset=[(w, "its conversation was deleted") for w in self.workers
+                                    if w.state == "idle" and w.holds == holding]))
 
-    def _free_slots(self) -> int:
-        return max(0, self.settings.max_concurrent_sessions - len(self.workers))
+    # -- one step: decide, then carry out -------------------------------------------
+    def _step(self, *, arriving: Waiter | None = None, upkeep: bool = False,
+              sweep: bool = False) -> Plan:
+        if self._closed:
+            return Plan()
+        step = plan(self._waiters, self.workers, self.limits, self.clock(),
+                    usable=self.usable, wanted=self._wanted(), arriving=arriving,
+                    upkeep=upkeep, sweep=sweep)
+        self._carry_out(step)
+        return step
 
-    def _dispatch(self) -> None:
-        """Pure assignment: give idle workers to waiters, start or evict as needed."""
-        # A worker being reset is idle again in milliseconds: wait for it rather
-        # than start a process (hundreds of milliseconds).
-        resetting = Counter(w.key for w in self.workers if w.state == "resetting")
-        for waiter in list(self._waiters):
-            if waiter.future.done():
-                continue
-            worker = self._take_idle(waiter.key, waiter.holding)
-            if worker is not None:
-                waiter.future.set_result(worker)
-                continue
-            if waiter.spawning:
-                continue
-            if resetting[waiter.key] > 0:
-                resetting[waiter.key] -= 1
-                continue
-            if not self._free_slots():
-                victim = self._idle_victim()
-                if victim is None:
-                    continue  # every worker is busy: the waiter waits
-                self._retire(victim, crashed=False)
-            waiter.spawning = True
-            self._spawn_worker(waiter.key, waiter)
+    def _carry_out(self, step: Plan) -> None:
+        now = self.clock()
+        for worker, why in step.close:
+            log.warning("worker #%s %s; replacing it", worker.id, why)
+            self._retire(worker, crashed=True)
+        for worker, why in step.evict:
+            log.info("closing worker #%s: %s", worker.id, why)
+            self._retire(worker, crashed=False)
+        for waiter in step.refuse:
+            waiter.future.set_exception(Overloaded(
+                f"all {self.settings.max_concurrent_sessions} Claude Code workers are busy "
+                "and the queue is full; retry shortly", retry_after=self._retry_after()))
+        for worker, why in step.reset:
+            log.debug("resetting worker #%s: %s", worker.id, why)
+            worker.state = "resetting"
+            self._spawn_task(self._reset(worker))
+        for waiter, worker in step.assign:
+            worker.state = "busy"
+            worker.last_used = now
+            waiter.spawned = None
+            waiter.future.set_result(worker)
+        for key, maybe_waiter in step.start:
+            worker = self._spawn_worker(key)
+            if maybe_waiter is not None:
+                maybe_waiter.spawned = worker
         for worker in self.workers:
             if worker.state == "idle":
                 self.on_idle(worker)
 
-    def _idle_victim(self) -> Worker | None:
-        idle = [w for w in self.workers if w.state == "idle"]
-        return min(idle, key=lambda w: w.last_used) if idle else None
-
-    def _abandon(self, waiter: _Waiter) -> None:
+    def _abandon(self, waiter: Waiter) -> None:
         """The caller stopped waiting; a worker assigned meanwhile goes back."""
         fut = waiter.future
         if not fut.done():
@@ -282,7 +229,7 @@ class Pool:
         elif not fut.cancelled() and fut.exception() is None:
             worker = fut.result()
             worker.state = "idle"
-            self._dispatch()
+            self._step()
 
     # -- I/O after assignment ---------------------------------------------------
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -290,40 +237,36 @@ class Pool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _spawn_worker(self, key: WorkerKey, waiter: _Waiter | None) -> None:
+    def _spawn_worker(self, key: WorkerKey) -> Worker:
         worker = self.make_worker(key)
         worker.on_exit = self._exited
+        worker.last_used = self.clock()
         self.workers.append(worker)
-        self._spawn_task(self._start_worker(worker, waiter))
+        self._spawn_task(self._start_worker(worker))
+        return worker
 
-    async def _start_worker(self, worker: Worker, waiter: _Waiter | None) -> None:
+    async def _start_worker(self, worker: Worker) -> None:
         try:
             await worker.start()
         except Exception as exc:
             self._remove(worker)
             self.last_start_error = _describe_start_error(exc)
             log.error("could not start Claude Code: %s", self.last_start_error)
-            if waiter is not None and not waiter.future.done():
-                # The detail (paths, versions) goes to the log and /health only.
-                waiter.future.set_exception(UpstreamError(
-                    "could not start Claude Code; the server log says why"))
+            for waiter in self._waiters:
+                if waiter.spawned is worker and waiter.waiting:
+                    # The detail (paths, versions) goes to the log and /health only.
+                    waiter.future.set_exception(UpstreamError(
+                        "could not start Claude Code; the server log says why"))
             return
         self.started_total += 1
         self.last_start_error = None
         self._first_started.set()
         if self._closed:
-            await worker.close()
+            await self._close(worker)
             return
-        if not self.usable(worker):  # its credential began to cool down meanwhile
-            if waiter is not None:
-                waiter.spawning = False
-            self._discard(worker, crashed=False)
-            return
-        if waiter is not None and not waiter.future.done():
-            worker.state = "busy"
-            worker.last_used = time.monotonic()
-            waiter.future.set_result(worker)
-        self._dispatch()
+        worker.state = "idle"
+        worker.last_used = self.clock()
+        self._step()
 
     def _exited(self, worker: Worker) -> None:
         """A CLI ended by itself. An idle one is replaced now; a busy one's turn
@@ -345,31 +288,41 @@ class Pool:
             return
         worker.state = "idle"
         worker.holds = None
-        worker.last_used = time.monotonic()
-        self._dispatch()
+        worker.last_used = self.clock()
+        self._step()
 
     def _discard(self, worker: Worker, *, crashed: bool) -> None:
         self._retire(worker, crashed=crashed)
-        self._dispatch()
-        self._top_up()
+        self._step(upkeep=True)
 
     def _retire(self, worker: Worker, *, crashed: bool) -> None:
         if crashed:
             self.restarts += 1
         self._remove(worker)
-        self._spawn_task(worker.close())
+        self._spawn_task(self._close(worker))
+
+    async def _close(self, worker: Worker) -> None:
+        """Close within a bound of our own too: a close that hangs must neither keep
+        the pool's shutdown waiting nor leave a process behind."""
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.close()), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("worker #%s did not close within %gs; killing it", worker.id,
+                        CLOSE_TIMEOUT)
+            worker.kill()
 
     def _remove(self, worker: Worker) -> None:
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
 
-    def _note_demand(self, waiting: int) -> None:
-        """Record how many chat workers are wanted right now (busy ones, plus this
-        request when it found none idle)."""
-        now = time.monotonic()
+    # -- demand and the periodic sweep ------------------------------------------------
+    def _note_demand(self, *, refused: bool) -> None:
+        """Record how many chat workers are wanted right now: busy ones, and the
+        requests waiting for one (this one included when it found none idle)."""
+        now = self.clock()
         busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
-        queued = sum(1 for w in self._waiters if w.key == DEFAULT_KEY)
-        self._demand.append((now, busy + queued + waiting))
+        queued = sum(1 for w in self._waiters if w.key == DEFAULT_KEY and w.waiting)
+        self._demand.append((now, busy + queued + refused))
         while self._demand and now - self._demand[0][0] > self.settings.idle_seconds:
             self._demand.popleft()
 
@@ -377,71 +330,22 @@ class Pool:
         """How many chat workers to keep: the most in use at once over the last
         ``idle_seconds`` (recent demand), at least ``min_idle_workers``, at most the
         pool's size."""
-        now = time.monotonic()
+        now = self.clock()
         peak = max((n for t, n in self._demand if now - t <= self.settings.idle_seconds),
                    default=0)
         return min(self.settings.max_concurrent_sessions,
                    max(peak, self.settings.min_idle_workers))
 
-    def _top_up(self) -> None:
-        """Keep clean chat workers ready for new conversations: as many as recent
-        demand says will be wanted together, started while there is room; and at least
-        ``min_idle_workers``, for which the least recently used idle holders are
-        emptied in the background when there is none, so no new conversation pays a
-        start or a reset. (Beyond those, a holder is emptied only when a request
-        needs it: ~5 ms, cheaper than losing a warm conversation.)"""
-        if self._closed or any(not w.future.done() for w in self._waiters):
-            return
-        warm = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.holds is None
-                   and w.state in ("idle", "starting", "resetting"))
-        busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
-        holders = sorted((w for w in self.workers if w.key == DEFAULT_KEY and w.holds
-                          and w.state == "idle"), key=lambda w: w.last_used)
-        # Recent demand starts spares while there is room (an idle holder counts: it
-        # takes a new conversation after a ~5 ms reset); only ``min_idle_workers`` of
-        # them are worth emptying a live conversation for.
-        for _ in range(self._wanted() - busy - len(holders) - warm):
-            if self._free_slots():
-                self._spawn_worker(DEFAULT_KEY, None)
-                warm += 1
-        for _ in range(self.settings.min_idle_workers - warm):
-            if self._free_slots():
-                self._spawn_worker(DEFAULT_KEY, None)
-            elif holders:
-                worker = holders.pop(0)
-                worker.state = "resetting"
-                self._spawn_task(self._reset(worker))
-            else:
-                return
-
     async def _supervise(self) -> None:
         interval = min(5.0, self.settings.idle_seconds / 4, self.settings.hold_seconds / 4)
         while True:
             await asyncio.sleep(interval)
-            self._sweep()
+            self.sweep()
 
-    def _sweep(self) -> None:
-        self.retire_unusable()
-        now = time.monotonic()
-        for worker in list(self.workers):
-            if worker.state == "idle" and not worker.alive:
-                log.warning("worker #%s died while idle; replacing it", worker.id)
-                self._discard(worker, crashed=True)
-            elif worker.state == "idle" and worker.holds is not None and \
-                    now - worker.last_used > self.settings.hold_seconds:
-                log.info("worker #%s: conversation idle %.0fs; resetting", worker.id,
-                         now - worker.last_used)
-                worker.state = "resetting"
-                self._spawn_task(self._reset(worker))
-            elif worker.state == "idle" and now - worker.last_used > self.settings.idle_seconds:
-                if worker.key == DEFAULT_KEY and self._default_count() <= self._wanted():
-                    continue  # recent demand will want it again
-                log.info("closing worker #%s after %.0fs idle", worker.id, now - worker.last_used)
-                self._discard(worker, crashed=False)
-        self._top_up()
-
-    def _default_count(self) -> int:
-        return sum(1 for w in self.workers if w.key == DEFAULT_KEY)
+    def sweep(self) -> None:
+        """Reset conversations held too long, close workers idle too long or dead, keep
+        spares (the supervisor runs it every few seconds)."""
+        self._step(sweep=True)
 
     def _retry_after(self) -> int:
         return self.settings.retry_after_seconds

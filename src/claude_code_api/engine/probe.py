@@ -176,6 +176,7 @@ class Probe:
         self.engine.prepare()
         await self.engine.relay.start()
         worker = self.engine.make_worker(_KEY)
+        assert isinstance(worker, Worker)  # the doctor probes the real CLI
         assert worker.lane is not None
         worker.lane.shape = Shape(max_tokens=MAX_TOKENS)
         # Kept to say why, should the CLI exit at once.

@@ -171,23 +171,21 @@ class Lane:
             self.content[marker] = content
         return marker
 
-    async def wait(self, request: Request) -> bool:
+    async def wait(self, gone: asyncio.Future[Any] | None = None) -> bool:
         """Hold a turn's call until the lane's next turn begins or it is disarmed;
-        True when it may go upstream. The CLI hanging up ends the wait too."""
+        True when it may go upstream. ``gone`` (the CLI hanging up) ends the wait too."""
         if not self.halted and self.armed is None:
             return False  # a call nobody expects (a withdrawn turn's): refused now
         armed = not self.halted
         go = self._go
         if armed:
             self.held.set()
-        # The body was read: the next ASGI message is the CLI's disconnect.
-        gone = asyncio.ensure_future(request.receive())
         woken = asyncio.ensure_future(go.wait())
+        waiting: set[asyncio.Future[Any]] = {woken} if gone is None else {woken, gone}
         try:
-            await asyncio.wait({gone, woken}, timeout=None if armed else 60,
+            await asyncio.wait(waiting, timeout=None if armed else 60,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()
             woken.cancel()
             if armed and not go.is_set():
                 self.held.clear()  # the CLI gave up on this call
@@ -265,7 +263,7 @@ class Relay:
         # client's tool calls ended a response (held until the gateway has interrupted
         # the CLI, then refused: it never goes upstream).
         if path == "v1/messages" and SYSTEM_MARK in raw and (lane.halted or not lane.live) \
-                and not await lane.wait(request):
+                and not await self._held(lane, request):
             return JSONResponse({"type": "error", "error": {
                 "type": "invalid_request_error",
                 "message": "no turn is being served on this lane"}}, 400)
@@ -291,6 +289,15 @@ class Relay:
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         return StreamingResponse(self._stream(upstream, lane, call, started),
                                  status_code=upstream.status_code, headers=out_headers)
+
+    @staticmethod
+    async def _held(lane: Lane, request: Request) -> bool:
+        # The body was read: the next ASGI message is the CLI's disconnect.
+        gone = asyncio.ensure_future(request.receive())
+        try:
+            return await lane.wait(gone)
+        finally:
+            gone.cancel()
 
     async def _send(self, url: str, headers: dict[str, str], raw: bytes) -> httpx.Response:
         """The call sent upstream with the credential in use; one the upstream refuses

@@ -16,8 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psutil
 from claude_agent_sdk import (
@@ -31,22 +30,15 @@ from claude_agent_sdk import (
 
 from ..errors import WorkerCrashed, WorkerTimeout
 from .costs import Meter
-from .permissions import AgentKey, Permissions
+from .permissions import Permissions
+from .protocol import State as State
+from .protocol import Worker as WorkerProtocol
+from .protocol import WorkerKey as WorkerKey
 from .relay import Lane
 
 log = logging.getLogger(__name__)
 
-State = Literal["starting", "idle", "busy", "resetting", "closed"]
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class WorkerKey:
-    """What a CLI process cannot change after it starts. Everything else a turn asks
-    for (system prompt, output limit, effort, sampling, earlier turns) is applied per
-    upstream call by the relay (``relay.py``)."""
-
-    agent: AgentKey | None = None  # agent mode: Claude Code's tools in a workspace
 
 
 class _Died:
@@ -73,7 +65,9 @@ def _has_tool_result(content: Any) -> bool:
         isinstance(block, dict) and block.get("type") == "tool_result" for block in content)
 
 
-class Worker:
+class Worker(WorkerProtocol):
+    """The real worker: see ``protocol.Worker`` for the contract it keeps."""
+
     def __init__(self, key: WorkerKey, options: ClaudeAgentOptions,
                  permissions: Permissions | None = None, lane: Lane | None = None) -> None:
         self.id = next(_ids)

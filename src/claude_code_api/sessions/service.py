@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +58,10 @@ class Session:
 
 class Sessions:
     def __init__(self, settings: Settings, engine: Engine, catalog: Catalog,
-                 agents: Agents, keys: KeyStore, budgets: Budgets) -> None:
+                 agents: Agents, keys: KeyStore, budgets: Budgets,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock  # what last_active and the idle sweep count with
         self.engine = engine
         self.catalog = catalog
         self.agents = agents
@@ -90,10 +93,11 @@ class Sessions:
             live = await self.engine.open_live(WorkerKey(agent=run.key), resolved,
                                                Shape(system=system), run.narrow)
             session = Session(session_id, caller.owner, resolved, "agent", live,
-                              run.key.workspace)
+                              run.key.workspace, last_active=self.clock())
         else:
             live = await self.engine.open_live(WorkerKey(), resolved, Shape(system=system))
-            session = Session(session_id, caller.owner, resolved, "chat", live)
+            session = Session(session_id, caller.owner, resolved, "chat", live,
+                              last_active=self.clock())
         self._sessions[session_id] = session
         log.info("session %s opened (%s, worker #%s)", session_id, session.mode,
                  live.worker.id)
@@ -168,7 +172,7 @@ class Sessions:
         idle = self.settings.sessions.idle_seconds
         while True:
             await asyncio.sleep(min(5.0, idle / 4))
-            now = time.monotonic()
+            now = self.clock()
             for session in list(self._sessions.values()):
                 if session.live.closed:
                     self._sessions.pop(session.id, None)
