@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from .access.budgets import Budgets, Reservation
+from .access.accounts import Accounts
+from .access.budgets import Budgets
 from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
@@ -18,7 +19,7 @@ from .batch.service import Batches
 from .catalog import Catalog
 from .conversations.service import Conversations, Located
 from .engine.engine import Engine
-from .errors import BudgetExceeded, Forbidden, Overloaded, UpstreamError
+from .errors import BudgetExceeded, Overloaded, UpstreamError
 from .events import (
     ReasoningDelta,
     TextDelta,
@@ -26,7 +27,6 @@ from .events import (
     TurnEnd,
     TurnEvent,
     TurnRequest,
-    Usage,
 )
 from .media import MediaResolver
 from .metrics import Metrics
@@ -47,34 +47,6 @@ class Run:
     events: AsyncGenerator[TurnEvent, None]
 
 
-@dataclass(eq=False)
-class _Account:
-    """One request's money (the engine's ``Account``): admitted against its key's
-    budget when it gets a worker, charged what no ``TurnEnd`` carried, and its
-    reservation released when the engine says the turn is over."""
-
-    gateway: Gateway
-    caller: Caller
-    model: str
-    reservation: Reservation | None = None
-
-    def admit(self) -> None:
-        self.end()
-        self.reservation = self.gateway.budgets.admit(self.caller.key, self.model)
-
-    def charge_late(self, usage: Usage, cost: float) -> None:
-        if cost or usage != Usage():
-            self.gateway.metrics.observe_cost(usage, cost, self.model, self.caller.owner)
-            self.gateway.keys.charge(self.caller.owner, self.model, usage, cost,
-                                     counted=False)
-            self.gateway.budgets.record(self.caller.owner, self.model, cost)
-
-    def end(self) -> None:
-        if self.reservation is not None:
-            self.reservation.release()
-            self.reservation = None
-
-
 @dataclass
 class Gateway:
     settings: Settings
@@ -88,6 +60,7 @@ class Gateway:
     agents: Agents
     metrics: Metrics = field(init=False)
     budgets: Budgets = field(init=False)
+    accounts: Accounts = field(init=False)
     sessions: Sessions = field(init=False)
     batches: Batches = field(init=False)
     started_at: int = field(default_factory=lambda: int(time.time()))
@@ -97,8 +70,9 @@ class Gateway:
         self.engine.relay.on_call = lambda lane, call: self.metrics.observe_upstream(
             call.status, call.duration_s, call.first_token_s)
         self.budgets = Budgets(self.keys, self.settings.auth.turn_reserve_usd)
+        self.accounts = Accounts(self.keys, self.budgets, self.limiter, self.metrics)
         self.sessions = Sessions(self.settings, self.engine, self.catalog, self.agents,
-                                 self.keys, self.budgets)
+                                 self.accounts)
         self.batches = Batches(self)
 
     @classmethod
@@ -120,17 +94,13 @@ class Gateway:
         alone) the turn is neither stored nor kept loaded in its worker, so a burst of
         them does not push conversations out of the warm workers."""
         model = self.catalog.cli_aliases.get(turn.model, turn.model)
-        if caller.key is not None and not caller.key.allows_model(turn.model, model):
-            self.metrics.rejected.labels("model_not_allowed").inc()
-            allowed = ", ".join(caller.key.models or ())
-            raise Forbidden(f"The API key `{caller.key.name}` may not use the model "
-                            f"`{turn.model}`; it may use: {allowed}.", param="model")
+        self.accounts.check_model(caller, turn.model, model)
         turn = await self.media.resolve(turn)
         if remember:
             located = self.conversations.locate(caller.scope(user), turn, explicit)
         else:
             located = self.conversations.transient(caller.scope(user), turn)
-        account = _Account(self, caller, model)
+        account = self.accounts.account(caller, model)
         if agent is not None:
             run = self.agents.prepare(caller, agent, located.conversation.id)
             caller.cacheable = False  # an agent turn acts on its workspace: never replayed
@@ -152,28 +122,16 @@ class Gateway:
             async for event in events:
                 if first and isinstance(event, _FIRST_TOKEN):
                     first = False
-                    self.metrics.ttft.labels(caller.route, model).observe(
-                        time.monotonic() - caller.started)
+                    self.accounts.first_token(caller, model)
                 if isinstance(event, TurnEnd):
-                    self._charge(caller, model, event)
+                    caller.completed = event.stop_reason != "tool_use"
+                    self.accounts.charge(caller, model, event)
                 yield event
-        except Overloaded:
-            self.metrics.rejected.labels("gateway_busy").inc()
-            raise
-        except BudgetExceeded:
-            self.metrics.rejected.labels("budget").inc()
-            raise
-        except UpstreamError as exc:
-            self.metrics.upstream_errors.labels(exc.code or "upstream_error").inc()
+        except (Overloaded, BudgetExceeded, UpstreamError) as exc:
+            self.accounts.refused(exc)
             raise
         finally:
             await events.aclose()
-
-    def _charge(self, caller: Caller, model: str, end: TurnEnd) -> None:
-        caller.completed = end.stop_reason != "tool_use"
-        self.metrics.observe_turn(end, model, caller.owner)
-        self.keys.charge(caller.owner, model, end.usage, end.cost_usd)
-        self.budgets.record(caller.owner, model, end.cost_usd)
 
     # -- what the metrics read when scraped ----------------------------------------
     def pool_counts(self) -> dict[str, int]:
