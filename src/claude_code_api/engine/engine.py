@@ -312,17 +312,18 @@ class Engine:
         await worker.send(user_message([{"type": "text", "text": marker}]))
         worker.turns += 1
 
-    async def open_live(self, key: WorkerKey, model: str, shape: Shape | None = None,
+    async def open_live(self, model: str, system: str | None = None,
+                        agent: AgentKey | None = None,
                         narrow: frozenset[str] | None = None) -> LiveSession:
         """A worker of its own for an interactive session, until it is closed."""
-        worker = await self.pool.acquire(key)
+        worker = await self.pool.acquire(WorkerKey(agent))
         try:
             if worker.holds is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
             worker.holds = None
             await worker.set_model(model)
             if worker.lane is not None:
-                worker.lane.begin(shape or Shape())
+                worker.lane.begin(Shape(system=system))
         except BaseException:
             self.pool.release(worker, healthy=False)
             raise
