@@ -98,7 +98,8 @@ def _parse(raw: dict[str, Any]) -> AgentRequest:
 def _invalid(exc: ValidationError) -> InvalidRequest:
     """The first problem, as a 400 naming the field (``agent.max_turns``)."""
     error = exc.errors()[0]
-    field = ".".join(str(p) for p in ("agent", *error["loc"]))
+    field = "agent" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                              for p in error["loc"])
     if error["type"] == "extra_forbidden":
         return InvalidRequest(f"unknown field in `agent`: {error['loc'][0]}; it takes "
                               "tools, disallowed_tools, max_turns, max_budget_usd",

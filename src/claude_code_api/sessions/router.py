@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..access.caller import Caller, caller_of
 from ..agent import select
-from ..errors import Conflict, GatewayError, InvalidRequest
+from ..errors import Conflict, GatewayError, InvalidRequest, Unauthorized
 from ..gateway import Gateway
 from ..openapi import BODY, openai_errors
 from .protocol import (
@@ -149,6 +149,8 @@ async def _start(websocket: WebSocket, sessions: Sessions, session: Session,
         sessions.begin(session)
     except GatewayError as exc:
         await _send(websocket, ErrorFrame.of(exc))
+        if isinstance(exc, Unauthorized):  # the key was revoked: its session ends
+            await sessions.close(session)
         return None
     return asyncio.create_task(_pump(websocket, sessions, session, message.blocks()))
 
