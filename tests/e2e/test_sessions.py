@@ -358,6 +358,11 @@ def test_a_key_revoked_mid_session_gets_no_more_turns(
 
 def test_malformed_messages_get_an_error_naming_the_field_and_the_session_goes_on(
         gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
+    bad = create(gw, tokens["other"], model="claude-code", agent={"max_turns": 0})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "agent.max_turns"
+    bad = create(gw, tokens["other"], model="sonnet", agent={"tool": ["Read"]})
+    assert bad.status_code == 400 and "unknown field in `agent`: tool" in \
+        bad.json()["error"]["message"]
     session = create(gw, tokens["other"], model="sonnet").json()
     upstream.script(Reply.text("fine"))
     try:

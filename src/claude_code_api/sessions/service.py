@@ -126,7 +126,9 @@ class Sessions:
         resolved = self.catalog.resolve(model)
         self.accounts.check_model(caller, resolved, *self.catalog.names_for(resolved))
         if caller.key is not None and caller.key.over_budget():  # a spent key gets none
-            raise caller.key.budget_error()
+            error = caller.key.budget_error()
+            self.accounts.refused(error)
+            raise error
         session_id = "sess_" + uuid.uuid4().hex[:24]
         if agent is not None:
             run = self.agents.prepare(caller, agent, session_id)
