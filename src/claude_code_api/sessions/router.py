@@ -105,9 +105,21 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
         return
     await websocket.accept()
     session.connected = True
-    running: asyncio.Task[None] | None = None
+    sessions = _sessions(gateway)
     try:
         await _send(websocket, SessionFrame(**session.summary().model_dump()))
+        await _converse(websocket, sessions, session)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        session.connected = False
+        await sessions.settle(session)  # a turn nobody reads any more is stopped
+
+
+async def _converse(websocket: WebSocket, sessions: Sessions, session: Session) -> None:
+    """Take the client's messages until it goes; one turn runs at a time."""
+    running: asyncio.Task[None] | None = None
+    try:
         while True:
             try:
                 message = parse_client(await _receive(websocket))
@@ -120,16 +132,12 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
                 await _send(websocket, ErrorFrame.of(Conflict(
                     "a turn is running; wait for its result or send an interrupt")))
             else:
-                running = await _start(websocket, _sessions(gateway), session, message)
-    except WebSocketDisconnect:
-        pass
+                running = await _start(websocket, sessions, session, message)
     finally:
-        session.connected = False
         if running is not None and not running.done():
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
-        await _sessions(gateway).settle(session)  # nobody reads this turn any more
 
 
 async def _receive(websocket: WebSocket) -> str:

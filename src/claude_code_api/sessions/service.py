@@ -28,6 +28,7 @@ from ..access.accounts import Accounts, TurnAccount
 from ..access.caller import Caller
 from ..agent import AgentRequest, Agents
 from ..catalog import Catalog
+from ..engine.permissions import AgentKey
 from ..errors import Forbidden, GatewayError, NotFound, Overloaded
 from ..events import StopReason, TurnEnd, check_system_prompt
 from ..settings import Settings
@@ -68,7 +69,8 @@ class LiveOpener(Protocol):
     """The engine, as sessions use it."""
 
     async def open_live(self, model: str, system: str | None = None,
-                        agent: Any = None, narrow: frozenset[str] | None = None) -> Live: ...
+                        agent: AgentKey | None = None,
+                        narrow: frozenset[str] | None = None) -> Live: ...
 
 
 @dataclass(eq=False)
