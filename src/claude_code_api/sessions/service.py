@@ -29,7 +29,7 @@ from ..access.caller import Caller
 from ..agent import AgentRequest, Agents
 from ..catalog import Catalog
 from ..engine.permissions import AgentKey
-from ..errors import Forbidden, GatewayError, NotFound, Overloaded
+from ..errors import Forbidden, GatewayError, NotFound, Overloaded, WorkerCrashed
 from ..events import StopReason, TurnEnd, check_system_prompt
 from ..settings import Settings
 from .protocol import (
@@ -149,6 +149,9 @@ class Sessions:
     def begin(self, session: Session) -> None:
         """Admit the session's next turn as an HTTP request is admitted, or raise the
         refusal (401, 403, 429) for the client."""
+        if session.live.closed:  # nothing to admit: no turn can run
+            raise WorkerCrashed("this session's Claude Code process has ended; create a "
+                                "new session")
         caller = Caller(key=self.accounts.current(session.owner), route=ROUTE)
         self.accounts.check_model(caller, session.model,
                                   *self.catalog.names_for(session.model))
