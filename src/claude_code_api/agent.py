@@ -21,6 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
 from .access.caller import Caller
 from .engine.permissions import AgentKey
 from .errors import Forbidden, InvalidRequest
@@ -31,14 +41,25 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MODE_HEADER = "x-claude-code-mode"
 
 
-@dataclass(frozen=True)
-class AgentRequest:
-    """What one request asks of agent mode (narrowing only)."""
+class AgentRequest(BaseModel):
+    """What one request asks of agent mode (narrowing only): the body's ``agent``
+    object, validated here so that every dialect refuses a bad one the same way."""
 
-    tools: tuple[str, ...] | None = None
-    disallowed_tools: tuple[str, ...] = ()
-    max_turns: int | None = None
-    max_budget_usd: float | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tools: list[StrictStr] | None = Field(
+        None, description="only these of the server's tools (a request never adds one)")
+    disallowed_tools: list[StrictStr] = Field(
+        default_factory=list, description="none of these tools")
+    max_turns: StrictInt | None = Field(None, ge=1, description="model calls per turn "
+                                        "at most")
+    max_budget_usd: float | None = Field(None, gt=0, strict=True,
+                                         description="dollars per turn at most")
+
+    @field_validator("disallowed_tools", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
 
 @dataclass(frozen=True)
@@ -68,27 +89,22 @@ def select(model: str, extra: Mapping[str, Any] | None, headers: Mapping[str, st
 
 
 def _parse(raw: dict[str, Any]) -> AgentRequest:
-    unknown = set(raw) - {"tools", "disallowed_tools", "max_turns", "max_budget_usd"}
-    if unknown:
-        raise InvalidRequest(f"unknown field in `agent`: {sorted(unknown)[0]}",
-                             param=f"agent.{sorted(unknown)[0]}")
-    tools = raw.get("tools")
-    disallowed = raw.get("disallowed_tools") or []
-    for name, value in (("tools", tools if tools is not None else []),
-                        ("disallowed_tools", disallowed)):
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise InvalidRequest(f"`agent.{name}` must be a list of tool names",
-                                 param=f"agent.{name}")
-    turns, budget = raw.get("max_turns"), raw.get("max_budget_usd")
-    if turns is not None and (not isinstance(turns, int) or isinstance(turns, bool)
-                              or turns < 1):
-        raise InvalidRequest("`agent.max_turns` must be a positive integer",
-                             param="agent.max_turns")
-    if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
-        raise InvalidRequest("`agent.max_budget_usd` must be a positive number",
-                             param="agent.max_budget_usd")
-    return AgentRequest(tuple(tools) if tools is not None else None, tuple(disallowed),
-                        turns, float(budget) if budget is not None else None)
+    try:
+        return AgentRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    """The first problem, as a 400 naming the field (``agent.max_turns``)."""
+    error = exc.errors()[0]
+    field = "agent" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                              for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(f"unknown field in `agent`: {error['loc'][0]}; it takes "
+                              "tools, disallowed_tools, max_turns, max_budget_usd",
+                              param=field)
+    return InvalidRequest(f"Invalid value for `{field}`: {error['msg']}", param=field)
 
 
 def load_mcp_servers(settings: Settings) -> dict[str, Any]:

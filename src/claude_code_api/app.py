@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from . import __version__, ops
+from .access.accounts import Accounts
 from .access.budgets import Budgets
 from .access.cache import ResponseCache
 from .access.keys import KeyStore
@@ -64,15 +65,17 @@ def build(settings: Settings) -> Services:
     agents = Agents(settings)
     store = ConversationStore(settings.store.path)
     conversations = Conversations(store)
-    turns = Turns(settings, engine, catalog, media, conversations, agents, keys, budgets,
-                  metrics)
+    limiter = RateLimiter(settings.auth.rpm_window_seconds)
+    # One turn's money and limits, the same for HTTP turns and live-session turns.
+    accounts = Accounts(keys, budgets, limiter, metrics)
+    turns = Turns(settings, engine, catalog, media, conversations, agents, accounts)
     runner = Runner(turns, keys, settings.claude.max_concurrent_sessions)
     return Services(
         settings=settings, engine=engine, catalog=catalog, media=media, keys=keys,
-        limiter=RateLimiter(settings.auth.rpm_window_seconds), budgets=budgets,
+        limiter=limiter, budgets=budgets,
         cache=ResponseCache(settings.cache), metrics=metrics, agents=agents,
         conversations=conversations, responses=Responses(store), turns=turns,
-        sessions=Sessions(settings, engine, catalog, agents, keys, budgets),
+        sessions=Sessions(settings, engine, catalog, agents, accounts),
         batches=Batches(settings.batch, BatchStore(settings.store.path), runner, keys,
                         engine.pool.wait_ready))
 

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import RateLimited
 from .keys import ApiKey
 
 
@@ -73,6 +74,21 @@ class RateLimiter:
         state.starts.append(now)
         state.running += 1
         return Verdict(True, "", 0, *self._window(key, state, now))
+
+    def admit(self, key: ApiKey) -> Verdict:
+        """``acquire``, or raise the 429 that says which limit refused the request."""
+        verdict = self.acquire(key)
+        if verdict.allowed:
+            return verdict
+        if verdict.reason == "rpm":
+            message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
+                       f"per minute. Retry in {verdict.retry_after}s.")
+        else:
+            running = f"{key.concurrency} request{'s' if key.concurrency != 1 else ''}"
+            message = (f"The API key `{key.name}` already has {running} running, its "
+                       "limit. Retry when one finishes.")
+        raise RateLimited(message, retry_after=verdict.retry_after,
+                          headers={**verdict.headers(), "x-ratelimit-reason": verdict.reason})
 
     def release(self, key: ApiKey) -> None:
         state = self._states.get(key.id)

@@ -182,19 +182,7 @@ class AccessMiddleware:
     def _admit(self, key: ApiKey) -> Verdict:
         if key.over_budget():
             raise key.budget_error()
-        verdict = self.limiter.acquire(key)
-        if verdict.allowed:
-            return verdict
-        if verdict.reason == "rpm":
-            message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
-                       f"per minute. Retry in {verdict.retry_after}s.")
-        else:
-            running = f"{key.concurrency} request{'s' if key.concurrency != 1 else ''}"
-            message = (f"The API key `{key.name}` already has {running} running, its "
-                       "limit. Retry when one finishes.")
-        raise RateLimited(message, retry_after=verdict.retry_after,
-                          headers={**dict(_ratelimit_headers(verdict, "")),
-                                   "x-ratelimit-reason": verdict.reason})
+        return self.limiter.admit(key)
 
     def _rejected(self, exc: GatewayError) -> None:
         if isinstance(exc, Unauthorized):

@@ -346,10 +346,11 @@ class Engine:
         except (GatewayError, Exception) as exc:  # the CLI died: the pool replaces it
             log.debug("worker #%s: could not arm (%s)", worker.id, exc)
 
-    async def open_live(self, key: WorkerKey, model: str, shape: Shape | None = None,
+    async def open_live(self, model: str, system: str | None = None,
+                        agent: AgentKey | None = None,
                         narrow: frozenset[str] | None = None) -> LiveSession:
         """A worker of its own for an interactive session, until it is closed."""
-        worker = await self.pool.acquire(key)
+        worker = await self.pool.acquire(WorkerKey(agent))
         try:
             await worker.unarm()
             if worker.holds is not None and not await worker.reset():
@@ -357,7 +358,7 @@ class Engine:
             worker.holds = None
             await worker.set_model(model)
             if worker.lane is not None:
-                worker.lane.begin(shape or Shape())
+                worker.lane.begin(Shape(system=system))
         except BaseException:
             self.pool.release(worker, healthy=False)
             raise

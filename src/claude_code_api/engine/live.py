@@ -46,8 +46,9 @@ def _plain(value: Any) -> Any:
         block = type(value).__name__
         if block.endswith("Block"):
             out["type"] = {"TextBlock": "text", "ThinkingBlock": "thinking",
-                           "ToolUseBlock": "tool_use", "ToolResultBlock": "tool_result"
-                           }.get(block, block)
+                           "ToolUseBlock": "tool_use", "ToolResultBlock": "tool_result",
+                           "ServerToolUseBlock": "server_tool_use",
+                           "ServerToolResultBlock": "server_tool_result"}.get(block, block)
         return out
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
@@ -63,6 +64,14 @@ class LiveSession:
         self.timeout = timeout
         self.closed = False
         self.turn_running = False  # a user turn was sent and its result not yet seen
+
+    @property
+    def turns(self) -> int:
+        return self.worker.turns
+
+    @property
+    def worker_id(self) -> int:
+        return self.worker.id
 
     async def turn(self, content: str | list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         """Send one user turn; yield the CLI's messages up to and including its result."""

@@ -1,30 +1,31 @@
 """POST/GET /v1/sessions, GET/DELETE /v1/sessions/{id}, WS /v1/sessions/{id}/ws.
 
-The WebSocket speaks JSON text frames. The client sends
-``{"type": "user", "content": "..." | [blocks]}`` or ``{"type": "interrupt"}``;
-the server sends ``{"type": "session", ...}`` once, then every message of the
-CLI as it comes (``stream_event``, ``assistant``, ``user`` with tool results,
-``system``, ``result``), and ``{"type": "error", "error": {...}}`` for a
-message it cannot take. One turn runs at a time.
+The WebSocket speaks JSON text frames; every message either way is a model of
+``protocol.py`` (the README has the table). One turn runs at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..agent import select
-from ..body import check_text
 from ..deps import CallerDep, SessionsDep, SettingsDep
-from ..errors import GatewayError, InvalidRequest
+from ..errors import Conflict, GatewayError, InvalidRequest, Unauthorized
 from ..openapi import BODY, openai_errors
+from .protocol import (
+    ErrorFrame,
+    Interrupt,
+    SessionFrame,
+    SessionInfo,
+    UserTurn,
+    parse_client,
+)
 from .service import Session, Sessions
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,21 @@ class SessionCreate(BaseModel):
                                                 "narrowing, as for the other endpoints")
 
 
+class SessionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SessionInfo]
+
+
+class SessionDeleted(BaseModel):
+    id: str
+    object: Literal["session.deleted"] = "session.deleted"
+    deleted: bool = True
+
+
 # 429: the server's live sessions are all open, the pool is full, or the budget spent.
 @router.post("/v1/sessions", responses=openai_errors(*BODY, 401, 403, 404, 429, 502))
 async def create_session(body: SessionCreate, request: Request, sessions: SessionsDep,
-                         settings: SettingsDep, caller: CallerDep) -> dict[str, Any]:
+                         settings: SettingsDep, caller: CallerDep) -> SessionInfo:
     default = settings.claude.default_model
     model, agent = select(body.model or default, {"agent": body.agent}, request.headers,
                           default)
@@ -55,21 +67,21 @@ async def create_session(body: SessionCreate, request: Request, sessions: Sessio
 
 
 @router.get("/v1/sessions", responses=openai_errors(401))
-async def list_sessions(sessions: SessionsDep, caller: CallerDep) -> dict[str, Any]:
-    return {"object": "list", "data": [s.summary() for s in sessions.all(caller)]}
+async def list_sessions(sessions: SessionsDep, caller: CallerDep) -> SessionList:
+    return SessionList(data=[s.summary() for s in sessions.all(caller)])
 
 
 @router.get("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
 async def get_session(session_id: str, sessions: SessionsDep,
-                      caller: CallerDep) -> dict[str, Any]:
+                      caller: CallerDep) -> SessionInfo:
     return sessions.get(caller, session_id).summary()
 
 
 @router.delete("/v1/sessions/{session_id}", responses=openai_errors(401, 404))
 async def delete_session(session_id: str, sessions: SessionsDep,
-                         caller: CallerDep) -> dict[str, Any]:
+                         caller: CallerDep) -> SessionDeleted:
     await sessions.close(sessions.get(caller, session_id))
-    return {"id": session_id, "object": "session.deleted", "deleted": True}
+    return SessionDeleted(id=session_id)
 
 
 @router.websocket("/v1/sessions/{session_id}/ws")
@@ -85,87 +97,71 @@ async def session_socket(websocket: WebSocket, session_id: str, sessions: Sessio
         return
     await websocket.accept()
     session.connected = True
-    running: asyncio.Task[None] | None = None
     try:
-        await websocket.send_json({"type": "session", **session.summary()})
-        while True:
-            message = await _receive(websocket)
-            if message is None:
-                continue
-            kind = message.get("type")
-            if kind == "interrupt":
-                await session.live.interrupt()
-            elif kind == "user":
-                if running is not None and not running.done():
-                    await _error(websocket, "a turn is running; wait for its result or "
-                                            "send an interrupt")
-                    continue
-                content = message.get("content")
-                if not _valid_content(content):
-                    await _error(websocket, "`content` must be a string or a list of "
-                                            "content blocks")
-                    continue
-                try:
-                    sessions.admit(session)
-                except GatewayError as exc:
-                    await _error(websocket, exc.message, exc.type)
-                    continue
-                session.last_active = time.monotonic()
-                running = asyncio.create_task(_pump(websocket, sessions, session, content))
-            else:
-                await _error(websocket, f"unknown message type {kind!r}; send `user` or "
-                                        "`interrupt`")
+        await _send(websocket, SessionFrame(**session.summary().model_dump()))
+        await _converse(websocket, sessions, session)
     except WebSocketDisconnect:
         pass
     finally:
         session.connected = False
+        await sessions.settle(session)  # a turn nobody reads any more is stopped
+
+
+async def _converse(websocket: WebSocket, sessions: Sessions, session: Session) -> None:
+    """Take the client's messages until it goes; one turn runs at a time."""
+    running: asyncio.Task[None] | None = None
+    try:
+        while True:
+            try:
+                message = parse_client(await _receive(websocket))
+            except InvalidRequest as exc:
+                await _send(websocket, ErrorFrame.of(exc))
+                continue
+            if isinstance(message, Interrupt):
+                await session.live.interrupt()
+            elif running is not None and not running.done():
+                await _send(websocket, ErrorFrame.of(Conflict(
+                    "a turn is running; wait for its result or send an interrupt")))
+            else:
+                running = await _start(websocket, sessions, session, message)
+    finally:
         if running is not None and not running.done():
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
-        await sessions.settle(session)  # nobody reads this turn any more
 
 
-async def _receive(websocket: WebSocket) -> dict[str, Any] | None:
-    text = await websocket.receive_text()
+async def _receive(websocket: WebSocket) -> str:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequest("messages are JSON text frames, not binary ones")
+    return text
+
+
+async def _start(websocket: WebSocket, sessions: Sessions, session: Session,
+                 message: UserTurn) -> asyncio.Task[None] | None:
+    """The turn, admitted and running; else the refusal is sent and None returned."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        await _error(websocket, "messages are JSON objects")
+        sessions.begin(session)
+    except GatewayError as exc:
+        await _send(websocket, ErrorFrame.of(exc))
+        if isinstance(exc, Unauthorized):  # the key was revoked: its session ends
+            await sessions.close(session)
         return None
-    if not isinstance(message, dict):
-        await _error(websocket, "messages are JSON objects")
-        return None
-    try:
-        check_text(text, message)
-    except InvalidRequest as exc:
-        await _error(websocket, exc.message)
-        return None
-    return message
-
-
-def _valid_content(content: Any) -> bool:
-    if isinstance(content, str):
-        return bool(content)
-    return isinstance(content, list) and bool(content) and \
-        all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
+    return asyncio.create_task(_pump(websocket, sessions, session, message.blocks()))
 
 
 async def _pump(websocket: WebSocket, sessions: Sessions, session: Session,
-                content: Any) -> None:
+                content: str | list[dict[str, Any]]) -> None:
     try:
-        async for message in session.live.turn(content):
-            if message["type"] == "result":
-                sessions.charge(session, message)
-            await websocket.send_json(message)
+        async for frame in sessions.run(session, content):
+            await _send(websocket, frame)
     except GatewayError as exc:
-        sessions.release(session)  # the turn ended without a result
-        await _error(websocket, exc.message, exc.type)
-    finally:
-        session.last_active = time.monotonic()
+        await _send(websocket, ErrorFrame.of(exc))
 
 
-async def _error(websocket: WebSocket, message: str,
-                 error_type: str = "invalid_request_error") -> None:
-    await websocket.send_json({"type": "error", "error": {"type": error_type,
-                                                          "message": message}})
+async def _send(websocket: WebSocket, frame: BaseModel) -> None:
+    await websocket.send_json(frame.model_dump(mode="json"))
