@@ -331,9 +331,11 @@ class Engine:
         return False
 
     def _arm(self, worker: Worker) -> None:
-        """An idle worker: send it the next turn's placeholder now (see ``Lane``)."""
+        """An idle clean worker: send it the next turn's placeholder now (see ``Lane``).
+        A worker holding a conversation is not armed: the next request is more often
+        a new conversation, which would have to withdraw the placeholder first."""
         if worker.armed is not None or worker.lane is None or worker.state != "idle" \
-                or not worker.alive:
+                or not worker.alive or worker.holds is not None:
             return
         message = worker.arm(worker.lane.placeholder())
         task = asyncio.create_task(self._send_armed(worker, message))
