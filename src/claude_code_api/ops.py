@@ -20,7 +20,8 @@ from .deps import (
     MetricsDep,
     SettingsDep,
 )
-from .engine.engine import Engine, cli_version
+from .engine.engine import Engine
+from .engine.launch import cli_version
 from .engine.protocol import Worker
 from .openapi import openai_errors
 

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import shlex
 import shutil
 import tempfile
 from collections import Counter
@@ -62,29 +60,18 @@ from ..events import (
 from ..settings import ClaudeSettings
 from .costs import Account, close_account
 from .credentials import Credentials
+from .launch import Launch
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .protocol import Worker, WorkerFactory, WorkerKey
-from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
+from .relay import Relay, Shape
 from .turns import StopScanner, TurnTranslator
 from .worker import Worker as CLIWorker
 from .worker import user_message
 
 log = logging.getLogger(__name__)
 
-# Set for every CLI unless the operator's configuration says otherwise.
-_CLI_ENV_DEFAULTS = {
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    # Offer exactly the client's tools: no deferred-loading placeholder tool.
-    "ENABLE_TOOL_SEARCH": "false",
-    # For some models (claude-haiku-5-5, claude-sonnet-4-5, claude-opus-4-x...) the CLI
-    # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
-    # user prompt: text the client never sent, counting down a budget nobody set.
-    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
-}
-_OWN_PREFIX = "CLAUDE_CODE__"  # the gateway's settings in its environment
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 
@@ -94,7 +81,6 @@ class Engine:
                  new_worker: WorkerFactory = CLIWorker) -> None:
         self.settings = settings
         self.new_worker = new_worker  # unit tests build in-memory workers instead
-        self.line_bytes = line_bytes  # the SDK's read buffer; None: its own 1 MiB
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
         self.work_dir = root / "chat"
@@ -104,7 +90,7 @@ class Engine:
         self.pool = Pool(settings, self.make_worker)
         self.pool.on_idle = self._arm
         self._aborts: set[asyncio.Task[None]] = set()
-        self._launcher: str | None = None
+        self.launch = Launch(settings, self.credentials, self.work_dir, line_bytes)
         self.stats: Counter[str] = Counter()
         self.relay = Relay(self.upstream_url, credentials=self.credentials or None)
 
@@ -121,8 +107,7 @@ class Engine:
 
     def prepare(self) -> None:
         """The CLI's working directory and launcher, which every worker needs."""
-        self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
+        self.launch.prepare()
 
     async def close(self) -> None:
         if self._aborts:
@@ -148,67 +133,7 @@ class Engine:
 
     def options_for(self, key: WorkerKey,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
-        """How a worker's CLI is started. Its upstream calls go through the relay
-        (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
-        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER`` and a configured
-        credential in place of the stand-in the CLI holds."""
-        credential = self.credentials.current()
-        # The SDK lays these over the gateway's own environment: blank the gateway's
-        # settings there (CLAUDE_CODE__CLAUDE__CREDENTIALS and the like), which are
-        # none of the CLI's business and may hold secrets.
-        env = {**dict.fromkeys((k for k in os.environ if k.startswith(_OWN_PREFIX)), ""),
-               **_CLI_ENV_DEFAULTS, **self.settings.env,
-               "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
-               **(credential.cli_env() if credential is not None else {})}
-        if key.agent is not None and permissions is not None:
-            return self._agent_options(key.agent, permissions, env)
-        return ClaudeAgentOptions(
-            tools=[],  # chat mode: none of Claude Code's own tools
-            system_prompt=SYSTEM_PLACEHOLDER,
-            setting_sources=[],  # no user/project settings, no CLAUDE.md
-            strict_mcp_config=True,
-            mcp_servers={},
-            cwd=str(self.work_dir),
-            cli_path=self._launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            # Chat turns are not kept as transcripts in the operator's ~/.claude;
-            # rewind_conversation works the same without them.
-            extra_args={"no-session-persistence": None},
-        )
-
-    def _agent_options(self, agent: AgentKey, permissions: Permissions,
-                       env: dict[str, str]) -> ClaudeAgentOptions:
-        """Claude Code as itself: its system prompt (the client's appended), its tools
-        in the conversation's workspace, MCP servers, every call through the policy."""
-        servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
-        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code",
-                                  "append": SYSTEM_PLACEHOLDER}
-        return ClaudeAgentOptions(
-            tools=list(agent.tools),
-            disallowed_tools=list(agent.disallowed),
-            system_prompt=prompt,  # type: ignore[arg-type]
-            setting_sources=[],  # the operator's settings and CLAUDE.md stay out
-            strict_mcp_config=True,
-            mcp_servers=servers,
-            permission_mode=agent.permission_mode,  # type: ignore[arg-type]
-            can_use_tool=permissions.can_use_tool,
-            hooks=permissions.hooks(),
-            cwd=agent.workspace,
-            add_dirs=list(agent.extra_dirs),
-            max_turns=agent.max_turns,
-            max_budget_usd=agent.max_budget_usd,
-            cli_path=self._launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            extra_args={"no-session-persistence": None},
-        )
+        return self.launch.options(key, permissions)
 
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
@@ -441,37 +366,3 @@ def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
 
 def _api_message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": _for_cli(message.content)}
-
-
-def _launcher(root: Path, cli_path: str | None) -> str | None:
-    """A wrapper that runs the CLI with PR_SET_PDEATHSIG, so that no CLI outlives a
-    gateway killed with SIGKILL (the CLI does not exit when its stdin closes while a
-    turn is in flight). Linux with util-linux's setpriv only; elsewhere None."""
-    setpriv = shutil.which("setpriv")
-    real = cli_path or str(bundled_cli())
-    if setpriv is None or not Path(real).is_file():
-        return None
-    script = root / "claude-launcher"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(setpriv)} --pdeathsig KILL -- "
-                      f"{shlex.quote(real)} \"$@\"\n")
-    script.chmod(0o700)
-    return str(script)
-
-
-def bundled_cli() -> Path:
-    import claude_agent_sdk
-
-    return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-
-
-def _log_stderr(line: str) -> None:
-    log.debug("claude: %s", line.rstrip())
-
-
-def cli_version(cli_path: str | None) -> str | None:
-    """The bundled (or configured) CLI's version, without starting it."""
-    if cli_path:
-        return None
-    with contextlib.suppress(OSError):
-        return bundled_cli().with_name("claude.version").read_text().strip() or None
-    return None

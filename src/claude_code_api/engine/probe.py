@@ -38,7 +38,8 @@ from ..errors import (
 )
 from ..events import TurnEnd
 from ..settings import ClaudeSettings
-from .engine import Engine, bundled_cli
+from .engine import Engine
+from .launch import bundled_cli
 from .relay import Shape
 from .turns import TurnTranslator
 from .worker import Worker, WorkerKey, user_message
