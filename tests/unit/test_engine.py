@@ -142,7 +142,7 @@ async def test_a_conversation_continues_warm_on_the_worker_that_holds_it(
     session = Session("caller")
     await collect(engine.stream(request(), session))
     await settle()
-    assert [w.holds is not None for w in engine.pool.workers] == [True, False]
+    assert [w.held is not None for w in engine.pool.workers] == [True, False]
     history = (Message("user", HI), Message("assistant", ({"type": "text", "text": "ok"},)))
     next_turn = request(({"type": "text", "text": "more"},), history=history)
     await collect(engine.stream(next_turn, session))

@@ -154,12 +154,12 @@ class Engine:
         stopped: ``account.charge_late`` gets it then.
         """
         key = WorkerKey(agent)
-        holding = _state(session, request, request.history) if request.history else None
+        held = _held(session, request, request.history) if request.history else None
         self.credentials.pick()  # fails fast while every credential rests
-        worker = await self.pool.acquire(key, holding)
+        worker = await self.pool.acquire(key, held)
         self._admit(worker, account)
         try:
-            async with contextlib.aclosing(self._turn(worker, request, session, holding,
+            async with contextlib.aclosing(self._turn(worker, request, session, held,
                                                       narrow, account)) as turn:
                 async for event in turn:
                     yield event
@@ -180,7 +180,7 @@ class Engine:
             raise
 
     async def _turn(self, worker: Worker, request: TurnRequest, session: Session | None,
-                    holding: str | None, narrow: frozenset[str] | None = None,
+                    held: str | None, narrow: frozenset[str] | None = None,
                     account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
         """One attempt at the turn on ``worker``; hands the worker back at the end."""
         translator = TurnTranslator(self.settings.retry_after_seconds,
@@ -193,7 +193,7 @@ class Engine:
         try:
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            await self._deliver(worker, request, holding)
+            await self._deliver(worker, request, held)
             async for event in self._events(worker, translator, request):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
@@ -204,27 +204,27 @@ class Engine:
                 worker.lane.end()
             if translator.done:
                 after = (*request.history, Message("user", request.prompt), answer.message())
-                keep = _state(session, request, after) if worker.rewindable else None
-                self.pool.release(worker, keep=keep)
+                now_held = _held(session, request, after) if worker.rewindable else None
+                self.pool.release(worker, held=now_held)
                 # An error result's cost reached no TurnEnd: it is charged here.
                 close_account(account, None if end else translator.result, Usage())
             else:
                 self._abort(worker, account, end.usage if end else Usage())
 
-    async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
+    async def _deliver(self, worker: Worker, request: TurnRequest, held: str | None) -> None:
         """Start the turn. The CLI gets a placeholder (sent ahead when the worker is
         armed); the relay sends the client's content in its place, after the earlier
         turns the worker does not hold."""
-        warm = holding is not None and worker.holds == holding
+        warm = held is not None and worker.held == held
         worker.drain()
-        marker = worker.armed if (warm or worker.holds is None) and \
+        marker = worker.armed if (warm or worker.held is None) and \
             worker.model == request.model and await self._armed_ready(worker) else None
         if marker is None:
             await worker.unarm()
-            if not warm and worker.holds is not None and not await worker.reset():
+            if not warm and worker.held is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear the Claude Code session for this request")
             await worker.set_model(request.model)
-        worker.holds = None  # the session is changing: it holds nothing known until done
+        worker.held = None  # the session is changing: it holds nothing known until done
         lane = worker.lane
         assert lane is not None
         if warm:
@@ -260,7 +260,7 @@ class Engine:
         A worker holding a conversation is not armed: the next request is more often
         a new conversation, which would have to withdraw the placeholder first."""
         if worker.armed is not None or worker.lane is None or worker.state != "idle" \
-                or not worker.alive or worker.holds is not None:
+                or not worker.alive or worker.held is not None:
             return
         message = worker.arm(worker.lane.placeholder())
         task = asyncio.create_task(self._send_armed(worker, message))
@@ -280,9 +280,9 @@ class Engine:
         worker = await self.pool.acquire(WorkerKey(agent))
         try:
             await worker.unarm()
-            if worker.holds is not None and not await worker.reset():
+            if worker.held is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
-            worker.holds = None
+            worker.held = None
             await worker.set_model(model)
             if worker.lane is not None:
                 worker.lane.begin(Shape(system=system))
@@ -293,9 +293,9 @@ class Engine:
             worker.permissions.narrow = narrow
         return LiveSession(worker, self.pool, self.settings.timeout_seconds)
 
-    def forget(self, state: str) -> None:
+    def forget(self, held: str) -> None:
         """A conversation was deleted: no worker may go on holding it."""
-        self.pool.forget(state)
+        self.pool.forget(held)
 
     async def _events(self, worker: Worker, translator: TurnTranslator,
                       request: TurnRequest) -> AsyncIterator[TurnEvent]:
@@ -344,7 +344,7 @@ class Engine:
             self.pool.release(worker)
 
 
-def _state(session: Session | None, request: TurnRequest,
+def _held(session: Session | None, request: TurnRequest,
            messages: tuple[Message, ...]) -> str | None:
     """The fingerprint of a live session holding ``messages`` for this caller."""
     if session is None:

@@ -88,7 +88,7 @@ class Worker(WorkerProtocol):
         self.meter = Meter.starting(options)
         self.last_used = time.monotonic()
         # The fingerprint of the conversation state its live session holds, if any.
-        self.holds: str | None = None
+        self.held: str | None = None
         self._client: ClaudeSDKClient | None = None
         self._inbox: asyncio.Queue[SDKMessage | _Died] = asyncio.Queue()
         self._started: asyncio.Future[None] | None = None

@@ -150,7 +150,7 @@ class FakeWorker(Worker):
         self.pid: int | None = None
         self.server_info: dict[str, Any] = {}
         self.turns = 0
-        self.holds: str | None = None
+        self.held: str | None = None
         self.last_used = 0.0
         self.armed: str | None = None
         self.permissions = permissions
