@@ -33,11 +33,12 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, StreamEvent
+from claude_agent_sdk import Message as SDKMessage
 
 from ..errors import (
     GatewayError,
@@ -65,7 +66,7 @@ from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .protocol import Worker, WorkerFactory, WorkerKey
-from .relay import Relay, Shape
+from .relay import RELAY_END, Relay, Shape
 from .turns import StopScanner, TurnTranslator
 from .worker import Worker as CLIWorker
 from .worker import user_message
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
+_ALIVE_CHECK = 1.0  # how often a turn waiting on the relay checks its CLI is alive
 
 
 class Engine:
@@ -182,19 +184,27 @@ class Engine:
     async def _turn(self, worker: Worker, request: TurnRequest, session: Session | None,
                     held: str | None, narrow: frozenset[str] | None = None,
                     account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
-        """One attempt at the turn on ``worker``; hands the worker back at the end."""
+        """One attempt at the turn on ``worker``; hands the worker back at the end.
+
+        In chat mode the answer is read from the upstream's events as the relay passes
+        them (``_relayed``), not from the CLI's copies of them: it is complete when the
+        response ends, and the CLI's result (what the turn cost) is awaited after it,
+        off the request path (``_finish``)."""
+        relayed = worker.key.agent is None and worker.lane is not None
         translator = TurnTranslator(self.settings.retry_after_seconds,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None,
                                     agent=worker.key.agent is not None,
-                                    client_tools=frozenset(t.name for t in request.tools))
+                                    client_tools=frozenset(t.name for t in request.tools),
+                                    relayed=relayed)
         end: TurnEnd | None = None
         answer = Answer()
         try:
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            await self._deliver(worker, request, held)
-            async for event in self._events(worker, translator, request):
+            events = await self._deliver(worker, request, held, listen=relayed)
+            source = self._relayed(worker, events) if events is not None else None
+            async for event in self._events(worker, translator, request, source):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
                     end = event
@@ -202,19 +212,22 @@ class Engine:
         finally:
             if worker.lane is not None:
                 worker.lane.end()
+            after = (*request.history, Message("user", request.prompt), answer.message())
+            now_held = _held(session, request, after) if worker.rewindable else None
             if translator.done:
-                after = (*request.history, Message("user", request.prompt), answer.message())
-                now_held = _held(session, request, after) if worker.rewindable else None
                 self.pool.release(worker, held=now_held)
                 # An error result's cost reached no TurnEnd: it is charged here.
                 close_account(account, None if end else translator.result, Usage())
+            elif translator.answered and end is not None:
+                self._background(self._finish(worker, now_held, account, end.usage))
             else:
                 self._abort(worker, account, end.usage if end else Usage())
 
-    async def _deliver(self, worker: Worker, request: TurnRequest, held: str | None) -> None:
+    async def _deliver(self, worker: Worker, request: TurnRequest, held: str | None,
+                       listen: bool = False) -> asyncio.Queue[dict[str, Any]] | None:
         """Start the turn. The CLI gets a placeholder (sent ahead when the worker is
         armed); the relay sends the client's content in its place, after the earlier
-        turns the worker does not hold."""
+        turns the worker does not hold. With ``listen``, the turn's upstream events."""
         warm = held is not None and worker.held == held
         worker.drain()
         marker = worker.armed if (warm or worker.held is None) and \
@@ -234,6 +247,7 @@ class Engine:
                 self.stats["replayed_histories"] += 1
             lane.prefix = [m for m in map(_api_message, request.history) if m["content"]]
         content = _for_cli(request.prompt)
+        events = lane.listen() if listen else None
         if marker is not None:
             self.stats["armed_turns"] += 1
             worker.take_armed()
@@ -244,6 +258,7 @@ class Engine:
             await worker.send(user_message([{"type": "text",
                                              "text": lane.placeholder(content)}]))
         worker.turns += 1
+        return events
 
     async def _armed_ready(self, worker: Worker) -> bool:
         """Whether the worker's armed call is waiting at the relay (it was sent a
@@ -263,7 +278,11 @@ class Engine:
                 or not worker.alive or worker.held is not None:
             return
         message = worker.arm(worker.lane.placeholder())
-        task = asyncio.create_task(self._send_armed(worker, message))
+        self._background(self._send_armed(worker, message))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Work after a response (awaited by ``close``)."""
+        task = asyncio.create_task(work)
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
@@ -297,11 +316,19 @@ class Engine:
         """A conversation was deleted: no worker may go on holding it."""
         self.pool.forget(held)
 
-    async def _events(self, worker: Worker, translator: TurnTranslator,
-                      request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    async def _events(self, worker: Worker, translator: TurnTranslator, request: TurnRequest,
+                      source: AsyncGenerator[SDKMessage, None] | None = None
+                      ) -> AsyncIterator[TurnEvent]:
         scanner = StopScanner(request.stop)
+        async with contextlib.aclosing(source or self._messages(worker)) as messages:
+            async for event in self._translated(messages, translator, scanner):
+                yield event
+
+    async def _translated(self, messages: AsyncGenerator[SDKMessage, None],
+                          translator: TurnTranslator, scanner: StopScanner
+                          ) -> AsyncIterator[TurnEvent]:
         while not translator.done:
-            message = await worker.next_message(self.settings.timeout_seconds)
+            message = await anext(messages)
             for event in translator.feed(message):
                 if isinstance(event, TextDelta):
                     text = scanner.feed(event.text)
@@ -319,11 +346,64 @@ class Engine:
                     return  # before the result only when cut short or at tool calls
                 yield event
 
+    async def _messages(self, worker: Worker) -> AsyncGenerator[SDKMessage, None]:
+        while True:
+            yield await worker.next_message(self.settings.timeout_seconds)
+
+    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]]
+                       ) -> AsyncGenerator[SDKMessage, None]:
+        """The turn's messages from the relay: the upstream's events as they pass. When
+        a call brought no complete answer (an upstream error), the CLI's own messages
+        from then on: its result says what went wrong."""
+        seen = False
+        while True:
+            item = await self._relay_item(worker, events)
+            if item.get("type") != RELAY_END:
+                seen = True
+                yield StreamEvent(uuid="", session_id="", event=item)
+            elif item.get("status") != 200 or not item.get("complete"):
+                break
+        while True:
+            message = await worker.next_message(self.settings.timeout_seconds)
+            if not (seen and isinstance(message, StreamEvent | AssistantMessage)):
+                yield message  # (what was streamed already is not streamed again)
+
+    async def _relay_item(self, worker: Worker,
+                          events: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
+        """The next event; ``WorkerTimeout`` after the silence limit, ``WorkerCrashed``
+        when the CLI is gone meanwhile (its call would never come)."""
+        waited = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(events.get(), _ALIVE_CHECK)
+            waited += _ALIVE_CHECK
+            if not worker.alive:
+                raise WorkerCrashed("the Claude Code process ended unexpectedly")
+            if waited >= self.settings.timeout_seconds:
+                raise WorkerTimeout(f"Claude Code produced nothing for "
+                                    f"{self.settings.timeout_seconds:g} seconds")
+
+    # -- after the response -------------------------------------------------------
+    async def _finish(self, worker: Worker, held: str | None, account: Account | None,
+                      reported: Usage) -> None:
+        """A relayed answer was sent: the CLI's result of the turn says what it cost;
+        then the worker goes back (holding the conversation, if it may)."""
+        result: ResultMessage | None = None
+        try:
+            result = await worker.until_result(self.settings.timeout_seconds)
+        except (GatewayError, Exception) as exc:
+            log.warning("worker #%s did not finish its turn (%s); replacing it", worker.id,
+                        type(exc).__name__)
+            worker.kill()
+            self.pool.release(worker, healthy=False)
+        finally:
+            close_account(account, result, reported)
+        if result is not None:
+            self.pool.release(worker, held=held if not result.is_error else None)
+
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
-        task = asyncio.create_task(self._interrupt(worker, account, reported))
-        self._aborts.add(task)
-        task.add_done_callback(self._aborts.discard)
+        self._background(self._interrupt(worker, account, reported))
 
     async def _interrupt(self, worker: Worker, account: Account | None,
                          reported: Usage) -> None:
