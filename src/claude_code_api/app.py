@@ -19,6 +19,7 @@ from . import __version__
 from .access.caller import caller_of
 from .access.middleware import AccessMiddleware
 from .batch.router import router as batch_router
+from .console.router import router as console_router
 from .conversations.router import router as conversations_router
 from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.errors import describe_validation, error_response, gateway_error_response
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations_router)
     app.include_router(sessions_router)
     app.include_router(batch_router)
+    app.include_router(console_router)
     app.add_api_route("/health", health, methods=["GET"], tags=["Operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["Operations"],
                       response_class=Response, responses={
