@@ -78,12 +78,17 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
 
 
+def finished(page: Page) -> Any:
+    """The assistant's answers that are complete (not the one still streaming)."""
+    return page.locator(".msg.assistant:not(.streaming) .answer")
+
+
 def admin_get(gw: Gateway, path: str, token: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.get(gw.url + path, headers=headers, timeout=30)
 
 
-# -- serving and access -------------------------------------------------------------
+# -- serving and access ------------------------------------------------------------------
 def test_page_is_public_under_a_strict_policy_and_the_api_needs_an_admin_key(
         gw: Gateway, tokens: dict[str, str]) -> None:
     page = httpx.get(gw.url + "/ui", timeout=30)
@@ -126,7 +131,7 @@ def test_sign_in_refuses_a_key_that_is_not_an_admin_key(page: Page,
     assert page.evaluate("Object.values(sessionStorage)") == [tokens["ops"]]
 
 
-# -- the playground -------------------------------------------------------------------
+# -- the playground ------------------------------------------------------------------
 ANSWER = ("Claude Code answers through the gateway, one word after another, so that "
           "the page can show the text growing while it streams.")
 
@@ -152,12 +157,12 @@ def test_playground_streams_an_answer(page: Page, gw: Gateway, tokens: dict[str,
     upstream.script(Reply.text(ANSWER, chunk_delay=0.08))
     page.get_by_label("Dialect").select_option(label=dialect)
     page.get_by_label("System prompt").fill("Be brief.")
-    page.get_by_label("Message").fill("How do you answer?")
+    page.get_by_label("Message", exact=True).fill("How do you answer?")
     page.get_by_role("button", name="Send").click()
     lengths = answer_lengths_while_streaming(page)
     growing = sorted({n for n in lengths if 0 < n < len(ANSWER)})
     assert len(growing) >= 3, f"the text did not grow while streaming: {lengths}"
-    answer = page.locator(".msg.assistant .answer").last
+    answer = finished(page).last
     expect(answer).to_have_text(ANSWER)
     assert upstream.message_requests()[-1].system_text.endswith("Be brief.")
 
@@ -181,12 +186,12 @@ def test_playground_continues_the_conversation(page: Page, tokens: dict[str, str
                                                upstream: FakeUpstream) -> None:
     sign_in(page, tokens["ops"])
     upstream.script(Reply.text("First answer."), Reply.text("Second answer."))
-    page.get_by_label("Message").fill("one")
+    page.get_by_label("Message", exact=True).fill("one")
     page.get_by_role("button", name="Send").click()
-    expect(page.locator(".msg.assistant .answer").last).to_have_text("First answer.")
-    page.get_by_label("Message").fill("two")
-    page.get_by_label("Message").press("Control+Enter")
-    expect(page.locator(".msg.assistant .answer").last).to_have_text("Second answer.")
+    expect(finished(page).last).to_have_text("First answer.")
+    page.get_by_label("Message", exact=True).fill("two")
+    page.get_by_label("Message", exact=True).press("Control+Enter")
+    expect(finished(page).last).to_have_text("Second answer.")
     sent = upstream.message_requests()[-1].messages
     assert "First answer." in json.dumps(sent) and "two" in json.dumps(sent[-1])
 
@@ -204,7 +209,7 @@ def test_a_tool_call_is_answered_from_the_page(page: Page, tokens: dict[str, str
                           stop_reason="tool_use"),
                     Reply.text("It is sunny in Paris."))
     page.get_by_label("Tools").fill(json.dumps(WEATHER))
-    page.get_by_label("Message").fill("Weather in Paris?")
+    page.get_by_label("Message", exact=True).fill("Weather in Paris?")
     page.get_by_role("button", name="Send").click()
     cards = page.get_by_role("form", name="Answer the tool calls")
     expect(cards).to_contain_text("get_weather")
@@ -212,7 +217,7 @@ def test_a_tool_call_is_answered_from_the_page(page: Page, tokens: dict[str, str
     shot(page, "tool-call")
     page.get_by_label("Result of get_weather").fill("sunny, 21C")
     page.get_by_role("button", name="Send tool results").click()
-    expect(page.locator(".msg.assistant .answer").last).to_have_text("It is sunny in Paris.")
+    expect(finished(page).last).to_have_text("It is sunny in Paris.")
     expect(cards).to_have_count(0)
     last_user = [m for m in upstream.message_requests()[-1].messages if m["role"] == "user"][-1]
     results = [b for b in last_user["content"] if b.get("type") == "tool_result"]
@@ -224,13 +229,13 @@ def test_a_bad_tools_list_is_explained_and_nothing_is_sent(page: Page, tokens: d
                                                            upstream: FakeUpstream) -> None:
     sign_in(page, tokens["ops"])
     page.get_by_label("Tools").fill("[{not json")
-    page.get_by_label("Message").fill("hi")
+    page.get_by_label("Message", exact=True).fill("hi")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("alert")).to_have_text("The tools are not valid JSON.")
     assert upstream.message_requests() == []
 
 
-# -- keys and usage -----------------------------------------------------------------------
+# -- keys and usage ------------------------------------------------------------------
 def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
         page: Page, gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream,
         tmp_path: Path) -> None:
@@ -258,7 +263,7 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     expect(row.get_by_role("cell").nth(3)).to_have_text("1")  # requests
     expect(row.get_by_role("cell").nth(4)).to_have_text("120")  # input tokens
     expect(page.get_by_role("img", name="Cost per day (USD), by key")).to_be_visible()
-    page.get_by_label("Key").select_option(label="web-client")
+    page.get_by_label("Key", exact=True).select_option(label="web-client")
     expect(page.get_by_role("row")).to_have_count(2)  # the header and its one row
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
@@ -266,7 +271,7 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     download.value.save_as(csv_path)
     header, *lines = csv_path.read_text().splitlines()
     assert header.startswith("day,key_id,key_name,model,requests")
-    assert len(lines) == 1 and ",web-client,sonnet,1,0,120,7," in lines[0]
+    assert len(lines) == 1 and ",web-client,claude-sonnet-5-5,1,0,120,7," in lines[0]
     shot(page, "usage")
 
     page.get_by_role("link", name="Keys").click()
@@ -283,7 +288,7 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     assert token not in page.content()
 
 
-# -- live ------------------------------------------------------------------------------------
+# -- live ------------------------------------------------------------------
 def test_the_live_view_shows_a_worker_become_busy_and_idle(
         page: Page, gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
     sign_in(page, tokens["ops"])
@@ -312,7 +317,7 @@ def test_the_live_view_shows_a_worker_become_busy_and_idle(
            ).to_contain_text("app")
 
 
-# -- conversations -------------------------------------------------------------------------------
+# -- conversations ------------------------------------------------------------------
 def test_conversations_are_listed_read_continued_and_deleted(
         page: Page, gw: Gateway, tokens: dict[str, str], upstream: FakeUpstream) -> None:
     upstream.script(Reply.text("Bonjour, Marie."))
@@ -325,39 +330,41 @@ def test_conversations_are_listed_read_continued_and_deleted(
     page.get_by_role("link", name="Conversations").click()
     row = page.get_by_role("row").filter(has_text="Say hello to Marie in French")
     expect(row).to_contain_text("app")
-    page.get_by_label("Key").select_option(label="ops")
+    page.get_by_label("Key", exact=True).select_option(label="ops")
     expect(row).to_have_count(0)
-    page.get_by_label("Key").select_option(label="app")
-    row.get_by_role("button", name="Say hello to Marie in French").click()
+    page.get_by_label("Key", exact=True).select_option(label="app")
+    row.get_by_role("button", name="Say hello to Marie in French", exact=True).click()
     reader = page.get_by_role("article")
     expect(reader).to_contain_text("Bonjour, Marie.")
     shot(page, "conversations")
 
     reader.get_by_role("button", name="Continue in playground").click()
     expect(page.get_by_role("heading", name="Playground")).to_be_visible()
-    expect(page.locator(".msg.assistant .answer")).to_have_text("Bonjour, Marie.")
+    expect(finished(page)).to_have_text("Bonjour, Marie.")
     upstream.script(Reply.text("Au revoir, Marie."))
-    page.get_by_label("Message").fill("Now goodbye")
+    page.get_by_label("Message", exact=True).fill("Now goodbye")
     page.get_by_role("button", name="Send").click()
-    expect(page.locator(".msg.assistant .answer").last).to_have_text("Au revoir, Marie.")
+    expect(finished(page).last).to_have_text("Au revoir, Marie.")
     assert "Bonjour, Marie." in json.dumps(upstream.message_requests()[-1].messages)
 
+    # The continued conversation is the admin's own now; the app's stays the app's.
     page.get_by_role("link", name="Conversations").click()
+    expect(row).to_have_count(2)
+    page.get_by_label("Key", exact=True).select_option(label="app")
+    expect(row).to_have_count(1)
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_label("Key").select_option(label="app")
-    page.get_by_role("button", name="Delete Say hello to Marie in French").click()
-    expect(page.get_by_role("row").filter(has_text="Say hello to Marie in French")
-           ).to_have_count(0)
+    row.get_by_role("button", name="Delete Say hello to Marie in French").click()
+    expect(row).to_have_count(0)
     stored = admin_get(gw, "/ui/api/conversations?key=" + key_id(gw, tokens["app"]),
                        tokens["ops"]).json()["data"]
-    assert stored == []
+    assert "Say hello to Marie in French" not in [c["title"] for c in stored]
 
 
 def key_id(gw: Gateway, token: str) -> str:
     return token.split("-")[2]
 
 
-# -- a phone's width ---------------------------------------------------------------------------------
+# -- a phone's width ------------------------------------------------------------------------
 @pytest.mark.parametrize("section", ["playground", "keys", "usage", "live", "conversations"])
 def test_every_page_fits_a_phone(browser: Browser, gw: Gateway, tokens: dict[str, str],
                                  tmp_path: Path, section: str) -> None:

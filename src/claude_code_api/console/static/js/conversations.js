@@ -36,7 +36,7 @@ export function Conversations() {
   return html`<section aria-labelledby="conversations-title">
     <h1 id="conversations-title">Conversations</h1>
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
-      <label>Key <select value=${filters.key} onChange=${set("key")}><option value="">all keys</option>
+      <label>Key <select aria-label="Key" value=${filters.key} onChange=${set("key")}><option value="">all keys</option>
         <option value="local">(no key)</option>
         ${keys.map((k) => html`<option value=${k.id}>${k.name}</option>`)}</select></label>
       <label>Model <input value=${filters.model} onChange=${set("model")} placeholder="any" /></label>

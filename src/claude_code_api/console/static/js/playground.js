@@ -13,7 +13,7 @@ export function continueConversation(conversation) {
 }
 
 export function Playground({ models }) {
-  const [options, setOptions] = useState({ model: models[0] || "sonnet", dialect: "chat",
+  const [options, setOptions] = useState({ model: models.includes("sonnet") ? "sonnet" : models[0] || "sonnet", dialect: "chat",
     system: "", maxTokens: "", effort: "", schema: "", tools: "" });
   const [history, setHistory] = useState([]);
   const [turn, setTurn] = useState(null); // the answer being streamed
@@ -92,15 +92,15 @@ export function Playground({ models }) {
       <h1 id="playground-title">Playground</h1>
       <div class="columns">
         <form class="panel settings" onSubmit=${(e) => e.preventDefault()}>
-          <label>Model <select value=${options.model} onChange=${set("model")}>
+          <label>Model <select aria-label="Model" value=${options.model} onChange=${set("model")}>
             ${[...new Set([options.model, ...models])].map((m) => html`<option value=${m}>${m}</option>`)}
           </select></label>
-          <label>Dialect <select value=${options.dialect} onChange=${set("dialect")}>
+          <label>Dialect <select aria-label="Dialect" value=${options.dialect} onChange=${set("dialect")}>
             ${Object.entries(DIALECTS).map(([id, d]) => html`<option value=${id}>${d.label}</option>`)}
           </select></label>
           <label>System prompt <textarea rows="3" value=${options.system} onInput=${set("system")}></textarea></label>
           <label>Max tokens <input type="number" min="1" value=${options.maxTokens} onInput=${set("maxTokens")} placeholder="default" /></label>
-          <label>Reasoning effort <select value=${options.effort} onChange=${set("effort")}>
+          <label>Reasoning effort <select aria-label="Reasoning effort" value=${options.effort} onChange=${set("effort")}>
             ${["", "low", "medium", "high"].map((v) => html`<option value=${v}>${v || "default"}</option>`)}
           </select></label>
           <label>Structured output (JSON schema) <textarea rows="3" value=${options.schema} onInput=${set("schema")} placeholder='{"type": "object", ...}'></textarea></label>

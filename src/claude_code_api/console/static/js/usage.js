@@ -38,9 +38,9 @@ export function Usage() {
   return html`<section aria-labelledby="usage-title">
     <h1 id="usage-title">Usage</h1>
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
-      <label>Key <select value=${filters.key} onChange=${set("key")}><option value="">all keys</option>
+      <label>Key <select aria-label="Key" value=${filters.key} onChange=${set("key")}><option value="">all keys</option>
         ${keys.map(([id, name]) => html`<option value=${id}>${name}</option>`)}</select></label>
-      <label>Model <select value=${filters.model} onChange=${set("model")}><option value="">all models</option>
+      <label>Model <select aria-label="Model" value=${filters.model} onChange=${set("model")}><option value="">all models</option>
         ${unique(all.map((r) => r.model)).map((m) => html`<option value=${m}>${m}</option>`)}</select></label>
       <label>From <input type="date" value=${filters.since} onChange=${set("since")} /></label>
       <label>To <input type="date" value=${filters.until} onChange=${set("until")} /></label>
