@@ -118,6 +118,21 @@ def test_page_is_public_under_a_strict_policy_and_the_api_needs_an_admin_key(
                 if p.startswith("/ui")]
 
 
+def test_on_loopback_without_auth_the_console_needs_no_key(browser: Browser,
+                                                          gateway: Gateway) -> None:
+    assert admin_get(gateway, "/ui/api/session", None).json()["admin"] is None
+    # A page on a rebound DNS name reaches the same socket: it is refused.
+    rebound = httpx.get(gateway.url + "/ui/api/keys", headers={"Host": "evil.example:80"},
+                        timeout=30)
+    assert rebound.status_code == 403
+    context = browser.new_context(viewport=WIDE)
+    tab = context.new_page()
+    tab.goto(gateway.url + "/ui#/keys")
+    expect(tab.get_by_role("heading", name="Keys")).to_be_visible()
+    expect(tab.get_by_text("loopback, no key")).to_be_visible()
+    context.close()
+
+
 def test_sign_in_refuses_a_key_that_is_not_an_admin_key(page: Page,
                                                        tokens: dict[str, str]) -> None:
     expect(page.get_by_label("Admin key")).to_be_visible()
