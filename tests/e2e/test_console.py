@@ -264,6 +264,8 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     expect(secret).to_contain_text("sk-cca-")
     token = secret.inner_text().strip()
     expect(page.get_by_role("row", name="web-client")).to_contain_text("30/min")
+    page.get_by_role("button", name="Done").click()
+    expect(secret).to_have_count(0)
     shot(page, "keys")
 
     upstream.script(Reply.text("Hello from the new key.", input_tokens=120, output_tokens=7))
