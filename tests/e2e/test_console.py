@@ -4,6 +4,7 @@ operator sees when signing in, chatting, making a key, reading usage and the poo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -17,8 +18,8 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
-from tests.conftest import Gateway, team_gateway
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
+from tests.conftest import Gateway, offered_schema, structured, team_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +28,9 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.environ.get("CCA_SCREENSHOTS")
 WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00"
+       b"\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05"
+       b"\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +213,58 @@ def test_playground_continues_the_conversation(page: Page, tokens: dict[str, str
     expect(finished(page).last).to_have_text("Second answer.")
     sent = upstream.message_requests()[-1].messages
     assert "First answer." in json.dumps(sent) and "two" in json.dumps(sent[-1])
+
+
+@pytest.mark.parametrize("dialect", ["Responses", "Messages (Anthropic)"])
+def test_reasoning_is_shown_apart_from_the_answer(page: Page, tokens: dict[str, str],
+                                                  upstream: FakeUpstream, dialect: str) -> None:
+    sign_in(page, tokens["ops"])
+    upstream.script(Reply(blocks=[Thinking("Weighing the options first."),
+                                  Text("The answer is 42.")]))
+    page.get_by_label("Dialect").select_option(label=dialect)
+    page.get_by_label("Message", exact=True).fill("What is the answer?")
+    page.get_by_role("button", name="Send").click()
+    expect(finished(page).last).to_have_text("The answer is 42.")
+    reasoning = page.locator(".msg.assistant .reasoning").last
+    reasoning.get_by_text("Reasoning").click()
+    expect(reasoning).to_contain_text("Weighing the options first.")
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+        "additionalProperties": False}
+
+
+def test_a_structured_output_schema_shapes_the_answer(page: Page, tokens: dict[str, str],
+                                                      upstream: FakeUpstream) -> None:
+    sign_in(page, tokens["ops"])
+    upstream.script(structured({"city": "Paris"}))
+    page.get_by_label("Structured output").fill(json.dumps(CITY))
+    page.get_by_label("Max tokens").fill("300")
+    page.get_by_label("Message", exact=True).fill("Which city has the Louvre?")
+    page.get_by_role("button", name="Send").click()
+    expect(finished(page)).to_have_count(1)
+    assert json.loads(finished(page).last.inner_text()) == {"city": "Paris"}
+    assert offered_schema(upstream)["properties"] == CITY["properties"]
+    page.get_by_text("Request and response").click()
+    request = json.loads(page.get_by_role("tabpanel").inner_text().split("\n", 2)[2])
+    assert request["response_format"]["json_schema"]["schema"] == CITY
+    assert request["max_completion_tokens"] == 300
+
+
+def test_an_attached_image_reaches_claude(page: Page, tokens: dict[str, str],
+                                          upstream: FakeUpstream) -> None:
+    sign_in(page, tokens["ops"])
+    upstream.script(Reply.text("A single pixel."))
+    page.get_by_label("Attach images").set_input_files(
+        files=[{"name": "pixel.png", "mimeType": "image/png", "buffer": PNG}])
+    expect(page.get_by_role("img", name="attachment 1")).to_be_visible()
+    page.get_by_label("Message", exact=True).fill("What is in this image?")
+    page.get_by_role("button", name="Send").click()
+    expect(finished(page).last).to_have_text("A single pixel.")
+    expect(page.get_by_role("img", name="image 1")).to_be_visible()  # in the transcript
+    last_user = [m for m in upstream.message_requests()[-1].messages if m["role"] == "user"][-1]
+    [image] = [b for b in last_user["content"] if b.get("type") == "image"]
+    assert image["source"]["data"] == base64.b64encode(PNG).decode()
 
 
 WEATHER = [{"name": "get_weather", "description": "Current weather for a city",

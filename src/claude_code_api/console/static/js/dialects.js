@@ -83,7 +83,8 @@ function responsesBody(o, history) {
   const body = { model: o.model, input, stream: true };
   if (o.system) body.instructions = o.system;
   if (o.maxTokens) body.max_output_tokens = o.maxTokens;
-  if (o.effort) body.reasoning = { effort: o.effort, summary: "auto" };
+  // Ask for a summary of the reasoning, so that the playground can show it apart.
+  body.reasoning = o.effort ? { effort: o.effort, summary: "auto" } : { summary: "auto" };
   if (o.schema) body.text = { format: { type: "json_schema", name: "answer", schema: o.schema } };
   if (o.tools.length) body.tools = o.tools.map((t) => ({ type: "function", ...t }));
   return body;
