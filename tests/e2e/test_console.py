@@ -122,6 +122,39 @@ def test_page_is_public_under_a_strict_policy_and_the_api_needs_an_admin_key(
                 if p.startswith("/ui")]
 
 
+def test_the_admin_api_answers_mistakes_with_clear_errors(gw: Gateway,
+                                                         tokens: dict[str, str]) -> None:
+    auth = {"Authorization": f"Bearer {tokens['ops']}"}
+
+    def call(method: str, path: str, **kw: Any) -> httpx.Response:
+        kw["headers"] = {**auth, **kw.get("headers", {})}
+        return httpx.request(method, gw.url + "/ui/api" + path, timeout=30, **kw)
+
+    cases = [
+        (call("POST", "/keys", content=b"{not json",
+              headers={"Content-Type": "application/json"}), 400, ""),
+        (call("POST", "/keys", json={"name": ""}), 400, "name"),
+        (call("POST", "/keys", json={"name": "x", "rpm": -1}), 400, "rpm"),
+        (call("POST", "/keys", json={"name": "x", "colour": "red"}), 400, "colour"),
+        (call("POST", "/keys", json={"name": "app"}), 409, "exists"),
+        (call("POST", "/keys/000000000000", json={"rpm": 1}), 404, "no active key"),
+        (call("DELETE", "/keys/000000000000"), 404, "no active key"),
+        (call("DELETE", "/keys/" + key_id(gw, tokens["ops"])), 400, "signed in with"),
+        (call("GET", "/usage?since=yesterday"), 400, "YYYY-MM-DD"),
+        (call("GET", "/conversations?limit=many"), 400, "limit"),
+        (call("GET", "/conversations?since=2026-1-1"), 400, "YYYY-MM-DD"),
+        (call("GET", "/conversations/conv_missing"), 404, "not found"),
+        (call("DELETE", "/conversations/conv_missing"), 404, "not found"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        error = response.json()["error"]
+        assert words in error["message"] + str(error.get("param")), error
+    # Nothing of those changed a key.
+    names = [k["name"] for k in call("GET", "/keys").json()["data"]]
+    assert "x" not in names and names.count("app") == 1
+
+
 def test_on_loopback_without_auth_the_console_needs_no_key(browser: Browser,
                                                           gateway: Gateway) -> None:
     assert admin_get(gateway, "/ui/api/session", None).json()["admin"] is None

@@ -123,9 +123,8 @@ async def usage_csv(request: Request, _: Admin, key: str | None = None,
 
 def _usage_rows(request: Request, key: str | None, model: str | None, since: str | None,
                 until: str | None) -> list[dict[str, Any]]:
-    for name, day in (("since", since), ("until", until)):
-        if day is not None and not _DAY.match(day):
-            raise InvalidRequest(f"`{name}` is a day: YYYY-MM-DD", param=name)
+    _check_day("since", since)
+    _check_day("until", until)
     keys = gateway_of(request).keys
     names = {k.id: k.name for k in keys.all(include_revoked=True)}
     rows = []
@@ -138,6 +137,11 @@ def _usage_rows(request: Request, key: str | None, model: str | None, since: str
     return rows
 
 
+def _check_day(name: str, day: str | None) -> None:
+    if day is not None and not _DAY.match(day):
+        raise InvalidRequest(f"`{name}` is a day: YYYY-MM-DD", param=name)
+
+
 def _owner_name(owner: str) -> str:
     return "(no key)" if owner == LOCAL else owner
 
@@ -147,15 +151,18 @@ def _owner_name(owner: str) -> str:
 async def conversations(request: Request, _: Admin, key: str | None = None,
                         model: str | None = None, since: str | None = None,
                         limit: int = 200) -> dict[str, Any]:
+    """Every owner's conversations (or one key's), newest first."""
+    _check_day("since", since)
     gateway = gateway_of(request)
     names = {k.id: k.name for k in gateway.keys.all(include_revoked=True)}
-    found = gateway.conversations.store.recent(limit=max(1, min(limit, 1000)))
+    found = gateway.conversations.store.recent(owner=key or None,
+                                               limit=max(1, min(limit, 1000)))
     data = []
     for conversation in found:
         owner = conversation.scope.split(":", 1)[0]
-        day = _day(conversation.updated_at)
-        if (key and owner != key) or (model and conversation.model != model) or \
-                (since and day < since):
+        # A model filter is typed by hand: "sonnet" finds claude-sonnet-….
+        if (model and model not in conversation.model) or \
+                (since and _day(conversation.updated_at) < since):
             continue
         data.append({**_summary(conversation), "key_id": owner,
                      "key_name": names.get(owner, _owner_name(owner))})
