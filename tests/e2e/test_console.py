@@ -416,6 +416,8 @@ def test_the_live_view_shows_a_worker_become_busy_and_idle(
     caller.join(60)
     assert done and done[0].status_code == 200
     expect(workers.get_by_text("busy")).to_have_count(0, timeout=15000)
+    # The worker keeps the conversation warm for its next turn, and says which.
+    expect(workers).to_contain_text(done[0].headers["x-conversation-id"])
     recent = page.get_by_role("table", name="Recent requests")
     expect(recent.get_by_role("row").filter(has_text="POST /v1/chat/completions").first
            ).to_contain_text("200")

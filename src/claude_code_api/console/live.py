@@ -35,30 +35,40 @@ async def live(request: Request, _: Admin) -> StreamingResponse:
 async def _snapshots(request: Request) -> AsyncIterator[str]:
     gateway = gateway_of(request)
     last, sent_at, started = "", 0.0, time.monotonic()
+    held: dict[str, str] = {}
     while time.monotonic() - started < LIFETIME and not await request.is_disconnected():
         now = time.monotonic()
-        body = json.dumps(snapshot(gateway), separators=(",", ":"))
+        body = json.dumps(snapshot(gateway, held), separators=(",", ":"))
         if body != last or now - sent_at >= KEEPALIVE:
             last, sent_at = body, now
             yield f"event: snapshot\ndata: {body}\n\n"
         await asyncio.sleep(TICK)
 
 
-def snapshot(gateway: Gateway) -> dict[str, Any]:
+def snapshot(gateway: Gateway, held: dict[str, str]) -> dict[str, Any]:
+    """What the live view shows; ``held`` remembers which conversation a fingerprint
+    is (it never changes: a conversation's next turn has a new fingerprint)."""
     names = {k.id: k.name for k in gateway.keys.all(include_revoked=True)}
+    if len(held) > 1000:
+        held.clear()
     return {"pool": gateway.pool_counts(),
-            "workers": [_worker(w) for w in gateway.engine.pool.workers],
+            "workers": [_worker(gateway, w, held) for w in gateway.engine.pool.workers],
             "requests": [{**r, "key": names.get(r["key"], "(no key)" if r["key"] == LOCAL
                                                  else r["key"])}
                          for r in reversed(gateway.metrics.last_requests)],
             "batches": _batches(gateway, names)}
 
 
-def _worker(worker: Worker) -> dict[str, Any]:
+def _worker(gateway: Gateway, worker: Worker, held: dict[str, str]) -> dict[str, Any]:
+    fingerprint = worker.holds
+    if fingerprint and fingerprint not in held:
+        found = gateway.conversations.store.holding(fingerprint)
+        if found is not None:  # not stored yet: looked up again next time
+            held[fingerprint] = found.id
     return {"id": worker.id, "state": worker.state, "pid": worker.pid, "turns": worker.turns,
             "model": worker.model, "rss_bytes": _rounded(worker.rss_bytes()),
-            # The conversation state its live session holds (a fingerprint's start).
-            "holds": worker.holds[:12] if worker.holds else None}
+            # The conversation its live session holds, warm for its next turn.
+            "conversation": held.get(fingerprint) if fingerprint else None}
 
 
 def _rounded(rss: int | None) -> int | None:

@@ -45,11 +45,11 @@ function Snapshot({ snap }) {
     </dl>
     <div class="table-wrap"><table class="workers">
       <caption>Workers</caption>
-      <thead><tr><th scope="col">Worker</th><th scope="col">State</th><th scope="col">Model</th><th scope="col">Holds</th>
+      <thead><tr><th scope="col">Worker</th><th scope="col">State</th><th scope="col">Model</th><th scope="col">Conversation</th>
         <th scope="col">Turns</th><th scope="col">Memory</th><th scope="col">PID</th></tr></thead>
       <tbody>${snap.workers.map((w) => html`<tr>
         <th scope="row">#${w.id}</th><td><span class=${`state ${w.state}`}>${w.state}</span></td><td>${w.model || "—"}</td>
-        <td>${w.holds ? html`<code title="the conversation state its session holds">${w.holds}</code>` : "—"}</td>
+        <td>${w.conversation ? html`<code title="the conversation its session holds, warm for its next turn">${w.conversation}</code>` : "—"}</td>
         <td>${w.turns}</td><td>${w.rss_bytes ? `${Math.round(w.rss_bytes / 2 ** 20)} MiB` : "—"}</td><td>${w.pid ?? "—"}</td></tr>`)}</tbody>
     </table></div>
     <div class="table-wrap"><table class="requests">
