@@ -305,9 +305,11 @@ WEATHER = [{"name": "get_weather", "description": "Current weather for a city",
                            "required": ["city"]}}]
 
 
+@pytest.mark.parametrize("dialect", ["Chat Completions", "Responses", "Messages (Anthropic)"])
 def test_a_tool_call_is_answered_from_the_page(page: Page, tokens: dict[str, str],
-                                               upstream: FakeUpstream) -> None:
+                                               upstream: FakeUpstream, dialect: str) -> None:
     sign_in(page, tokens["ops"])
+    page.get_by_label("Dialect").select_option(label=dialect)
     upstream.script(Reply(blocks=[Text("Let me check."),
                                   ToolUse("get_weather", {"city": "Paris"}, id="toolu_w1")],
                           stop_reason="tool_use"),
@@ -318,7 +320,8 @@ def test_a_tool_call_is_answered_from_the_page(page: Page, tokens: dict[str, str
     cards = page.get_by_role("form", name="Answer the tool calls")
     expect(cards).to_contain_text("get_weather")
     expect(cards).to_contain_text('"city": "Paris"')
-    shot(page, "tool-call")
+    if dialect == "Chat Completions":
+        shot(page, "tool-call")
     page.get_by_label("Result of get_weather").fill("sunny, 21C")
     page.get_by_role("button", name="Send tool results").click()
     expect(finished(page).last).to_have_text("It is sunny in Paris.")
@@ -423,6 +426,29 @@ def test_the_live_view_shows_a_worker_become_busy_and_idle(
            ).to_contain_text("200")
     expect(recent.get_by_role("row").filter(has_text="POST /v1/chat/completions").first
            ).to_contain_text("app")
+
+
+def test_the_live_view_shows_a_batch_progress(page: Page, gw: Gateway,
+                                              tokens: dict[str, str],
+                                              upstream: FakeUpstream) -> None:
+    sign_in(page, tokens["ops"])
+    page.get_by_role("link", name="Live").click()
+    upstream.responder = lambda seen: Reply.text("item done", first_delay=1.0)
+    lines = [{"custom_id": f"item-{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "sonnet", "messages": [{"role": "user", "content": f"n{i}"}]}}
+             for i in range(3)]
+    api = openai.OpenAI(base_url=gw.base_url, api_key=tokens["app"], max_retries=0, timeout=60)
+    uploaded = api.files.create(purpose="batch", file=(
+        "requests.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()))
+    batch = api.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                               completion_window="24h")
+    row = page.get_by_role("table", name="Batches").get_by_role("row").filter(has_text=batch.id)
+    expect(row).to_contain_text("app")
+    expect(row).to_contain_text("in_progress", timeout=15000)
+    expect(row).to_contain_text("completed", timeout=30000)
+    expect(row).to_contain_text("3 of 3")
+    assert row.get_by_role("progressbar").get_attribute("value") == "3"
+    api.close()
 
 
 # -- conversations ------------------------------------------------------------------
