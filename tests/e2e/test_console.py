@@ -358,6 +358,18 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     expect(page.get_by_role("row", name="web-client")).to_contain_text("30/min")
     page.get_by_role("button", name="Done").click()
     expect(secret).to_have_count(0)
+
+    page.get_by_role("button", name="Limits of web-client").click()
+    editor = page.locator("tr.edit")
+    editor.get_by_label("Requests per minute").fill("")  # emptied: no limit
+    editor.get_by_label("Concurrent requests").fill("2")
+    editor.get_by_label("Models").fill("sonnet")
+    editor.get_by_role("button", name="Save limits").click()
+    row = page.get_by_role("row", name="web-client")
+    expect(row).to_contain_text("2 at once · models: sonnet")
+    expect(row).not_to_contain_text("/min")
+    # The signed-in key cannot be revoked from its own console.
+    expect(page.get_by_role("button", name="Revoke ops")).to_have_count(0)
     shot(page, "keys")
 
     upstream.script(Reply.text("Hello from the new key.", input_tokens=120, output_tokens=7))
@@ -365,6 +377,9 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     reply = client.chat.completions.create(model="sonnet",
                                            messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content == "Hello from the new key."
+    with pytest.raises(openai.PermissionDeniedError):  # the limits set on the page hold
+        client.chat.completions.create(model="haiku",
+                                       messages=[{"role": "user", "content": "hi"}])
 
     page.get_by_role("link", name="Usage").click()
     row = page.get_by_role("row").filter(has_text="web-client")

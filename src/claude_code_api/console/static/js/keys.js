@@ -6,11 +6,12 @@ import { api, copy, money, when } from "./api.js";
 
 const BLANK = { name: "", rpm: "", concurrency: "", budget_usd: "", models: "", agent: false, admin: false };
 
-export function Keys() {
+export function Keys({ session }) {
   const [keys, setKeys] = useState(null);
   const [error, setError] = useState("");
   const [created, setCreated] = useState(null);
   const [editing, setEditing] = useState(null);
+  const [creating, setCreating] = useState(false);
 
   async function load() {
     try { setKeys((await api("/ui/api/keys")).data); } catch (e) { setError(e.message); }
@@ -22,6 +23,7 @@ export function Keys() {
     try {
       const made = await api("/ui/api/keys", { method: "POST", body: { name: form.name, ...limits(form) } });
       setCreated(made);
+      setCreating(false);
       await load();
       return true;
     } catch (e) { setError(e.message); return false; }
@@ -46,7 +48,7 @@ export function Keys() {
     <h1 id="keys-title">Keys</h1>
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${created && html`<${Created} made=${created} onDone=${() => setCreated(null)} />`}
-    <details class="panel" open=${keys && keys.length === 0}>
+    <details class="panel" open=${creating} onToggle=${(e) => setCreating(e.target.open)}>
       <summary>Create a key</summary>
       <${KeyForm} initial=${BLANK} withName submitLabel="Create key" onSubmit=${create} />
     </details>
@@ -64,7 +66,7 @@ export function Keys() {
         <td>${k.revoked ? "revoked" : "active"}</td>
         <td class="actions">${!k.revoked && html`
           <button type="button" onClick=${() => setEditing(editing === k.id ? null : k.id)} aria-expanded=${editing === k.id}>Limits of ${k.name}</button>
-          <button type="button" class="danger" onClick=${() => revoke(k)}>Revoke ${k.name}</button>`}</td>
+          ${k.name !== session.admin && html`<button type="button" class="danger" onClick=${() => revoke(k)}>Revoke ${k.name}</button>`}`}</td>
       </tr>
       ${editing === k.id && html`<tr class="edit"><td colspan="7">
         <${KeyForm} initial=${formOf(k)} submitLabel="Save limits" onSubmit=${(form) => update(k.id, form)} /></td></tr>`}`)}
