@@ -234,6 +234,22 @@ def test_playground_streams_an_answer(page: Page, gw: Gateway, tokens: dict[str,
         shot(page, "playground")
 
 
+def test_stop_ends_the_turn_and_frees_its_worker(page: Page, gw: Gateway,
+                                                 tokens: dict[str, str],
+                                                 upstream: FakeUpstream) -> None:
+    sign_in(page, tokens["ops"])
+    upstream.script(Reply.text("word " * 200, chunk_delay=0.1))
+    page.get_by_label("Message", exact=True).fill("Talk for a long time")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg.assistant.streaming .answer")).to_contain_text("word word")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.get_by_role("alert")).to_have_count(0)  # stopping is not an error
+    # The gateway saw the hang-up and ended the turn; no CLI process is left over.
+    gw.wait_for(lambda h: not h["pool"]["busy"] and not h["pool"]["resetting"]
+                and len(gw.cli_processes()) == h["pool"]["size"], timeout=30)
+
+
 def test_playground_continues_the_conversation(page: Page, tokens: dict[str, str],
                                                upstream: FakeUpstream) -> None:
     sign_in(page, tokens["ops"])

@@ -13,14 +13,12 @@ export function continueConversation(conversation) {
 }
 
 export function Playground({ models }) {
-  const [options, setOptions] = useState({ model: models.includes("sonnet") ? "sonnet" : models[0] || "sonnet", dialect: "chat",
-    system: "", maxTokens: "", effort: "", schema: "", tools: "" });
+  const [options, setOptions] = useState({ model: models.includes("sonnet") ? "sonnet" : models[0] || "sonnet",
+    dialect: "chat", system: "", maxTokens: "", effort: "", schema: "", tools: "" });
   const [history, setHistory] = useState([]);
   const [turn, setTurn] = useState(null); // the answer being streamed
   const [exchange, setExchange] = useState(null);
   const [error, setError] = useState("");
-  const [draft, setDraft] = useState("");
-  const [images, setImages] = useState([]);
   const abort = useRef(null);
 
   useEffect(() => {
@@ -28,37 +26,20 @@ export function Playground({ models }) {
     return () => abort.current?.abort();
   }, []);
 
-  const set = (name) => (e) => setOptions({ ...options, [name]: e.target.value });
-
+  // Send the conversation so far; the answer streams into `turn`, then joins it.
   async function run(conversation) {
     let parsed;
     try { parsed = settings(options); } catch (e) { setError(e.message); return; }
     setError("");
     setHistory(conversation);
     const dialect = DIALECTS[options.dialect];
-    const body = dialect.build(parsed, conversation);
-    const record = { dialect: options.dialect, path: dialect.path, request: body, status: null, response: "" };
+    const record = { dialect: options.dialect, path: dialect.path, status: null, response: "",
+      request: dialect.build(parsed, conversation) };
     setExchange({ ...record });
-    const current = emptyTurn();
-    setTurn({ ...current });
     abort.current = new AbortController();
     try {
-      const response = await fetch(dialect.path, { method: "POST", body: JSON.stringify(body),
-        headers: headers({ "Content-Type": "application/json" }), signal: abort.current.signal });
-      record.status = response.status;
-      if (!response.ok) {
-        record.response = await response.text();
-        let data = record.response;
-        try { data = JSON.parse(data); } catch { /* text */ }
-        throw new ApiError(response.status, data);
-      }
-      for await (const event of events(response)) {
-        record.response += event.raw + "\n\n";
-        dialect.feed(current, event);
-        setTurn({ ...current, toolCalls: current.toolCalls.map((c) => ({ ...c })) });
-      }
-      setHistory([...conversation, { role: "assistant", text: current.text,
-        reasoning: current.reasoning, toolCalls: current.toolCalls, stop: current.stop, usage: current.usage }]);
+      const answer = await stream(dialect, record, abort.current.signal, setTurn);
+      setHistory([...conversation, { role: "assistant", ...answer }]);
     } catch (e) {
       if (e.name !== "AbortError") setError(e instanceof ApiError ? `${e.status}: ${e.message}` : e.message);
     } finally {
@@ -67,22 +48,11 @@ export function Playground({ models }) {
     }
   }
 
-  function send(e) {
-    e.preventDefault();
-    if (!draft.trim() || turn) return;
-    run([...history, { role: "user", text: draft, images }]);
-    setDraft("");
-    setImages([]);
-  }
-
-  function answerTools(results) {
-    run([...history, ...results]);
-  }
-
-  async function attach(e) {
-    const files = [...e.target.files];
-    e.target.value = "";
-    setImages([...images, ...(await Promise.all(files.map(readImage)))]);
+  function restart() {
+    abort.current?.abort();
+    setHistory([]);
+    setExchange(null);
+    setError("");
   }
 
   const last = history[history.length - 1];
@@ -91,46 +61,95 @@ export function Playground({ models }) {
     <section class="playground" aria-labelledby="playground-title">
       <h1 id="playground-title">Playground</h1>
       <div class="columns">
-        <form class="panel settings" onSubmit=${(e) => e.preventDefault()}>
-          <label>Model <select aria-label="Model" value=${options.model} onChange=${set("model")}>
-            ${[...new Set([options.model, ...models])].map((m) => html`<option value=${m}>${m}</option>`)}
-          </select></label>
-          <label>Dialect <select aria-label="Dialect" value=${options.dialect} onChange=${set("dialect")}>
-            ${Object.entries(DIALECTS).map(([id, d]) => html`<option value=${id}>${d.label}</option>`)}
-          </select></label>
-          <label>System prompt <textarea rows="3" value=${options.system} onInput=${set("system")}></textarea></label>
-          <label>Max tokens <input type="number" min="1" value=${options.maxTokens} onInput=${set("maxTokens")} placeholder="default" /></label>
-          <label>Reasoning effort <select aria-label="Reasoning effort" value=${options.effort} onChange=${set("effort")}>
-            ${["", "low", "medium", "high"].map((v) => html`<option value=${v}>${v || "default"}</option>`)}
-          </select></label>
-          <label>Structured output (JSON schema) <textarea rows="3" value=${options.schema} onInput=${set("schema")} placeholder='{"type": "object", ...}'></textarea></label>
-          <label>Tools (JSON list of {name, description, parameters}) <textarea rows="4" value=${options.tools} onInput=${set("tools")} placeholder='[{"name": "get_weather", "parameters": {...}}]'></textarea></label>
-          <button type="button" onClick=${() => { abort.current?.abort(); setHistory([]); setExchange(null); setError(""); }}>New conversation</button>
-        </form>
+        <${Settings} options=${options} setOptions=${setOptions} models=${models} onRestart=${restart} />
         <div class="chat">
           <ol class="transcript" aria-label="Conversation" aria-live="polite">
             ${history.map((item, i) => html`<${Item} key=${i} item=${item} />`)}
             ${turn && html`<${Item} item=${{ role: "assistant", ...turn }} streaming />`}
           </ol>
-          ${awaitingTools && html`<${ToolCards} calls=${last.toolCalls} onAnswer=${answerTools} />`}
+          ${awaitingTools && html`<${ToolCards} calls=${last.toolCalls} onAnswer=${(results) => run([...history, ...results])} />`}
           ${error && html`<p class="error" role="alert">${error}</p>`}
-          <form class="composer" onSubmit=${send}>
-            <label class="grow">Message <textarea rows="3" value=${draft} onInput=${(e) => setDraft(e.target.value)}
-              onKeyDown=${(e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send(e); }}
-              placeholder="Ask Claude Code… (Ctrl+Enter sends)"></textarea></label>
-            <div class="composer-actions">
-              <label class="file">Attach images <input type="file" accept="image/png,image/jpeg,image/gif,image/webp" multiple onChange=${attach} /></label>
-              ${turn ? html`<button type="button" onClick=${() => abort.current?.abort()}>Stop</button>`
-                : html`<button type="submit" class="primary" disabled=${awaitingTools}>Send</button>`}
-            </div>
-            ${images.length > 0 && html`<ul class="thumbs" aria-label="Attached images">${images.map((img, i) => html`
-              <li><img src=${img.url} alt=${`attachment ${i + 1}`} />
-              <button type="button" onClick=${() => setImages(images.filter((_, j) => j !== i))}>Remove</button></li>`)}</ul>`}
-          </form>
+          <${Composer} busy=${Boolean(turn)} blocked=${awaitingTools} onStop=${() => abort.current?.abort()}
+            onSend=${(message) => run([...history, message])} />
           ${exchange && html`<${Exchange} exchange=${exchange} />`}
         </div>
       </div>
     </section>`;
+}
+
+// One streamed answer: `record` gets the status and the raw events as they come;
+// `show` is called with the answer so far after each event.
+async function stream(dialect, record, signal, show) {
+  const current = emptyTurn();
+  show({ ...current });
+  const response = await fetch(record.path, { method: "POST", body: JSON.stringify(record.request),
+    headers: headers({ "Content-Type": "application/json" }), signal });
+  record.status = response.status;
+  if (!response.ok) {
+    record.response = await response.text();
+    let data = record.response;
+    try { data = JSON.parse(data); } catch { /* text */ }
+    throw new ApiError(response.status, data);
+  }
+  for await (const event of events(response)) {
+    record.response += event.raw + "\n\n";
+    dialect.feed(current, event);
+    show({ ...current, toolCalls: current.toolCalls.map((c) => ({ ...c })) });
+  }
+  return current;
+}
+
+function Settings({ options, setOptions, models, onRestart }) {
+  const set = (name) => (e) => setOptions({ ...options, [name]: e.target.value });
+  return html`<form class="panel settings" onSubmit=${(e) => e.preventDefault()}>
+    <label>Model <select aria-label="Model" value=${options.model} onChange=${set("model")}>
+      ${[...new Set([options.model, ...models])].map((m) => html`<option value=${m}>${m}</option>`)}
+    </select></label>
+    <label>Dialect <select aria-label="Dialect" value=${options.dialect} onChange=${set("dialect")}>
+      ${Object.entries(DIALECTS).map(([id, d]) => html`<option value=${id}>${d.label}</option>`)}
+    </select></label>
+    <label>System prompt <textarea rows="3" value=${options.system} onInput=${set("system")}></textarea></label>
+    <label>Max tokens <input type="number" min="1" value=${options.maxTokens} onInput=${set("maxTokens")} placeholder="default" /></label>
+    <label>Reasoning effort <select aria-label="Reasoning effort" value=${options.effort} onChange=${set("effort")}>
+      ${["", "low", "medium", "high"].map((v) => html`<option value=${v}>${v || "default"}</option>`)}
+    </select></label>
+    <label>Structured output (JSON schema) <textarea rows="3" value=${options.schema} onInput=${set("schema")} placeholder='{"type": "object", ...}'></textarea></label>
+    <label>Tools (JSON list of {name, description, parameters}) <textarea rows="4" value=${options.tools} onInput=${set("tools")} placeholder='[{"name": "get_weather", "parameters": {...}}]'></textarea></label>
+    <button type="button" onClick=${onRestart}>New conversation</button>
+  </form>`;
+}
+
+function Composer({ busy, blocked, onSend, onStop }) {
+  const [draft, setDraft] = useState("");
+  const [images, setImages] = useState([]);
+
+  function send(e) {
+    e.preventDefault();
+    if (!draft.trim() || busy || blocked) return;
+    onSend({ role: "user", text: draft, images });
+    setDraft("");
+    setImages([]);
+  }
+
+  async function attach(e) {
+    const files = [...e.target.files];
+    e.target.value = "";
+    setImages([...images, ...(await Promise.all(files.map(readImage)))]);
+  }
+
+  return html`<form class="composer" onSubmit=${send}>
+    <label class="grow">Message <textarea rows="3" value=${draft} onInput=${(e) => setDraft(e.target.value)}
+      onKeyDown=${(e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send(e); }}
+      placeholder="Ask Claude Code… (Ctrl+Enter sends)"></textarea></label>
+    <div class="composer-actions">
+      <label class="file">Attach images <input type="file" accept="image/png,image/jpeg,image/gif,image/webp" multiple onChange=${attach} /></label>
+      ${busy ? html`<button type="button" onClick=${onStop}>Stop</button>`
+        : html`<button type="submit" class="primary" disabled=${blocked}>Send</button>`}
+    </div>
+    ${images.length > 0 && html`<ul class="thumbs" aria-label="Attached images">${images.map((img, i) => html`
+      <li><img src=${img.url} alt=${`attachment ${i + 1}`} />
+      <button type="button" onClick=${() => setImages(images.filter((_, j) => j !== i))}>Remove</button></li>`)}</ul>`}
+  </form>`;
 }
 
 function settings(o) {
