@@ -535,6 +535,8 @@ def test_every_page_fits_a_phone(browser: Browser, gw: Gateway, tokens: dict[str
                                  tmp_path: Path, section: str) -> None:
     context = browser.new_context(viewport=PHONE)
     tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda e: problems.append(str(e)))
     tab.goto(gw.url + "/ui#/" + section)
     sign_in(tab, tokens["ops"])
     expect(tab.get_by_role("heading", level=1)).to_be_visible()
@@ -545,4 +547,5 @@ def test_every_page_fits_a_phone(browser: Browser, gw: Gateway, tokens: dict[str
         shot(tab, "phone-playground")
     context.close()
     assert overflow <= PHONE["width"], f"{section} is {overflow}px wide on a phone"
+    assert not problems
 
