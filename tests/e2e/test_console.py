@@ -371,6 +371,10 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     secret = page.get_by_label("New key value")
     expect(secret).to_contain_text("sk-cca-")
     token = secret.inner_text().strip()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gw.url)
+    page.get_by_role("button", name="Copy key").click()
+    expect(page.get_by_role("region", name="New key").get_by_role("status")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == token
     expect(page.get_by_role("row", name="web-client")).to_contain_text("30/min")
     page.get_by_role("button", name="Done").click()
     expect(secret).to_have_count(0)
