@@ -29,6 +29,7 @@ from .batch.runner import Runner
 from .batch.service import Batches
 from .batch.store import BatchStore
 from .catalog import Catalog
+from .console.router import router as console_router
 from .conversations.responses import Responses
 from .conversations.router import router as conversations_router
 from .conversations.service import Conversations
@@ -123,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     for router in (openai_router, completions_router, responses_router, anthropic_router,
                    conversations_router, sessions_router, batch_router,
-                   ops.router(settings.server.metrics_public)):
+                   ops.router(settings.server.metrics_public), console_router):
         app.include_router(router)
     install_openapi(app)
     _install_error_handlers(app)

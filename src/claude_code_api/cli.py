@@ -113,6 +113,9 @@ def _limit_flags(parser: argparse.ArgumentParser) -> None:
                         help="may use agent mode, when the server enables it (agent.enabled)")
     parser.add_argument("--max-turns", type=int, metavar="N",
                         help="agent mode: model calls per turn at most (0: the server's)")
+    parser.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None,
+                        help="may use the web console at /ui (keys, usage, every "
+                             "conversation)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +187,8 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
                                   concurrency=args.concurrency or None,
                                   budget_usd=args.budget_usd or None,
                                   models=_models(args.models) or None,
-                                  agent=bool(args.agent), max_turns=args.max_turns or None)
+                                  agent=bool(args.agent), max_turns=args.max_turns or None,
+                                  admin=bool(args.admin))
         print(token)
         print(f"created key {key.id} ({key.name}); the key above is shown only once",
               file=sys.stderr)
@@ -193,7 +197,7 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
         models = _models(args.models)
         key = store.update(args.key, rpm=args.rpm, concurrency=args.concurrency,
                            budget_usd=args.budget_usd, models=models,
-                           max_turns=args.max_turns, agent=args.agent,
+                           max_turns=args.max_turns, agent=args.agent, admin=args.admin,
                            reset_spent=args.reset_spent)
         return _print_key(key, args.key)
     if args.action == "revoke":
@@ -201,7 +205,8 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
     if args.action == "list":
         found = [k.summary() for k in store.all(include_revoked=args.all)]
         _table(found, args.json, ("id", "name", "rpm", "concurrency", "budget_usd",
-                                  "spent_usd", "models", "agent", "last_used_at", "revoked"))
+                                  "spent_usd", "models", "agent", "admin", "last_used_at",
+                                  "revoked"))
         return 0
     key_id = None
     if args.key:

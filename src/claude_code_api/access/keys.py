@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     models TEXT,
     agent INTEGER NOT NULL DEFAULT 0,
     max_turns INTEGER,
+    admin INTEGER NOT NULL DEFAULT 0,
     spent_usd REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     last_used_at REAL,
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 """
 # Columns added after the first release, for stores created before them.
-_ADDED_COLUMNS = {"agent": "INTEGER NOT NULL DEFAULT 0", "max_turns": "INTEGER"}
+_ADDED_COLUMNS = {"agent": "INTEGER NOT NULL DEFAULT 0", "max_turns": "INTEGER",
+                  "admin": "INTEGER NOT NULL DEFAULT 0"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ApiKey:
     created_at: float = field(default_factory=time.time)
     last_used_at: float | None = None
     revoked_at: float | None = None
+    admin: bool = False  # may use the web console's admin API (/ui/api)
 
     @property
     def active(self) -> bool:
@@ -104,7 +107,7 @@ class ApiKey:
                 "concurrency": self.concurrency, "budget_usd": self.budget_usd,
                 "spent_usd": round(self.spent_usd, 6),
                 "models": list(self.models) if self.models is not None else None,
-                "agent": self.agent, "max_turns": self.max_turns,
+                "agent": self.agent, "max_turns": self.max_turns, "admin": self.admin,
                 "created_at": int(self.created_at),
                 "last_used_at": int(self.last_used_at) if self.last_used_at else None,
                 "revoked": not self.active}
@@ -135,20 +138,23 @@ class KeyStore(SQLiteStore):
     # -- keys -------------------------------------------------------------------
     def create(self, name: str, *, rpm: int | None = None, concurrency: int | None = None,
                budget_usd: float | None = None, models: list[str] | None = None,
-               agent: bool = False, max_turns: int | None = None) -> tuple[ApiKey, str]:
+               agent: bool = False, max_turns: int | None = None,
+               admin: bool = False) -> tuple[ApiKey, str]:
         """A new key and its secret token (shown once; only its hash is kept)."""
         if self.find(name) is not None:
             raise ValueError(f"an active key named {name!r} exists")
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         key = ApiKey(key_id, name, rpm, concurrency, budget_usd,
-                     tuple(models) if models is not None else None, agent, max_turns)
+                     tuple(models) if models is not None else None, agent, max_turns,
+                     admin=admin)
         with self._lock:
             self._db.execute(
                 "INSERT INTO api_keys (id, name, secret_hash, rpm, concurrency, budget_usd, "
-                "models, agent, max_turns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "models, agent, max_turns, admin, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, name, _hash(secret), rpm, concurrency, budget_usd,
                  json.dumps(models) if models is not None else None, int(agent), max_turns,
-                 key.created_at))
+                 int(admin), key.created_at))
         return key, f"{KEY_PREFIX}{key_id}-{secret}"
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -199,18 +205,20 @@ class KeyStore(SQLiteStore):
     def update(self, ref: str, *, reset_spent: bool = False,
                **limits: Any) -> ApiKey | None:
         """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``,
-        ``max_turns``, ``agent``; a value of None is left alone, 0 or [] means no limit)."""
+        ``max_turns``, ``agent``, ``admin``; a value of None is left alone, 0 or [] means
+        no limit)."""
         key = self.find(ref)
         if key is None:
             return None
         sets: list[str] = []
         args: list[Any] = []
-        for name in ("rpm", "concurrency", "budget_usd", "models", "max_turns", "agent"):
+        for name in ("rpm", "concurrency", "budget_usd", "models", "max_turns", "agent",
+                     "admin"):
             value = limits.get(name)
             if value is None:
                 continue
             sets.append(f"{name} = ?")
-            if name == "agent":
+            if name in ("agent", "admin"):
                 args.append(int(value))
             elif name == "models":
                 args.append(json.dumps(value) if value else None)
@@ -278,5 +286,5 @@ class KeyStore(SQLiteStore):
         return [ApiKey(r["id"], r["name"], r["rpm"], r["concurrency"], r["budget_usd"],
                        tuple(json.loads(r["models"])) if r["models"] else None,
                        bool(r["agent"]), r["max_turns"], r["spent_usd"], r["created_at"],
-                       r["last_used_at"], r["revoked_at"])
+                       r["last_used_at"], r["revoked_at"], bool(r["admin"]))
                 for r in rows]

@@ -124,6 +124,13 @@ class BatchStore(SQLiteStore):
                                     "ORDER BY created_at DESC, rowid DESC", (owner,)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def recent(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Everyone's latest batches, newest first: (owner, batch)."""
+        with self._lock:
+            rows = self._db.execute("SELECT owner, body FROM batches ORDER BY created_at DESC, "
+                                    "rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
     def unfinished(self) -> list[tuple[str, dict[str, Any]]]:
         """Batches a stopped server left running: (owner, batch)."""
         with self._lock:

@@ -113,6 +113,12 @@ class ConversationStore(SQLiteStore):
         return self._one("SELECT * FROM conversations WHERE scope = ? AND fingerprint = ? "
                          "ORDER BY updated_at DESC LIMIT 1", (scope, fingerprint))
 
+    def holding(self, fingerprint: str) -> Conversation | None:
+        """The conversation whose state is this fingerprint, whoever owns it (what a
+        worker's live session holds; for the console's live view)."""
+        return self._one("SELECT * FROM conversations WHERE fingerprint = ? "
+                         "ORDER BY updated_at DESC LIMIT 1", (fingerprint,))
+
     def save(self, conversation: Conversation) -> None:
         conversation.updated_at = time.time()
         row = (conversation.id, conversation.scope, conversation.fingerprint,
