@@ -47,8 +47,8 @@ from .openapi import install as install_openapi
 from .sessions.router import router as sessions_router
 from .sessions.service import Sessions
 from .settings import Settings
+from .store import open_database
 from .store.conversations import ConversationStore
-from .store.database import open_database
 
 log = logging.getLogger(__name__)
 

@@ -370,8 +370,7 @@ def check_store(target: Path | str, pool_size: int = 2) -> Check:
 def _open_stores(target: str, pool_size: int) -> str:
     """Open the store as the server does (creating or migrating it), prove that it can
     be written, and say what opening it changed. Nothing is ever removed."""
-    from .store import migrations
-    from .store.database import open_database
+    from .store import migrations, open_database
 
     db = open_database(target, pool_size=pool_size, migrate=False)
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_code_api.store.database import Database, open_database
+from claude_code_api.store import open_database
+from claude_code_api.store.database import Database
 from tests.postgres import new_schema, temporary_database
 
 

@@ -11,9 +11,9 @@ import pytest
 from claude_code_api.access.keys import KeyStore
 from claude_code_api.batch.store import BatchStore, StoredFile
 from claude_code_api.events import Message, Usage
-from claude_code_api.store import migrations
+from claude_code_api.store import migrations, open_database
 from claude_code_api.store.conversations import Conversation, ConversationStore
-from claude_code_api.store.database import Database, StoreError, open_database
+from claude_code_api.store.database import Database, StoreError
 
 
 # -- migrations ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import BudgetExceeded
 from ..events import Usage
-from ..store.database import Store
+from ..store import Store
 
 KEY_PREFIX = "sk-cca-"
 _KEY = re.compile(r"^sk-cca-([0-9a-f]{12})-([0-9a-f]{48})$")

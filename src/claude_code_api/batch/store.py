@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.database import Store
+from ..store import Store
 
 RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
 _RUNNING_SQL = ", ".join(f"'{s}'" for s in RUNNING)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Message
-from .database import Store
+from . import Store
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The one interface every durable store is written against, and how one is opened.
+"""The one interface every durable store is written against (``open_database`` in
+the package opens one).
 
 A ``Database`` runs SQL written once for both engines: ``?`` placeholders, upserts
 as ``INSERT … ON CONFLICT … DO UPDATE``, ``RETURNING``. What differs is named here:
@@ -19,7 +20,6 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,32 +76,6 @@ class Database(Executor):
         """Idempotent."""
 
 
-def open_database(target: str | Path, *, pool_size: int = 8, timeout: float = 10.0,
-                  migrate: bool = True) -> Database:
-    """The database at ``target``: a ``sqlite:///…`` or ``postgresql://…`` URL, or the
-    path of a SQLite file; brought to the latest schema unless ``migrate`` is false."""
-    from . import migrations
-
-    db = _connect(str(target), pool_size, timeout)
-    if migrate:
-        try:
-            migrations.migrate(db)
-        except BaseException:
-            db.close()
-            raise
-    return db
-
-
-def _connect(target: str, pool_size: int, timeout: float) -> Database:
-    if is_postgres(target):
-        from .postgres import PostgresDatabase
-
-        return PostgresDatabase(target, pool_size=pool_size, timeout=timeout)
-    from .sqlite import SQLiteDatabase
-
-    return SQLiteDatabase(sqlite_path(target))
-
-
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
@@ -123,16 +97,3 @@ def masked(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-class Store:
-    """A store over a ``Database``: the app's shared one, or (given a path or URL, as
-    tests and the ``keys`` command do) one of its own, closed with the store."""
-
-    def __init__(self, db: Database | Path | str) -> None:
-        self._owns = not isinstance(db, Database)
-        self.db = db if isinstance(db, Database) else open_database(db)
-
-    def close(self) -> None:
-        if self._owns:
-            self.db.close()
