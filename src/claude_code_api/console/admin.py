@@ -18,7 +18,7 @@ from .. import __version__
 from ..access.caller import Caller
 from ..access.keys import LOCAL, ApiKey
 from ..errors import Conflict, InvalidRequest, NotFound
-from ..store.sqlite import Conversation
+from ..store.conversations import Conversation
 from .access import admin, gateway_of
 
 router = APIRouter(prefix="/ui/api")
