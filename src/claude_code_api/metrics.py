@@ -48,7 +48,7 @@ class _PoolCollector(Collector):
         counts = self.view.pool_counts()
         workers = GaugeMetricFamily(f"{PREFIX}_pool_workers", "Claude Code processes by "
                                     "state", labels=["state"])
-        for state in ("idle", "busy", "starting", "resetting"):
+        for state in ("idle", "busy", "finishing", "starting", "resetting"):
             workers.add_metric([state], counts.get(state, 0))
         yield workers
         yield GaugeMetricFamily(f"{PREFIX}_pool_max_workers", "Most processes the pool "

@@ -55,7 +55,7 @@ def test_a_conversation_waits_for_its_holder_finishing_its_last_turn(
         loop: asyncio.AbstractEventLoop) -> None:
     """Its answer was sent and the CLI is finishing that turn: the next request of the
     conversation waits milliseconds for it rather than go cold on a clean worker."""
-    clean, finishing = worker(used=9), worker("busy", held="A")
+    clean, finishing = worker(used=9), worker("finishing", held="A")
     wants_a, other = waiter(loop, held="A"), waiter(loop)
     step = plan([wants_a, other], [clean, finishing], LIMITS, now=10, arriving=wants_a)
     assert step.assign == [(other, clean)] and not step.start and not step.refuse

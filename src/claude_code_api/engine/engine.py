@@ -43,7 +43,6 @@ from claude_agent_sdk import Message as SDKMessage
 from ..errors import (
     GatewayError,
     UpstreamAuthFailed,
-    UpstreamError,
     UpstreamRateLimited,
     WorkerCrashed,
     WorkerTimeout,
@@ -76,9 +75,7 @@ log = logging.getLogger(__name__)
 
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
-_ALIVE_CHECK = 1.0  # how often a turn waiting on the relay checks its CLI is alive
-_BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent; retry "
-                  "the request")
+_ALIVE_CHECK = 0.25  # how often a turn waiting on the relay checks on its CLI
 
 
 class Engine:
@@ -206,8 +203,7 @@ class Engine:
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
             events = await self._deliver(worker, request, held, listen=relayed)
-            source = self._relayed(worker, events, translator) if events is not None \
-                else None
+            source = self._relayed(worker, events) if events is not None else None
             async for event in self._events(worker, translator, request, source):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
@@ -226,6 +222,7 @@ class Engine:
                 # Held already while the CLI finishes: the next request of this
                 # conversation waits for this worker rather than go cold elsewhere.
                 worker.held = now_held if self.settings.max_live_conversations != 0 else None
+                worker.state = "finishing"
                 self._background(self._finish(worker, now_held, account, end.usage))
             else:
                 self._abort(worker, account, end.usage if end else Usage())
@@ -357,30 +354,24 @@ class Engine:
         while True:
             yield await worker.next_message(self.settings.timeout_seconds)
 
-    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]],
-                       translator: TurnTranslator) -> AsyncGenerator[SDKMessage, None]:
+    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]]
+                       ) -> AsyncGenerator[SDKMessage, None]:
         """The turn's messages from the relay: the upstream's events as they pass. When
-        a call brought no complete answer (an upstream error), the CLI's own messages
-        from then on: its result says what went wrong."""
-        passed = 0  # responses whose events passed the relay
+        a call brings no complete answer (an upstream error, or none at all), the CLI's
+        own messages from then on: its result says what went wrong, or, when it called
+        again and was answered, its final message is the answer (what was streamed
+        already is not streamed again: a different answer is ``TextReplaced``)."""
+        passed = False
         while True:
             item = await self._relay_item(worker, events)
             if item.get("type") != RELAY_END:
-                passed += item.get("type") == "message_start"
+                passed = True
                 yield StreamEvent(uuid="", session_id="", event=item)
             elif item.get("status") != 200 or not item.get("complete"):
                 break
         while True:
             message = await worker.next_message(self.settings.timeout_seconds)
-            if not passed:
-                yield message  # nothing was sent: the CLI's account of the turn is it
-            elif isinstance(message, ResultMessage):
-                if not message.is_error:
-                    # The CLI called again after the answer broke off: the new answer
-                    # cannot continue the part already sent. (The turn is over: its
-                    # result is the translator's, and says what it cost.)
-                    translator.done, translator.result = True, message
-                    raise UpstreamError(_BROKEN_STREAM)
+            if not (passed and isinstance(message, StreamEvent)):
                 yield message
 
     async def _relay_item(self, worker: Worker,
@@ -394,6 +385,10 @@ class Engine:
             waited += _ALIVE_CHECK
             if not worker.alive:
                 raise WorkerCrashed("the Claude Code process ended unexpectedly")
+            if worker.result_waiting:
+                # The CLI ended the turn without a call reaching the relay (it was not
+                # logged in, say): its result says why.
+                return {"type": RELAY_END, "status": 0, "complete": False}
             if waited >= self.settings.timeout_seconds:
                 raise WorkerTimeout(f"Claude Code produced nothing for "
                                     f"{self.settings.timeout_seconds:g} seconds")

@@ -137,9 +137,11 @@ class _Planner:
 
     # -- waiters ------------------------------------------------------------------
     def assign(self, waiting: Sequence[Waiter], arriving: Waiter | None) -> None:
-        resetting = Counter(w.key for w, s in self.states.items() if s == "resetting")
-        # Room as the arriving request finds it: a worker being reset is free in
-        # milliseconds, so it counts as room too.
+        # Workers being reset or finishing a turn whose answer was sent are free in
+        # milliseconds: they count as room for the arriving request, and a waiter takes
+        # the next of them rather than start a process.
+        resetting = Counter(w.key for w, s in self.states.items()
+                            if s in ("resetting", "finishing"))
         room = self.room + sum(resetting.values())
         queued = sum(1 for w in waiting if w.waiting and w is not arriving)
         for waiter in waiting:
@@ -187,7 +189,7 @@ class _Planner:
     def _finishing_holder(self, key: WorkerKey, held: str) -> bool:
         """A busy worker already holds this conversation: its answer was sent and the
         CLI is finishing the turn (the engine marks it as it hands the answer over)."""
-        return any(w.key == key and w.held == held and s == "busy"
+        return any(w.key == key and w.held == held and s == "finishing"
                    for w, s in self.states.items())
 
     def _finishing(self, waiter: Waiter) -> bool:
@@ -248,7 +250,7 @@ class _Planner:
         mine = [(w, s) for w, s in self.states.items() if w.key == DEFAULT_KEY]
         warm = self._starts() + sum(1 for w, s in mine if w.held is None
                                     and s in ("idle", "starting", "resetting"))
-        busy = sum(1 for _, s in mine if s == "busy")
+        busy = sum(1 for _, s in mine if s in ("busy", "finishing"))
         holders = sorted((w for w, s in mine if w.held is not None and s == "idle"),
                          key=lambda w: w.last_used)
         # An idle holder counts as a spare for recent demand (it takes a new

@@ -76,6 +76,7 @@ class Pool:
             "idle": states.count("idle"),
             "busy": states.count("busy"),
             "starting": states.count("starting"),
+            "finishing": states.count("finishing"),
             "resetting": states.count("resetting"),
             "queued": sum(1 for w in self._waiters if w.waiting),
             "restarts": self.restarts,
@@ -320,7 +321,8 @@ class Pool:
         """Record how many chat workers are wanted right now: busy ones, and the
         requests waiting for one (this one included when it found none idle)."""
         now = self.clock()
-        busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY and w.state == "busy")
+        busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY
+                   and w.state in ("busy", "finishing"))
         queued = sum(1 for w in self._waiters if w.key == DEFAULT_KEY and w.waiting)
         self._demand.append((now, busy + queued + refused))
         while self._demand and now - self._demand[0][0] > self.settings.idle_seconds:

@@ -18,7 +18,8 @@ from claude_agent_sdk import Message as SDKMessage
 from .permissions import AgentKey, Permissions
 from .relay import Lane
 
-State = Literal["starting", "idle", "busy", "resetting", "closed"]
+# finishing: its answer was sent; the CLI is still closing the turn (milliseconds).
+State = Literal["starting", "idle", "busy", "finishing", "resetting", "closed"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ class Worker(Protocol):
         ...
 
     def drain(self) -> None: ...
+
+    @property
+    def result_waiting(self) -> bool:
+        """A turn's result waits to be read."""
+        ...
 
     def arm(self, marker: str) -> dict[str, Any]:
         """Mark it armed with ``marker``; the message to ``send`` for it."""

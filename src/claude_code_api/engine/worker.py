@@ -91,6 +91,7 @@ class Worker(WorkerProtocol):
         self.held: str | None = None
         self._client: ClaudeSDKClient | None = None
         self._inbox: asyncio.Queue[SDKMessage | _Died] = asyncio.Queue()
+        self._results = 0  # results in the inbox
         self._started: asyncio.Future[None] | None = None
         self._closing = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
@@ -203,6 +204,7 @@ class Worker(WorkerProtocol):
                 # dropped by drain()) is never added to the next turn's cost.
                 if isinstance(message, ResultMessage):
                     message = self.meter.turn(message)
+                    self._results += 1
                 self._inbox.put_nowait(message)
         except asyncio.CancelledError:
             raise
@@ -276,7 +278,14 @@ class Worker(WorkerProtocol):
             ) from None
         if isinstance(item, _Died):
             raise WorkerCrashed("the Claude Code process ended unexpectedly")
+        if isinstance(item, ResultMessage):
+            self._results -= 1
         return item
+
+    @property
+    def result_waiting(self) -> bool:
+        """A turn's result waits in the inbox (the turn ended, whatever else did)."""
+        return self._results > 0
 
     async def until_result(self, timeout: float) -> ResultMessage:
         while True:
@@ -367,6 +376,8 @@ class Worker(WorkerProtocol):
             if isinstance(item, _Died):
                 self._inbox.put_nowait(item)
                 return
+            if isinstance(item, ResultMessage):
+                self._results -= 1
 
     def _require_client(self) -> ClaudeSDKClient:
         if self._client is None or self._dead:

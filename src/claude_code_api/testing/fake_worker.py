@@ -167,6 +167,7 @@ class FakeWorker(Worker):
         self.closes = self.kills = 0
         self.spent = 0.0
         self._inbox: asyncio.Queue[SDKMessage | None] = asyncio.Queue()  # None: died
+        self._results = 0  # results in the inbox
         self._feed: asyncio.Task[None] | None = None
         self._dead = False
         self._killed = asyncio.Event()
@@ -288,6 +289,7 @@ class FakeWorker(Worker):
     def _put(self, message: SDKMessage) -> None:
         if isinstance(message, ResultMessage):
             self.spent += message.total_cost_usd or 0.0
+            self._results += 1
         self._inbox.put_nowait(message)
 
     async def set_model(self, model: str) -> None:
@@ -315,6 +317,8 @@ class FakeWorker(Worker):
         if item is None:
             self._inbox.put_nowait(None)
             raise WorkerCrashed("the fake worker's process ended")
+        if isinstance(item, ResultMessage):
+            self._results -= 1
         return item
 
     async def until_result(self, timeout: float) -> ResultMessage:
@@ -353,11 +357,18 @@ class FakeWorker(Worker):
             raise self.reset_error
         return self.reset_result and not self.unrewindable
 
+    @property
+    def result_waiting(self) -> bool:
+        return self._results > 0
+
     def drain(self) -> None:
         while not self._inbox.empty():
-            if self._inbox.get_nowait() is None:
+            item = self._inbox.get_nowait()
+            if item is None:
                 self._inbox.put_nowait(None)
                 return
+            if isinstance(item, ResultMessage):
+                self._results -= 1
 
     def _check(self) -> None:
         if self._dead:
