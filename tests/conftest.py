@@ -183,15 +183,49 @@ def session_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+class Gateways:
+    """The gateways of one test process, one per distinct set of settings: every module
+    that asks for the same settings gets the same gateway, started on first use and
+    stopped when the session ends (each xdist worker process has its own set)."""
+
+    def __init__(self, upstream: FakeUpstream, root: Path) -> None:
+        self.upstream = upstream
+        self.root = root
+        self.started: dict[tuple[tuple[str, str], ...], Gateway] = {}
+
+    def get(self, **settings: str) -> Gateway:
+        key = tuple(sorted(settings.items()))
+        if key not in self.started:
+            gateway = start_gateway(self.upstream, self.root / f"gateway-{len(self.started)}",
+                                    **settings)
+            gateway.wait_idle()
+            self.started[key] = gateway
+        return self.started[key]
+
+    def stop(self) -> None:
+        for gateway in self.started.values():
+            gateway.stop()
+            assert not gateway.cli_processes(), "a CLI process outlived the server"
+
+
 @pytest.fixture(scope="session")
-def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gateway]:
+def gateways(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gateways]:
+    registry = Gateways(upstream, session_tmp)
+    yield registry
+    registry.stop()
+
+
+# The settings of the gateway that tests needing no special configuration share.
+# (Codex's model name for tests/e2e/test_responses_tools.py.)
+SHARED: dict[str, str] = {"models__aliases": '{"gpt-4o": "sonnet", "gpt-5.3-codex": "sonnet"}'}
+# A gateway of a single worker, for tests that follow what one process does.
+ONE_WORKER: dict[str, str] = {"claude__max_concurrent_sessions": "1"}
+
+
+@pytest.fixture(scope="session")
+def shared_gateway(gateways: Gateways) -> Gateway:
     """One gateway for the tests that need no special configuration."""
-    gateway = start_gateway(upstream, session_tmp / "shared",
-                            models__aliases='{"gpt-4o": "sonnet"}')
-    gateway.wait_idle()
-    yield gateway
-    gateway.stop()
-    assert not gateway.cli_processes()
+    return gateways.get(**SHARED)
 
 
 def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
@@ -240,18 +274,10 @@ def tokens(team: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
     return team[1]
 
 
-@pytest.fixture(scope="module")
-def own_gateway(upstream: FakeUpstream,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory)
-
-
 @pytest.fixture
-def gateway(request: pytest.FixtureRequest, upstream: FakeUpstream) -> Gateway:
-    """The shared gateway, or the module's own for modules marked `own_gateway`."""
-    name = "own_gateway" if request.node.get_closest_marker("own_gateway") else \
-        "shared_gateway"
-    return ready(request.getfixturevalue(name), upstream)
+def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    """The shared gateway, ready for a test."""
+    return ready(shared_gateway, upstream)
 
 
 @pytest.fixture
