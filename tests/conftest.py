@@ -168,6 +168,31 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-a
     raise RuntimeError(f"gateway did not start:\n{gateway.log()}")
 
 
+# Modules that share a gateway of the `gateways` registry other than the shared one:
+# under xdist they run in one process, so that the gateway starts once.
+TOGETHER: dict[str, str] = {
+    "tests/e2e/test_pool.py": "one-worker",
+    "tests/e2e/test_relay.py": "one-worker",
+    "tests/e2e/test_tools.py": "one-worker",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (scripts/test), with the modules of TOGETHER kept in one process:
+    a module's tests always run in one process, as its module-scoped gateway wants.
+    (xdist's own `loadgroup` cannot do it: it renames test ids, which pytest 9 ignores.)"""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TogetherScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return TOGETHER.get(module, module)
+
+    return TogetherScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream()
