@@ -263,8 +263,8 @@ def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
 
 def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
                    **settings: str) -> Iterator[Gateway]:
-    """A gateway of its own for one test module (tests that leave tool turns paused,
-    or that need predictable live sessions)."""
+    """A gateway of its own for one test module, stopped after it: for settings that
+    no other module uses (settings that several modules use: `gateways`)."""
     yield from serving(start_gateway(upstream, factory.mktemp("gateway"), **settings))
 
 
