@@ -168,6 +168,31 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-a
     raise RuntimeError(f"gateway did not start:\n{gateway.log()}")
 
 
+# Modules that share a gateway of the `gateways` registry other than the shared one:
+# under xdist they run in one process, so that the gateway starts once.
+TOGETHER: dict[str, str] = {
+    "tests/e2e/test_pool.py": "one-worker",
+    "tests/e2e/test_relay.py": "one-worker",
+    "tests/e2e/test_tools.py": "one-worker",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (scripts/test), with the modules of TOGETHER kept in one process:
+    a module's tests always run in one process, as its module-scoped gateway wants.
+    (xdist's own `loadgroup` cannot do it: it renames test ids, which pytest 9 ignores.)"""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TogetherScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return TOGETHER.get(module, module)
+
+    return TogetherScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream()
@@ -183,15 +208,49 @@ def session_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+class Gateways:
+    """The gateways of one test process, one per distinct set of settings: every module
+    that asks for the same settings gets the same gateway, started on first use and
+    stopped when the session ends (each xdist worker process has its own set)."""
+
+    def __init__(self, upstream: FakeUpstream, root: Path) -> None:
+        self.upstream = upstream
+        self.root = root
+        self.started: dict[tuple[tuple[str, str], ...], Gateway] = {}
+
+    def get(self, **settings: str) -> Gateway:
+        key = tuple(sorted(settings.items()))
+        if key not in self.started:
+            gateway = start_gateway(self.upstream, self.root / f"gateway-{len(self.started)}",
+                                    **settings)
+            gateway.wait_idle()
+            self.started[key] = gateway
+        return self.started[key]
+
+    def stop(self) -> None:
+        for gateway in self.started.values():
+            gateway.stop()
+            assert not gateway.cli_processes(), "a CLI process outlived the server"
+
+
 @pytest.fixture(scope="session")
-def shared_gateway(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gateway]:
+def gateways(upstream: FakeUpstream, session_tmp: Path) -> Iterator[Gateways]:
+    registry = Gateways(upstream, session_tmp)
+    yield registry
+    registry.stop()
+
+
+# The settings of the gateway that tests needing no special configuration share.
+# (Codex's model name for tests/e2e/test_responses_tools.py.)
+SHARED: dict[str, str] = {"models__aliases": '{"gpt-4o": "sonnet", "gpt-5.3-codex": "sonnet"}'}
+# A gateway of a single worker, for tests that follow what one process does.
+ONE_WORKER: dict[str, str] = {"claude__max_concurrent_sessions": "1"}
+
+
+@pytest.fixture(scope="session")
+def shared_gateway(gateways: Gateways) -> Gateway:
     """One gateway for the tests that need no special configuration."""
-    gateway = start_gateway(upstream, session_tmp / "shared",
-                            models__aliases='{"gpt-4o": "sonnet"}')
-    gateway.wait_idle()
-    yield gateway
-    gateway.stop()
-    assert not gateway.cli_processes()
+    return gateways.get(**SHARED)
 
 
 def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
@@ -204,8 +263,8 @@ def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
 
 def module_gateway(upstream: FakeUpstream, factory: pytest.TempPathFactory,
                    **settings: str) -> Iterator[Gateway]:
-    """A gateway of its own for one test module (tests that leave tool turns paused,
-    or that need predictable live sessions)."""
+    """A gateway of its own for one test module, stopped after it: for settings that
+    no other module uses (settings that several modules use: `gateways`)."""
     yield from serving(start_gateway(upstream, factory.mktemp("gateway"), **settings))
 
 
@@ -240,18 +299,10 @@ def tokens(team: tuple[Gateway, dict[str, str]]) -> dict[str, str]:
     return team[1]
 
 
-@pytest.fixture(scope="module")
-def own_gateway(upstream: FakeUpstream,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory)
-
-
 @pytest.fixture
-def gateway(request: pytest.FixtureRequest, upstream: FakeUpstream) -> Gateway:
-    """The shared gateway, or the module's own for modules marked `own_gateway`."""
-    name = "own_gateway" if request.node.get_closest_marker("own_gateway") else \
-        "shared_gateway"
-    return ready(request.getfixturevalue(name), upstream)
+def gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    """The shared gateway, ready for a test."""
+    return ready(shared_gateway, upstream)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from claude_code_api.engine.launch import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Seen
 from tests.clients.node import GUIDES, NodeClients, Run, finish_all, prepared
 from tests.clients.replies import answer, tool_results
-from tests.conftest import Gateway, module_gateway
+from tests.conftest import Gateway, ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -58,9 +57,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> NodeClients:
 
 
 @pytest.fixture(scope="module")
-def agents_gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory)
+def agents_gateway(shared_gateway: Gateway, upstream: FakeUpstream) -> Gateway:
+    return ready(shared_gateway, upstream)
 
 
 def guide(name: str, gateway: Gateway) -> str:

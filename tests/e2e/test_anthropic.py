@@ -17,8 +17,7 @@ from claude_code_api.engine.launch import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
 from tests.conftest import Gateway
 
-# Paused tool turns or predictable live sessions: a gateway of its own.
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 ASK = [{"role": "user", "content": "Hello?"}]
 WEATHER = {"name": "get_weather", "description": "Weather for a city",

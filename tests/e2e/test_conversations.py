@@ -22,8 +22,7 @@ import pytest
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen, Text, Thinking
 from tests.conftest import Gateway, start_gateway
 
-# Paused tool turns or predictable live sessions: a gateway of its own.
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 
 def answer(text: str, signature: str) -> Reply:

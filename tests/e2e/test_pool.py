@@ -15,31 +15,40 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, serving, start_gateway
+from tests.conftest import ONE_WORKER, Gateway, Gateways, module_gateway, ready, start_gateway
 
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "hi"}]
 
 
+@pytest.fixture(scope="module")
+def small(upstream: FakeUpstream,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One worker at most, no queue, short timeouts; shared by the module's tests, which
+    count from where the one before left it."""
+    yield from module_gateway(upstream, tmp_path_factory, claude__max_concurrent_sessions="1",
+                              claude__max_queue="0", claude__timeout_seconds="3",
+                              claude__retry_after_seconds="2")
+
+
 @pytest.fixture
-def small_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Gateway]:
-    """One worker at most, no queue, short timeouts."""
-    upstream.reset()
-    yield from serving(start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
-                                     claude__max_queue="0", claude__timeout_seconds="3",
-                                     claude__retry_after_seconds="2"))
+def small_gateway(small: Gateway, upstream: FakeUpstream) -> Gateway:
+    ready(small, upstream)
+    small.wait_idle()
+    return small
 
 
 def test_sequential_requests_reuse_one_warm_process(small_gateway: Gateway,
                                                     upstream: FakeUpstream) -> None:
-    pid = small_gateway.health()["workers"][0]["pid"]
+    [worker] = small_gateway.health()["workers"]
     client = small_gateway.client()
     for _ in range(4):
         client.chat.completions.create(model="sonnet", messages=USER)
     health = small_gateway.wait_idle()
-    assert [w["pid"] for w in health["workers"]] == [pid]
-    assert health["workers"][0]["turns"] == 4
+    assert [w["pid"] for w in health["workers"]] == [worker["pid"]]
+    assert health["workers"][0]["turns"] == worker["turns"] + 4
+    pid = worker["pid"]
     assert [p.pid for p in small_gateway.cli_processes()] == [pid]
 
 
@@ -58,23 +67,27 @@ def test_full_pool_and_queue_answer_429_with_retry_after(small_gateway: Gateway,
         assert slow.result().choices[0].message.content == "slow answer"
 
 
-def test_queued_requests_wait_for_a_worker(upstream: FakeUpstream, tmp_path: Path) -> None:
-    upstream.reset()
-    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
-                            claude__max_queue="8")
-    try:
-        gateway.wait_idle()
-        upstream.script(*[Reply.text(f"answer {i}", first_delay=0.3) for i in range(4)])
-        client = gateway.client()
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(client.chat.completions.create, model="sonnet",
-                                   messages=USER) for _ in range(4)]
-            answers = sorted(f.result().choices[0].message.content or "" for f in futures)
-        assert answers == [f"answer {i}" for i in range(4)]
-        health = gateway.wait_idle()
-        assert health["pool"]["size"] == 1 and health["workers"][0]["turns"] == 4
-    finally:
-        gateway.stop()
+@pytest.fixture
+def one(gateways: Gateways, upstream: FakeUpstream) -> Iterator[Gateway]:
+    """The session's gateway of one worker (and a queue of 32, a 300 s silence timeout)."""
+    gateway = ready(gateways.get(**ONE_WORKER), upstream)
+    gateway.wait_idle()
+    yield gateway
+    gateway.close_clients()
+
+
+def test_queued_requests_wait_for_a_worker(one: Gateway, upstream: FakeUpstream) -> None:
+    gateway = one
+    turns = gateway.health()["workers"][0]["turns"]
+    upstream.script(*[Reply.text(f"answer {i}", first_delay=0.3) for i in range(4)])
+    client = gateway.client()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client.chat.completions.create, model="sonnet",
+                               messages=USER) for _ in range(4)]
+        answers = sorted(f.result().choices[0].message.content or "" for f in futures)
+    assert answers == [f"answer {i}" for i in range(4)]
+    health = gateway.wait_idle()
+    assert health["pool"]["size"] == 1 and health["workers"][0]["turns"] == turns + 4
 
 
 def test_client_disconnect_interrupts_the_turn_and_frees_the_worker(
@@ -101,28 +114,23 @@ def test_client_disconnect_interrupts_the_turn_and_frees_the_worker(
     assert answer.choices[0].message.content == "next caller"
 
 
-def test_non_streaming_disconnect_also_interrupts(upstream: FakeUpstream,
-                                                  tmp_path: Path) -> None:
-    upstream.reset()
-    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1",
-                            claude__timeout_seconds="120")
-    try:
-        pid = gateway.wait_idle()["workers"][0]["pid"]
-        upstream.script(Reply.text("never read", first_delay=60))
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(gateway.base_url + "/chat/completions", timeout=1.0,
-                       json={"model": "sonnet", "messages": USER})
-        # Far sooner than the upstream's 60 s or the 120 s silence timeout: the
-        # hang-up itself interrupted the turn, and the same process is back.
-        health = gateway.wait_idle(timeout=8)
-        assert [w["pid"] for w in health["workers"]] == [pid]
-    finally:
-        gateway.stop()
+def test_non_streaming_disconnect_also_interrupts(one: Gateway, upstream: FakeUpstream) -> None:
+    gateway = one
+    pid = gateway.wait_idle()["workers"][0]["pid"]
+    upstream.script(Reply.text("never read", first_delay=60))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.base_url + "/chat/completions", timeout=1.0,
+                   json={"model": "sonnet", "messages": USER})
+    # Far sooner than the upstream's 60 s or the 300 s silence timeout: the
+    # hang-up itself interrupted the turn, and the same process is back.
+    health = gateway.wait_idle(timeout=8)
+    assert [w["pid"] for w in health["workers"]] == [pid]
 
 
 def test_a_crashed_cli_is_a_502_and_the_pool_heals(small_gateway: Gateway,
                                                    upstream: FakeUpstream) -> None:
-    old_pid = small_gateway.health()["workers"][0]["pid"]
+    before = small_gateway.health()
+    old_pid = before["workers"][0]["pid"]
     upstream.script(Reply.text("too late", first_delay=2.0))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(httpx.post, small_gateway.base_url + "/chat/completions",
@@ -134,7 +142,7 @@ def test_a_crashed_cli_is_a_502_and_the_pool_heals(small_gateway: Gateway,
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "worker_crashed"
     health = small_gateway.wait_for(lambda h: h["pool"]["idle"] == 1, timeout=30)
-    assert health["pool"]["restarts"] == 1
+    assert health["pool"]["restarts"] == before["pool"]["restarts"] + 1
     assert health["workers"][0]["pid"] != old_pid
     assert not psutil.pid_exists(old_pid) or \
         psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
@@ -216,12 +224,13 @@ def test_shutdown_closes_every_cli_process(upstream: FakeUpstream, tmp_path: Pat
 
 def test_a_worker_that_dies_while_idle_is_replaced_at_once(small_gateway: Gateway,
                                                            upstream: FakeUpstream) -> None:
-    old_pid = small_gateway.health()["workers"][0]["pid"]
+    before = small_gateway.health()
+    old_pid = before["workers"][0]["pid"]
     os.kill(old_pid, signal.SIGKILL)
     # Well before the 5 s sweep: the death itself triggers the replacement.
     health = small_gateway.wait_for(
         lambda h: h["pool"]["idle"] == 1 and h["workers"][0]["pid"] != old_pid, timeout=4)
-    assert health["pool"]["restarts"] == 1
+    assert health["pool"]["restarts"] == before["pool"]["restarts"] + 1
     upstream.script(Reply.text("still serving"))
     answer = small_gateway.client().chat.completions.create(model="sonnet", messages=USER)
     assert answer.choices[0].message.content == "still serving"
@@ -229,22 +238,17 @@ def test_a_worker_that_dies_while_idle_is_replaced_at_once(small_gateway: Gatewa
 
 
 def test_a_session_the_cli_cannot_rewind_is_not_handed_to_the_next_caller(
-        upstream: FakeUpstream, tmp_path: Path) -> None:
+        one: Gateway, upstream: FakeUpstream) -> None:
     # A first message of only a tool result (for a call the gateway never saw) is
     # answered; the CLI then refuses to rewind that session ("target splits a tool
     # call"), so the next caller on the only worker must get a clean one, not a 502.
-    upstream.reset()
     upstream.responder = lambda seen: Reply.text("answered")
-    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1")
+    gateway = one
     orphan = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x",
                                            "content": "42"}]}
-    try:
+    for message in (orphan, {"role": "user", "content": "hi"}):
+        response = httpx.post(gateway.url + "/v1/messages", timeout=60, json={
+            "model": "sonnet", "max_tokens": 64, "messages": [message]})
+        assert response.status_code == 200, response.text
+        assert response.json()["content"][0]["text"] == "answered"
         gateway.wait_idle()
-        for message in (orphan, {"role": "user", "content": "hi"}):
-            response = httpx.post(gateway.url + "/v1/messages", timeout=60, json={
-                "model": "sonnet", "max_tokens": 64, "messages": [message]})
-            assert response.status_code == 200, response.text
-            assert response.json()["content"][0]["text"] == "answered"
-            gateway.wait_idle()
-    finally:
-        gateway.stop()

@@ -13,9 +13,9 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Seen
-from tests.conftest import Gateway, module_gateway, ready
+from tests.conftest import ONE_WORKER, Gateway, Gateways, module_gateway, ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -26,9 +26,9 @@ CLI_HEADER = "You are a Claude agent, built on Anthropic's Claude Agent SDK."
 
 
 @pytest.fixture(scope="module")
-def one(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def one(gateways: Gateways) -> Gateway:
     """A gateway with a single worker."""
-    yield from module_gateway(upstream, tmp_path_factory, claude__max_concurrent_sessions="1")
+    return gateways.get(**ONE_WORKER)
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def client_system(seen: Seen) -> list[str]:
 
 def test_one_worker_alternating_shapes_sends_each_turns_own(gateway: Gateway,
                                                             upstream: FakeUpstream) -> None:
+    started = gateway.health()["pool"]["started"]
     chat = gateway.client()
     messages = anthropic.Anthropic(base_url=gateway.url, api_key="unused")
     ask = [{"role": "user", "content": "Hello?"}]
@@ -71,7 +72,7 @@ def test_one_worker_alternating_shapes_sends_each_turns_own(gateway: Gateway,
     assert all(s.messages == [{"role": "user", "content": [{"type": "text", "text": "Hello?"}]}]
                for s in seen)
     health = gateway.wait_idle()
-    assert health["pool"]["started"] == 1 and len(gateway.cli_processes()) == 1
+    assert health["pool"]["started"] == started and len(gateway.cli_processes()) == 1
 
 
 def test_turns_start_on_armed_workers_whose_calls_go_upstream_only_with_a_turn(

@@ -13,8 +13,7 @@ import pytest
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
 from tests.conftest import Gateway
 
-# Paused tool turns or predictable live sessions: a gateway of its own.
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},

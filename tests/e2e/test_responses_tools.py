@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway, module_gateway
+from tests.conftest import Gateway
 from tests.e2e.test_images import PNG
 
-# Paused tool turns: a gateway of its own, which also knows Codex's model name.
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 CODEX = json.loads((Path(__file__).parent.parent / "fixtures" / "codex" / "request.json")
                    .read_text())
@@ -36,13 +34,6 @@ AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-age
           "tools": [SPAWN]}
 PATCHER = {"type": "custom", "name": "apply_patch", "description": "Edit files",
            "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "x"'}}
-
-
-@pytest.fixture(scope="module")
-def own_gateway(upstream: FakeUpstream,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from module_gateway(upstream, tmp_path_factory,
-                              models__aliases='{"gpt-5.3-codex": "sonnet"}')
 
 
 def client_tool_names(upstream: FakeUpstream) -> list[str]:

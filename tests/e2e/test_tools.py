@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,10 +12,9 @@ import pydantic
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import ONE_WORKER, Gateway, Gateways, ready
 
-# Counts of turns and processes: a gateway of its own.
-pytestmark = [pytest.mark.e2e, pytest.mark.own_gateway]
+pytestmark = pytest.mark.e2e
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -201,13 +199,12 @@ def test_openai_sdk_stream_helper_with_tools(client: openai.OpenAI,
     assert final.choices[0].finish_reason == "tool_calls"
 
 
-def test_a_tool_call_holds_no_worker(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_a_tool_call_holds_no_worker(upstream: FakeUpstream, gateways: Gateways) -> None:
     """One worker: while a client runs its tool, another caller is served by it, and the
     results are then answered by it too."""
-    upstream.reset()
-    gateway = start_gateway(upstream, tmp_path, claude__max_concurrent_sessions="1")
+    gateway = ready(gateways.get(**ONE_WORKER), upstream)
+    before = started(gateway)
     try:
-        gateway.wait_idle()
         client = gateway.client()
         upstream.script(calls(("get_weather", {"city": "Paris"}, "toolu_held")))
         first = client.chat.completions.create(model="sonnet", messages=ASK, tools=[WEATHER])
@@ -222,9 +219,9 @@ def test_a_tool_call_holds_no_worker(upstream: FakeUpstream, tmp_path: Path) -> 
             {"role": "tool", "tool_call_id": "toolu_held", "content": "sunny"}])
         assert second.choices[0].message.content == "sunny"
         assert len(gateway.cli_processes()) == 1
-        assert gateway.health()["pool"]["started"] == 1
+        assert started(gateway) == before  # no process was started for the other caller
     finally:
-        gateway.stop()
+        gateway.close_clients()
 
 
 def test_completed_tool_rounds_in_the_history_are_replayed_as_real_turns(
