@@ -144,6 +144,18 @@ class CacheSettings(BaseModel):
                                      "another key's identical requests")
 
 
+class RedisSettings(BaseModel):
+    url: str | None = Field(None, description="redis://host:port/db: keep rate limits, "
+                            "budget reservations and the response cache in Redis, shared by "
+                            "every replica (default: in this process)")
+    prefix: str = Field("cca:", description="the start of every Redis key the gateway uses")
+    lease_seconds: float = Field(30.0, gt=0, description="a running request's slot and "
+                                 "budget reservation end this long after a replica that died "
+                                 "last renewed them")
+    timeout_seconds: float = Field(2.0, gt=0, description="longest wait for Redis before a "
+                                   "request is answered 503")
+
+
 # Claude Code's file tools and its task list (TaskCreate..TaskUpdate took TodoWrite's
 # place), as the bundled CLI offers them; no Bash, no web. Older CLIs' MultiEdit, LS
 # and TodoWrite are gone: a test checks that the CLI offers every one listed here.
@@ -224,6 +236,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     file_access: FileAccessSettings = Field(default_factory=FileAccessSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
