@@ -30,6 +30,11 @@ from typing import Protocol
 from .keys import ApiKey, KeyStore
 
 RECENT_TURNS = 20  # the turns a mean is taken over
+NANO = 10**9  # reservations add up in whole nano-dollars: ten of $0.10 are $1 exactly
+
+
+def nano(usd: float) -> int:
+    return round(usd * NANO)
 
 
 @dataclass(eq=False)
@@ -68,16 +73,17 @@ class Held:
 
     async def reserve(self, key: ApiKey, amount: float) -> Reservation:
         held = self._held.setdefault(key.id, set())
-        reserved = sum(r.amount for r in held)
-        if key.budget_usd is not None and key.spent_usd + reserved >= key.budget_usd:
-            raise key.budget_error(reserved, len(held))
+        reserved = sum(nano(r.amount) for r in held)
+        if key.budget_usd is not None and \
+                nano(key.spent_usd) + reserved >= nano(key.budget_usd):
+            raise key.budget_error(reserved / NANO, len(held))
         reservation = Reservation(key.id, amount, self._release)
         held.add(reservation)
         return reservation
 
     async def held(self, key_id: str) -> tuple[float, int]:
         held = self._held.get(key_id, ())
-        return sum(r.amount for r in held), len(held)
+        return sum(nano(r.amount) for r in held) / NANO, len(held)
 
     def _release(self, reservation: Reservation) -> None:
         held = self._held.get(reservation.key_id)

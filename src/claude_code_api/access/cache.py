@@ -110,4 +110,9 @@ class MemoryCache:
         return True
 
     async def entries(self) -> int:
+        """The entries still served (those past their TTL are dropped here)."""
+        now = self._clock()
+        for key in [k for k, e in self._entries.items()
+                    if now - e.stored_at > self.settings.ttl_seconds]:
+            del self._entries[key]
         return len(self._entries)

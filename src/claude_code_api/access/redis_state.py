@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from ..errors import StateUnavailable
 from ..settings import CacheSettings
-from .budgets import Reservation
+from .budgets import NANO, Reservation, nano
 from .cache import Cached
 from .keys import ApiKey
 from .limits import Verdict
@@ -73,8 +73,8 @@ redis.call('PEXPIRE', KEYS[2], lease)
 return {1, '', 0, started + 1, window}
 """
 
-# KEYS: lease set, amounts hash. ARGV: budget, spent, amount, lease ms, id.
-# -> {reserved (1) or refused (0), what is held (before this one), how many}
+# KEYS: lease set, amounts hash. ARGV: budget, spent, amount (nano-dollars), lease ms,
+# id. -> {reserved (1) or refused (0), what is held (before this one), how many}
 _RESERVE = _NOW + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for i = 1, #expired do redis.call('HDEL', KEYS[2], expired[i]) end
@@ -83,14 +83,14 @@ local amounts = redis.call('HVALS', KEYS[2])
 local held = 0
 for i = 1, #amounts do held = held + tonumber(amounts[i]) end
 if tonumber(ARGV[2]) + held >= tonumber(ARGV[1]) then
-  return {0, tostring(held), #amounts}
+  return {0, held, #amounts}
 end
 local lease = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[5])
 redis.call('HSET', KEYS[2], ARGV[5], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('PEXPIRE', KEYS[2], lease)
-return {1, tostring(held), #amounts}
+return {1, held, #amounts}
 """
 
 # KEYS: lease set, amounts hash. -> {what is held, how many}
@@ -101,7 +101,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local amounts = redis.call('HVALS', KEYS[2])
 local held = 0
 for i = 1, #amounts do held = held + tonumber(amounts[i]) end
-return {tostring(held), #amounts}
+return {held, #amounts}
 """
 
 # KEYS: a lease set, then keys that live as long as it. ARGV: lease ms, members.
@@ -198,12 +198,17 @@ class Leases:
             except (RedisError, OSError) as exc:  # try again next time, within the lease
                 log.warning("redis: renewing leases failed (%s)", type(exc).__name__)
 
-    async def close(self) -> None:
-        """Stop renewing and give back what is still held (a replica shutting down)."""
+    async def stop(self) -> None:
+        """Stop renewing: what is held now ends with its lease (as if this replica died)."""
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
+            self._renewer = None
+
+    async def close(self) -> None:
+        """Stop renewing and give back what is still held (a replica shutting down)."""
+        await self.stop()
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=2)
         with contextlib.suppress(RedisError, OSError):
@@ -278,18 +283,17 @@ class RedisReservations:
         keys = self._keys(key.id)
         with reaching_redis():
             ok, held, count = await self._reserve(
-                keys=list(keys), args=[repr(float(key.budget_usd or 0.0)),
-                                       repr(float(key.spent_usd)), repr(float(amount)),
-                                       self.leases.lease_ms, reservation.id])
+                keys=list(keys), args=[nano(key.budget_usd or 0.0), nano(key.spent_usd),
+                                       nano(amount), self.leases.lease_ms, reservation.id])
         if not ok:
-            raise key.budget_error(float(held), int(count))
+            raise key.budget_error(int(held) / NANO, int(count))
         self.leases.add(keys, reservation.id)
         return reservation
 
     async def held(self, key_id: str) -> tuple[float, int]:
         with reaching_redis():
             held, count = await self._held(keys=list(self._keys(key_id)))
-        return float(held), int(count)
+        return int(held) / NANO, int(count)
 
     def _release(self, reservation: Reservation) -> None:
         # Called when a turn ends, from code that cannot wait: done in the background.
