@@ -1,0 +1,131 @@
+"""Two gateway processes sharing one Redis (``redis.url``) and one store, as two
+replicas behind a load balancer: limits hold across them exactly, an answer cached
+by one serves the other, and a revoked key is refused by both within a second."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
+from tests.conftest import Gateway, create_key, keys_cli, ready, start_gateway
+from tests.shared_redis import REDIS_URL, drop, keys_under
+
+pytestmark = pytest.mark.e2e
+
+KEYS = {"rpm4": ("--rpm", "4"), "single": ("--concurrency", "1"), "leaving": (),
+        "alice": ()}
+
+
+@pytest.fixture(scope="module")
+def prefix() -> Iterator[str]:
+    prefix = f"cca-test-{secrets.token_hex(6)}:"
+    yield prefix
+    drop(prefix)
+
+
+@pytest.fixture(scope="module")
+def replicas(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory, prefix: str
+             ) -> Iterator[tuple[list[Gateway], dict[str, str], Path]]:
+    tmp = tmp_path_factory.mktemp("replicas")
+    store = tmp / "shared.db"
+    tokens = {name: create_key(store, name, *flags) for name, flags in KEYS.items()}
+    shared = {"store__path": str(store), "redis__url": REDIS_URL, "redis__prefix": prefix,
+              "auth__required": "true", "cache__enabled": "true",
+              "claude__max_concurrent_sessions": "2"}
+    gateways: list[Gateway] = []
+    try:
+        for name in ("a", "b"):
+            gateways.append(start_gateway(upstream, tmp / name, **shared))
+        for gateway in gateways:
+            gateway.wait_idle()
+        yield gateways, tokens, store
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+            assert not gateway.cli_processes(), "a CLI process outlived the server"
+    # A replica that shuts down gives its slots back: no running request is left.
+    assert not [k for k in keys_under(prefix) if b":run:" in k]
+
+
+@pytest.fixture
+def pair(replicas: tuple[list[Gateway], dict[str, str], Path], upstream: FakeUpstream
+         ) -> tuple[Gateway, Gateway]:
+    a, b = replicas[0]
+    return ready(a, upstream), ready(b, upstream)
+
+
+@pytest.fixture
+def tokens(replicas: tuple[list[Gateway], dict[str, str], Path]) -> dict[str, str]:
+    return replicas[1]
+
+
+def chat(gateway: Gateway, token: str, text: str, **headers: str) -> httpx.Response:
+    body: dict[str, Any] = {"model": "sonnet",
+                            "messages": [{"role": "user", "content": text}]}
+    return httpx.post(gateway.base_url + "/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {token}", **headers})
+
+
+def test_an_rpm_limit_across_two_replicas_admits_exactly_n(
+        pair: tuple[Gateway, Gateway], tokens: dict[str, str]) -> None:
+    answers = [chat(pair[i % 2], tokens["rpm4"], f"question {i}") for i in range(8)]
+    assert [r.status_code for r in answers] == [200] * 4 + [429] * 4
+    refused = answers[4:]
+    assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in refused)
+    assert all("4 requests per minute" in r.json()["error"]["message"] for r in refused)
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in answers[:4]] == \
+        ["3", "2", "1", "0"]
+
+
+def test_a_concurrency_limit_is_shared(pair: tuple[Gateway, Gateway], tokens: dict[str, str],
+                                       upstream: FakeUpstream) -> None:
+    a, b = pair
+    token = tokens["single"]
+    upstream.script(Reply.text("a slow answer in five words", chunk_delay=0.4))
+    client = openai.OpenAI(base_url=a.base_url, api_key=token, max_retries=0)
+    with client.chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "slow"}], stream=True,
+            extra_headers={"Cache-Control": "no-store"}) as stream:
+        refused = chat(b, token, "meanwhile")
+        assert refused.status_code == 429
+        assert "already has 1 request running" in refused.json()["error"]["message"]
+        assert refused.headers["x-ratelimit-reason"] == "concurrency"
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    client.close()
+    assert text == "a slow answer in five words"
+    assert chat(b, token, "now").status_code == 200  # the slot came back on replica a
+
+
+def test_an_answer_cached_by_one_replica_serves_the_other(
+        pair: tuple[Gateway, Gateway], tokens: dict[str, str], upstream: FakeUpstream) -> None:
+    a, b = pair
+    upstream.script(Reply.text("cached once"))
+    first = chat(a, tokens["alice"], "what is cached?")
+    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+    again = chat(b, tokens["alice"], "what is cached?")
+    assert again.status_code == 200 and again.headers["x-cache"] == "hit"
+    assert again.json() == first.json()
+    assert len(upstream.message_requests()) == 1  # the second never reached a CLI
+
+
+def test_a_key_revoked_on_the_shared_store_is_refused_by_both_within_a_second(
+        pair: tuple[Gateway, Gateway], tokens: dict[str, str],
+        replicas: tuple[list[Gateway], dict[str, str], Path]) -> None:
+    token = tokens["leaving"]
+    assert all(chat(g, token, f"hello {i}").status_code == 200 for i, g in enumerate(pair))
+    done = keys_cli(replicas[2], "revoke", "leaving")
+    assert done.returncode == 0, done.stderr
+    revoked_at = time.monotonic()
+    for gateway in pair:
+        while (status := chat(gateway, token, "still there?").status_code) != 401:
+            assert status == 200
+            assert time.monotonic() - revoked_at < 1.0, "the revocation took over a second"
+            time.sleep(0.05)
