@@ -137,7 +137,7 @@ class CacheSettings(BaseModel):
     enabled: bool = Field(False, description="answer exact repeats of a request from memory")
     ttl_seconds: float = Field(3600.0, gt=0, description="how long an entry is served")
     max_entries: int = Field(1000, ge=1, description="entries kept (least recently used go "
-                                                     "first)")
+                                                     "first; in Redis the oldest)")
     max_entry_bytes: int = Field(1024 * 1024, ge=1, description="larger responses are not "
                                                                 "cached")
     shared_across_keys: bool = Field(False, description="let one key's cached answers serve "
