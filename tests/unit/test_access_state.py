@@ -259,12 +259,15 @@ async def test_an_unreachable_redis_is_a_503_without_its_address() -> None:
         await state.close()
 
 
-async def test_a_replica_closing_gives_back_its_slots(shared: Replica,
-                                                      redis_prefix: str) -> None:
+async def test_a_replica_closing_gives_back_its_slots_and_reservations(
+        shared: Replica, redis_prefix: str) -> None:
     one, two = await shared(), await shared()
-    key = ApiKey("k-close", "close", concurrency=1)
+    key = ApiKey("k-close", "close", concurrency=1, budget_usd=1.0)
     assert (await one.limiter.acquire(key)).allowed
+    await one.reservations.reserve(key, 0.5)
     await one.close()
+    assert await two.reservations.held(key.id) == (0.0, 0)
     assert (await two.limiter.acquire(key)).allowed
     await two.limiter.release(key)
-    assert all(k.decode().startswith(redis_prefix) for k in keys_under(redis_prefix))
+    left = {k.decode() for k in keys_under(redis_prefix)}
+    assert left == {f"{redis_prefix}rpm:k-close"}  # the window outlives the requests

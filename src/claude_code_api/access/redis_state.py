@@ -73,35 +73,36 @@ redis.call('PEXPIRE', KEYS[2], lease)
 return {1, '', 0, started + 1, window}
 """
 
-# KEYS: lease set, amounts hash. ARGV: budget, spent, amount (nano-dollars), lease ms,
-# id. -> {reserved (1) or refused (0), what is held (before this one), how many}
-_RESERVE = _NOW + """
+# KEYS: lease set, amounts hash: expired reservations dropped, the live ones summed.
+_HELD_NOW = _NOW + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for i = 1, #expired do redis.call('HDEL', KEYS[2], expired[i]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local amounts = redis.call('HVALS', KEYS[2])
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
 local held = 0
-for i = 1, #amounts do held = held + tonumber(amounts[i]) end
+if #live > 0 then
+  local amounts = redis.call('HMGET', KEYS[2], unpack(live))
+  for i = 1, #amounts do held = held + (tonumber(amounts[i]) or 0) end
+end
+"""
+
+# KEYS: lease set, amounts hash. ARGV: budget, spent, amount (nano-dollars), lease ms,
+# id. -> {reserved (1) or refused (0), what is held (before this one), how many}
+_RESERVE = _HELD_NOW + """
 if tonumber(ARGV[2]) + held >= tonumber(ARGV[1]) then
-  return {0, held, #amounts}
+  return {0, held, #live}
 end
 local lease = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[5])
 redis.call('HSET', KEYS[2], ARGV[5], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('PEXPIRE', KEYS[2], lease)
-return {1, held, #amounts}
+return {1, held, #live}
 """
 
 # KEYS: lease set, amounts hash. -> {what is held, how many}
-_HELD = _NOW + """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 1, #expired do redis.call('HDEL', KEYS[2], expired[i]) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local amounts = redis.call('HVALS', KEYS[2])
-local held = 0
-for i = 1, #amounts do held = held + tonumber(amounts[i]) end
-return {held, #amounts}
+_HELD = _HELD_NOW + """
+return {held, #live}
 """
 
 # KEYS: a lease set, then keys that live as long as it. ARGV: lease ms, members.
@@ -213,8 +214,16 @@ class Leases:
             await asyncio.wait(set(self._pending), timeout=2)
         with contextlib.suppress(RedisError, OSError):
             for keys, members in self._held.items():
-                await self.client.zrem(keys[0], *members)
+                await self.give_back(keys, *members)
         self._held.clear()
+
+    async def give_back(self, keys: tuple[str, ...], *members: str) -> None:
+        """End leases now: out of their set, and out of the keys that live with it."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(keys[0], *members)
+        for also in keys[1:]:
+            pipe.hdel(also, *members)
+        await pipe.execute()
 
 
 class RedisLimiter:
@@ -299,10 +308,7 @@ class RedisReservations:
         # Called when a turn ends, from code that cannot wait: done in the background.
         keys = self._keys(reservation.key_id)
         self.leases.discard(keys, reservation.id)
-        pipe = self.leases.client.pipeline(transaction=True)
-        pipe.zrem(keys[0], reservation.id)
-        pipe.hdel(keys[1], reservation.id)
-        self.leases.later(pipe.execute())
+        self.leases.later(self.leases.give_back(keys, reservation.id))
 
     def _keys(self, key_id: str) -> tuple[str, str]:
         return f"{self.prefix}resv:{key_id}", f"{self.prefix}resv-usd:{key_id}"
