@@ -68,6 +68,12 @@ def main() -> None:
         if answer != "Hello from a clean install":
             sys.exit(f"unexpected answer {answer!r}:\n{log.read_text()}")
         print(f"clean install answered: {answer!r}")
+        # The console's files are package data: the installed package serves them.
+        for path in ("/ui", "/ui/static/js/main.js", "/ui/static/vendor/preact.mjs"):
+            with urllib.request.urlopen(url + path, timeout=10) as page:
+                if page.status != 200 or not page.read():
+                    sys.exit(f"{path} was not served by the installed package")
+        print("clean install serves the console at /ui")
     finally:
         try:
             children = psutil.Process(server.pid).children(recursive=True)

@@ -28,6 +28,7 @@ from .batch.runner import Runner
 from .batch.service import Batches
 from .batch.store import BatchStore
 from .catalog import Catalog
+from .console.router import router as console_router
 from .conversations.responses import Responses
 from .conversations.router import router as conversations_router
 from .conversations.service import Conversations
@@ -46,17 +47,20 @@ from .openapi import install as install_openapi
 from .sessions.router import router as sessions_router
 from .sessions.service import Sessions
 from .settings import Settings
-from .store.sqlite import ConversationStore
+from .store import open_database
+from .store.conversations import ConversationStore
 
 log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> Services:
-    """Every service of one app, wired to its collaborators (no I/O: ``start`` does it)."""
+    """Every service of one app, wired to its collaborators. Only the store is opened
+    here (and brought to the latest schema): the rest of the I/O is ``start``'s."""
+    database = open_database(settings.store.target(), pool_size=settings.store.pool_size)
     engine = Engine(settings.claude, settings.cli_line_bytes())
     catalog = Catalog(settings.models.aliases)
     media = MediaResolver(settings.media)
-    keys = KeyStore(settings.store.path)
+    keys = KeyStore(database)
     # Limits, reservations and the cache: in process, or in Redis for every replica.
     access = access_state(settings)
     budgets = Budgets(keys, settings.auth.turn_reserve_usd, access.reservations)
@@ -64,7 +68,7 @@ def build(settings: Settings) -> Services:
     engine.relay.on_call = lambda lane, call: metrics.observe_upstream(
         call.status, call.duration_s, call.first_token_s)
     agents = Agents(settings)
-    store = ConversationStore(settings.store.path)
+    store = ConversationStore(database)
     conversations = Conversations(store)
     limiter = access.limiter
     # One turn's money and limits, the same for HTTP turns and live-session turns.
@@ -72,12 +76,12 @@ def build(settings: Settings) -> Services:
     turns = Turns(settings, engine, catalog, media, conversations, agents, accounts)
     runner = Runner(turns, keys, settings.claude.max_concurrent_sessions)
     return Services(
-        settings=settings, engine=engine, catalog=catalog, media=media, keys=keys,
-        limiter=limiter, budgets=budgets,
+        settings=settings, database=database, engine=engine, catalog=catalog, media=media,
+        keys=keys, limiter=limiter, budgets=budgets,
         cache=access.cache, access=access, metrics=metrics, agents=agents,
         conversations=conversations, responses=Responses(store), turns=turns,
         sessions=Sessions(settings, engine, catalog, agents, accounts),
-        batches=Batches(settings.batch, BatchStore(settings.store.path), runner, keys,
+        batches=Batches(settings.batch, BatchStore(database), runner, keys,
                         engine.pool.wait_ready))
 
 
@@ -98,9 +102,8 @@ async def close(services: Services) -> None:
     await services.batches.close()  # first: their turns are interrupted, not orphaned
     await services.engine.close()
     await services.media.close()
-    services.conversations.store.close()
-    services.keys.close()
     await services.access.close()
+    services.database.close()  # last: the services above may still record a turn
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -125,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     for router in (openai_router, completions_router, responses_router, anthropic_router,
                    conversations_router, sessions_router, batch_router,
-                   ops.router(settings.server.metrics_public)):
+                   ops.router(settings.server.metrics_public), console_router):
         app.include_router(router)
     install_openapi(app)
     _install_error_handlers(app)

@@ -76,8 +76,8 @@ def _seconds(text: str) -> float:
 def _keys_parser(commands: Any) -> None:
     keys = commands.add_parser(
         "keys", help="create, list, change and revoke client API keys",
-        description="Client API keys, kept hashed in the store (store.path). Changes take "
-                    "effect at once, also in a running server.")
+        description="Client API keys, kept hashed in the store (store.url, or store.path). "
+                    "Changes take effect at once, also in a running server.")
     _config_flag(keys)
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key and print it (shown only once)")
@@ -113,6 +113,9 @@ def _limit_flags(parser: argparse.ArgumentParser) -> None:
                         help="may use agent mode, when the server enables it (agent.enabled)")
     parser.add_argument("--max-turns", type=int, metavar="N",
                         help="agent mode: model calls per turn at most (0: the server's)")
+    parser.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None,
+                        help="may use the web console at /ui (keys, usage, every "
+                             "conversation)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"claude-code-api: {exc}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return serve(settings)
-    return keys(args, settings)
+    from .store.database import StoreError
+
+    try:
+        if args.command == "serve":
+            return serve(settings)
+        return keys(args, settings)
+    except StoreError as exc:  # PostgreSQL unreachable, a store newer than this release
+        print(f"claude-code-api: {exc}", file=sys.stderr)
+        return 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -148,7 +157,7 @@ def serve(settings: Settings) -> int:
     from .logs import configure
 
     if not settings.server.is_loopback() or settings.auth.required:
-        store = KeyStore(settings.store.path)
+        store = KeyStore(settings.store.target())
         has_keys = store.any_active()
         store.close()
         if not has_keys:
@@ -156,7 +165,7 @@ def serve(settings: Settings) -> int:
             print(f"claude-code-api: refusing to serve on {settings.server.host} {where}: "
                   "no API key exists, so nobody could call it. Create one with "
                   "`claude-code-api keys create --name NAME` (same --config / "
-                  "CLAUDE_CODE__STORE__PATH as the server).", file=sys.stderr)
+                  "CLAUDE_CODE__STORE__URL or __PATH as the server).", file=sys.stderr)
             return 2
     configure(settings.server.log_level, settings.server.log_format)
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
@@ -168,7 +177,7 @@ def serve(settings: Settings) -> int:
 def keys(args: argparse.Namespace, settings: Settings) -> int:
     from .access.keys import KeyStore
 
-    store = KeyStore(settings.store.path)
+    store = KeyStore(settings.store.target())
     try:
         return _keys_action(args, store)
     except ValueError as exc:
@@ -184,7 +193,8 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
                                   concurrency=args.concurrency or None,
                                   budget_usd=args.budget_usd or None,
                                   models=_models(args.models) or None,
-                                  agent=bool(args.agent), max_turns=args.max_turns or None)
+                                  agent=bool(args.agent), max_turns=args.max_turns or None,
+                                  admin=bool(args.admin))
         print(token)
         print(f"created key {key.id} ({key.name}); the key above is shown only once",
               file=sys.stderr)
@@ -193,7 +203,7 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
         models = _models(args.models)
         key = store.update(args.key, rpm=args.rpm, concurrency=args.concurrency,
                            budget_usd=args.budget_usd, models=models,
-                           max_turns=args.max_turns, agent=args.agent,
+                           max_turns=args.max_turns, agent=args.agent, admin=args.admin,
                            reset_spent=args.reset_spent)
         return _print_key(key, args.key)
     if args.action == "revoke":
@@ -201,7 +211,8 @@ def _keys_action(args: argparse.Namespace, store: Any) -> int:
     if args.action == "list":
         found = [k.summary() for k in store.all(include_revoked=args.all)]
         _table(found, args.json, ("id", "name", "rpm", "concurrency", "budget_usd",
-                                  "spent_usd", "models", "agent", "last_used_at", "revoked"))
+                                  "spent_usd", "models", "agent", "admin", "last_used_at",
+                                  "revoked"))
         return 0
     key_id = None
     if args.key:

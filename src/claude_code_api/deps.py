@@ -30,6 +30,7 @@ from .media import MediaResolver
 from .metrics import Metrics
 from .sessions.service import Sessions
 from .settings import Settings
+from .store.database import Database
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Services:
     """Everything the routes use, built once per app by ``app.build``."""
 
     settings: Settings
+    database: Database  # every store's, closed last
     engine: Engine
     catalog: Catalog
     media: MediaResolver

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -128,7 +129,7 @@ def diagnose(args: argparse.Namespace) -> tuple[list[Check], Settings | None]:
         checks += asyncio.run(_claude(settings, args.offline, timeout))
     except Exception as exc:
         checks += [_crashed(name, exc) for name in ("worker", "credentials", "upstream")]
-    checks.append(_guarded("store", lambda: check_store(settings.store.path)))
+    checks.append(_guarded("store", lambda: check_store(settings.store.target())))
     checks.append(_guarded("agent", lambda: check_agent(settings)))
     checks.append(_guarded("port", lambda: check_port(settings.server.host,
                                                       settings.server.port)))
@@ -161,6 +162,8 @@ def _secrets(settings: Settings | None) -> set[str]:
     if settings is not None:
         found |= {s.get_secret_value() for s in settings.claude.credentials}
         found |= {settings.claude.env.get(name, "") for name in AUTH_VARIABLES}
+        store = urlsplit(settings.store.url or "")
+        found.add(store.password or "")  # a PostgreSQL password in store.url
     return {s for s in found if len(s) >= 8}
 
 
@@ -338,48 +341,58 @@ async def check_upstream(probe: Probe, settings: Settings, timeout: float) -> Ch
 
 
 # -- files and the port --------------------------------------------------------------
-def check_store(path: Path) -> Check:
-    if str(path) == ":memory:":
+def check_store(target: Path | str, pool_size: int = 2) -> Check:
+    """Open the store as the server does (``target``: store.url or store.path),
+    migrating it, and say at which schema version it is."""
+    from .store.database import StoreError, is_postgres, masked, sqlite_path
+
+    text = str(target)
+    if not is_postgres(text) and sqlite_path(text) == ":memory:":
         return passed("store", "in memory (:memory:): nothing is kept across restarts")
+    path = None if is_postgres(text) else Path(sqlite_path(text))
+    where = masked(text) if path is None else str(path)
     try:
-        change = _open_stores(path)
-    except (OSError, sqlite3.Error) as exc:
+        if path is not None:
+            _require_writable(path)
+        change = _open_stores(text, pool_size)
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        if path is None:
+            return failed("store", str(exc) if isinstance(exc, StoreError) else
+                          f"{where}: {exc}", "check store.url (CLAUDE_CODE__STORE__URL): "
+                          "is PostgreSQL running there, does the database exist, may this "
+                          "user create tables in it?")
         return failed("store", f"{path}: {_os_message(exc, path)}",
                       "point store.path (CLAUDE_CODE__STORE__PATH) at a writable location, "
                       "or fix the permissions")
-    return passed("store", f"{path}: writable, {change}")
+    return passed("store", f"{where}: writable, {change}")
 
 
-def _open_stores(path: Path) -> str:
-    """Open every store as the server does (creating or migrating the file), prove that
-    it can be written, and say what opening it changed. Nothing is ever removed."""
-    from .access.keys import KeyStore
-    from .batch.store import BatchStore
-    from .store.sqlite import ConversationStore, SQLiteStore
+def _open_stores(target: str, pool_size: int) -> str:
+    """Open the store as the server does (creating or migrating it), prove that it can
+    be written, and say what opening it changed. Nothing is ever removed."""
+    from .store import migrations, open_database
 
-    _require_writable(path)
-    before = _schema(path) if path.exists() else None
-    opened: list[SQLiteStore] = []
+    db = open_database(target, pool_size=pool_size, migrate=False)
     try:
-        for kind in (ConversationStore, KeyStore, BatchStore):
-            opened.append(kind(path))
-    finally:
-        for store in opened:
-            store.close()
-    db = sqlite3.connect(path, timeout=10, isolation_level=None)
-    try:
-        db.execute("BEGIN IMMEDIATE")  # the write lock: refused on a read-only file
-        db.execute("ROLLBACK")
+        before_tables = db.tables()
+        before = migrations.version(db)
+        after_version = migrations.migrate(db)[1]
+        with db.transaction() as tx:  # a write: refused on a read-only store
+            tx.run("UPDATE schema_version SET name = name WHERE version = ?",
+                   (after_version,))
+        after = db.tables()
     finally:
         db.close()
-    after = _schema(path)
-    if before is None:
-        return f"created just now ({len(after)} tables)"
-    added = [f"table {t}" for t in after if t not in before]
-    added += [f"column {t}.{c}" for t in after if t in before for c in after[t] - before[t]]
-    if added:
-        return f"schema updated just now (added {', '.join(sorted(added))})"
-    return f"schema current ({len(after)} tables)"
+    tables = f"{len(after)} tables"
+    if not before_tables:
+        return f"created just now (schema version {after_version}, {tables})"
+    if before == after_version:
+        return f"schema version {after_version}, current ({tables})"
+    added = [f"table {t}" for t in after if t not in before_tables]
+    added += [f"column {t}.{c}" for t in after if t in before_tables
+              for c in after[t] - before_tables[t]]
+    return (f"schema updated just now from version {before} to {after_version} "
+            f"(added {', '.join(sorted(added))})")
 
 
 def _require_writable(path: Path) -> None:
@@ -391,17 +404,6 @@ def _require_writable(path: Path) -> None:
         if target is not None and target.exists() and \
                 (target.is_dir() or target == path) and not os.access(target, mode):
             raise PermissionError(errno.EACCES, "not writable by this user", str(target))
-
-
-def _schema(path: Path) -> dict[str, set[str]]:
-    db = sqlite3.connect(path)
-    try:
-        tables = [row[0] for row in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: {row[0] for row in db.execute(
-            "SELECT name FROM pragma_table_info(?)", (t,))} for t in tables}
-    finally:
-        db.close()
 
 
 def check_agent(settings: Settings) -> Check:

@@ -104,12 +104,18 @@ class Metrics:
                                        "content delta", buckets=_LATENCY, registry=r)
         r.register(_PoolCollector(view))
         self._recent: dict[str, deque[float]] = {}
+        # The last API requests, for the console's live view (/ui, Live).
+        self.last_requests: deque[dict[str, Any]] = deque(maxlen=50)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float,
-                        key: str) -> None:
+                        key: str, path: str | None = None) -> None:
         self.requests.labels(route, method, str(status), key).inc()
         self.latency.labels(route).observe(seconds)
         self._recent.setdefault(route, deque(maxlen=1000)).append(seconds)
+        if path is not None and path.startswith("/v1/"):
+            self.last_requests.append({"at": round(time.time(), 3), "method": method,
+                                       "path": path, "status": status, "key": key,
+                                       "ms": round(seconds * 1000, 1)})
 
     def observe_turn(self, end: TurnEnd, model: str, key: str) -> None:
         self.turns.labels(model, end.stop_reason).inc()

@@ -20,7 +20,8 @@ from .deps import (
     MetricsDep,
     SettingsDep,
 )
-from .engine.engine import Engine, cli_version
+from .engine.engine import Engine
+from .engine.launch import cli_version
 from .engine.protocol import Worker
 from .openapi import openai_errors
 
@@ -34,7 +35,7 @@ class PoolGauges:
     def pool_counts(self) -> dict[str, int]:
         pool = self.engine.pool
         return {**pool.counts(),
-                "holding_conversations": sum(1 for w in pool.workers if w.holds)}
+                "holding_conversations": sum(1 for w in pool.workers if w.held)}
 
     def pool_totals(self) -> dict[str, int]:
         return {"restarts": self.engine.pool.restarts,

@@ -117,9 +117,27 @@ def _default_store() -> Path:
     return base / "claude-code-api" / "gateway.db"
 
 
+def _store_url(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip() or None
+    if value is not None and not str(value).startswith(
+            ("sqlite://", "postgresql://", "postgres://")):
+        raise ValueError("store.url is sqlite:///path or postgresql://user@host/database")
+    return value
+
+
 class StoreSettings(BaseModel):
-    path: Path = Field(default_factory=_default_store, description="SQLite file for "
-                       "conversations (\":memory:\" keeps nothing across restarts)")
+    path: Path = Field(default_factory=_default_store, description="SQLite file for keys, "
+                       "conversations, responses and batches when store.url is not set "
+                       "(\":memory:\" keeps nothing across restarts)")
+    url: Annotated[str | None, BeforeValidator(_store_url)] = Field(
+        None, description="where the durable state is: sqlite:///path (one process) or "
+        "postgresql://user@host/database (shared by replicas); unset: store.path")
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections per process at most")
+
+    def target(self) -> str:
+        """The store's URL, or the SQLite file's path."""
+        return self.url or str(self.path)
 
 
 class AuthSettings(BaseModel):
@@ -211,6 +229,9 @@ class BatchSettings(BaseModel):
                                    "file (POST /v1/batches) at most")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest file accepted "
                                 "by POST /v1/files")
+    lease_seconds: float = Field(60.0, gt=0, description="how long a process holds a batch "
+                                 "item it runs without renewing it: the items of a replica "
+                                 "that died are taken over this long after")
 
 
 class ModelSettings(BaseModel):

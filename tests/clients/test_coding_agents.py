@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from claude_code_api.engine.engine import bundled_cli
+from claude_code_api.engine.launch import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Seen
 from tests.clients.node import GUIDES, NodeClients, Run, finish_all, prepared
 from tests.clients.replies import answer, tool_results

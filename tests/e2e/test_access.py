@@ -204,6 +204,7 @@ def test_budget_exhausted_by_reported_cost(gw: Gateway, tokens: dict[str, str],
     upstream.script(Reply.text("the one answer this key can afford"))
     first = chat(gw, token)
     assert first.status_code == 200  # checked before: nothing spent yet
+    gw.wait_idle()  # the turn's cost is charged when the CLI reports it, after the answer
     usage = json.loads(keys_cli(store_of(gw), "usage", "tiny-budget", "--json").stdout)
     assert len(usage) == 1 and usage[0]["requests"] == 1
     assert usage[0]["cost_usd"] > 0.000001  # what Claude Code reported for the turn
@@ -287,6 +288,7 @@ def test_metrics_parse_and_move(gw: Gateway, tokens: dict[str, str],
     assert chat(gw, token).status_code == 200
     assert chat(gw, token).status_code in (502, 503)
     assert chat(gw, None).status_code == 401
+    gw.wait_idle()  # the answered turn's cost is counted when the CLI reports it
     after = metrics(gw, token)
 
     def moved(name: str, **labels: str) -> float:

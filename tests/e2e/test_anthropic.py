@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import pytest
 
-from claude_code_api.engine.engine import bundled_cli
+from claude_code_api.engine.launch import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
 from tests.conftest import Gateway
 

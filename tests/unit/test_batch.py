@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-from openai.types import Batch, FileObject
-
 from claude_code_api.access.caller import Caller
 from claude_code_api.access.keys import ApiKey
-from claude_code_api.batch.models import BatchItem, parse_input
+from claude_code_api.batch.models import parse_input
 from claude_code_api.batch.runner import Outcome, Runner
-from claude_code_api.batch.store import BatchStore, StoredFile
 
 CHAT = "/v1/chat/completions"
 
@@ -65,34 +62,6 @@ def test_a_batch_runs_no_more_items_at_once_than_pool_request_and_key_allow() ->
     assert runner.limit(Caller(), 2) == 2
     assert runner.limit(Caller(), 10) == 4
     assert runner.limit(Caller(key=ApiKey("k", "k", concurrency=1)), 3) == 1
-
-
-def test_store_keeps_files_batches_and_results_until_finished() -> None:
-    store = BatchStore(":memory:")
-    file = StoredFile("file-1", "alice", "in.jsonl", "batch", 3, 100)
-    store.add_file(file, b"abc")
-    FileObject.model_validate(file.wire())
-    assert store.content("file-1") == b"abc"
-    assert store.files("bob") == [] and store.files("alice", "batch") == [file]
-    body = {"id": "batch_1", "object": "batch", "endpoint": CHAT, "input_file_id": "file-1",
-            "completion_window": "24h", "status": "in_progress", "created_at": 100,
-            "request_counts": {"total": 2, "completed": 0, "failed": 0}}
-    store.save_batch("alice", body)
-    Batch.model_validate(body)
-    store.add_result("batch_1", 1, False, {"custom_id": "b"})
-    store.add_result("batch_1", 0, True, {"custom_id": "a"})
-    assert store.done("batch_1") == {0, 1}
-    assert store.counts("batch_1") == (1, 1)
-    assert [ok for ok, _ in store.results("batch_1")] == [True, False]
-    assert [b["id"] for _, b in store.unfinished()] == ["batch_1"]
-    out = StoredFile("file-2", "alice", "batch_1_output.jsonl", "batch_output", 1, 101)
-    store.finish({**body, "status": "completed", "output_file_id": "file-2"}, [(out, b"x")])
-    assert store.unfinished() == [] and store.results("batch_1") == []
-    assert store.batch("batch_1") == ("alice", {**body, "status": "completed",
-                                                "output_file_id": "file-2"})
-    assert store.content("file-2") == b"x"
-    assert BatchItem(custom_id="x").url == CHAT
-    store.close()
 
 
 def test_a_line_with_text_that_cannot_be_encoded_fails_validation_naming_the_field() -> None:

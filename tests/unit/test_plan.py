@@ -24,14 +24,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def worker(state: State = "idle", holds: str | None = None, used: float = 0.0) -> FakeWorker:
+def worker(state: State = "idle", held: str | None = None, used: float = 0.0) -> FakeWorker:
     w = FakeWorker(CHAT)
-    w.state, w.holds, w.last_used = state, holds, used
+    w.state, w.held, w.last_used = state, held, used
     return w
 
 
-def waiter(loop: asyncio.AbstractEventLoop, holding: str | None = None) -> Waiter:
-    return Waiter(CHAT, loop.create_future(), holding)
+def waiter(loop: asyncio.AbstractEventLoop, held: str | None = None) -> Waiter:
+    return Waiter(CHAT, loop.create_future(), held)
 
 
 def test_a_plan_decides_and_changes_nothing(loop: asyncio.AbstractEventLoop) -> None:
@@ -46,8 +46,8 @@ def test_a_plan_decides_and_changes_nothing(loop: asyncio.AbstractEventLoop) -> 
 
 def test_the_worker_holding_the_conversation_comes_first(
         loop: asyncio.AbstractEventLoop) -> None:
-    clean, holder = worker(used=9), worker(holds="A", used=1)
-    wants_a = waiter(loop, holding="A")
+    clean, holder = worker(used=9), worker(held="A", used=1)
+    wants_a = waiter(loop, held="A")
     assert plan([wants_a], [clean, holder], LIMITS, now=10).assign == [(wants_a, holder)]
 
 
@@ -75,7 +75,7 @@ def test_an_arrival_beyond_the_queue_is_refused(loop: asyncio.AbstractEventLoop)
 
 
 def test_the_sweep_resets_old_conversations_and_closes_idle_workers() -> None:
-    holder, idle, fresh = worker(holds="A", used=0), worker(used=0), worker(used=250)
+    holder, idle, fresh = worker(held="A", used=0), worker(used=0), worker(used=250)
     step = plan([], [holder, idle, fresh], LIMITS, now=301, sweep=True)
     assert step.reset == [(holder, "conversation idle 301s")]
     assert step.evict == [(idle, "idle 301s")]

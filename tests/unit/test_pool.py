@@ -54,9 +54,9 @@ def fake(worker: Worker) -> FakeWorker:
     return worker
 
 
-def later(pool: Pool, key: WorkerKey = CHAT, holding: str | None = None
+def later(pool: Pool, key: WorkerKey = CHAT, held: str | None = None
           ) -> asyncio.Task[Worker]:
-    return asyncio.create_task(pool.acquire(key, holding))
+    return asyncio.create_task(pool.acquire(key, held))
 
 
 @virtual
@@ -177,11 +177,11 @@ async def test_recent_demand_keeps_spares_until_idle_seconds(fakes: FakeWorkers)
 async def test_a_held_conversation_leaves_a_clean_spare(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, min_idle_workers=1)
     worker = await pool.acquire(CHAT)
-    pool.release(worker, keep="conversation A")
+    pool.release(worker, held="conversation A")
     await settle()
     assert pool.counts()["started"] == 2
-    assert [w.holds for w in pool.workers] == ["conversation A", None]
-    again = await pool.acquire(CHAT, holding="conversation A")
+    assert [w.held for w in pool.workers] == ["conversation A", None]
+    again = await pool.acquire(CHAT, held="conversation A")
     assert again is worker and fake(worker).resets == 0  # a warm continuation
     await pool.close()
 
@@ -191,11 +191,11 @@ async def test_live_conversations_beyond_the_limit_are_reset_oldest_first(
         fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, max_live_conversations=1)
     one, two = await pool.acquire(CHAT), await pool.acquire(CHAT)
-    pool.release(one, keep="A")
+    pool.release(one, held="A")
     await asyncio.sleep(1)
-    pool.release(two, keep="B")
+    pool.release(two, held="B")
     await settle()
-    assert (one.holds, two.holds) == (None, "B")
+    assert (one.held, two.held) == (None, "B")
     assert (fake(one).resets, fake(two).resets) == (1, 0)
     await pool.close()
 
@@ -204,10 +204,10 @@ async def test_live_conversations_beyond_the_limit_are_reset_oldest_first(
 async def test_with_no_room_a_held_conversation_is_reclaimed(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, max_concurrent_sessions=1)
     worker = await pool.acquire(CHAT)
-    pool.release(worker, keep="A")
-    other = await pool.acquire(CHAT, holding="B")
+    pool.release(worker, held="A")
+    other = await pool.acquire(CHAT, held="B")
     # The engine resets it before the turn (the holder is handed out as it is).
-    assert other is worker and worker.holds == "A"
+    assert other is worker and worker.held == "A"
     await pool.close()
 
 
@@ -311,11 +311,11 @@ async def test_workers_that_may_take_no_new_turns_are_retired(fakes: FakeWorkers
 async def test_a_conversation_idle_past_hold_seconds_is_reset(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, hold_seconds=120, idle_seconds=600)
     worker = await pool.acquire(CHAT)
-    pool.release(worker, keep="A")
+    pool.release(worker, held="A")
     await asyncio.sleep(100)
-    assert worker.holds == "A"
+    assert worker.held == "A"
     await asyncio.sleep(40)
-    assert worker.holds is None and fake(worker).resets == 1
+    assert worker.held is None and fake(worker).resets == 1
     await pool.close()
 
 

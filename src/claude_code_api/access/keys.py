@@ -1,4 +1,4 @@
-"""Client API keys and the usage ledger, in the gateway's SQLite file.
+"""Client API keys and the usage ledger, in the gateway's store (SQLite or PostgreSQL).
 
 A key looks like ``sk-cca-<id>-<secret>``: the 12-hex-digit id is public (it
 names the key in logs, metrics and the ledger), the 48-hex-digit secret is shown
@@ -16,49 +16,32 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded
 from ..events import Usage
-from ..store.sqlite import SQLiteStore
+from ..store import Store
 
 KEY_PREFIX = "sk-cca-"
 _KEY = re.compile(r"^sk-cca-([0-9a-f]{12})-([0-9a-f]{48})$")
 LOCAL = "local"  # the owner of requests made without a key (loopback only)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_hash TEXT NOT NULL,
-    rpm INTEGER,
-    concurrency INTEGER,
-    budget_usd REAL,
-    models TEXT,
-    agent INTEGER NOT NULL DEFAULT 0,
-    max_turns INTEGER,
-    spent_usd REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    last_used_at REAL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS usage (
-    key_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    day TEXT NOT NULL,
-    requests INTEGER NOT NULL DEFAULT 0,
-    cached_requests INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (key_id, model, day)
-);
-"""
-# Columns added after the first release, for stores created before them.
-_ADDED_COLUMNS = {"agent": "INTEGER NOT NULL DEFAULT 0", "max_turns": "INTEGER"}
+# The tables are made and changed by store/migrations.py (api_keys, usage).
+
+
+# Columns qualified by their table: PostgreSQL finds a bare name ambiguous next to
+# ``excluded``'s.
+_CHARGE = (
+    "INSERT INTO usage (key_id, model, day, requests, cached_requests, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_creation_tokens, cost_usd) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id, model, day) DO UPDATE SET "
+    "requests = usage.requests + excluded.requests, "
+    "cached_requests = usage.cached_requests + excluded.cached_requests, "
+    "input_tokens = usage.input_tokens + excluded.input_tokens, "
+    "output_tokens = usage.output_tokens + excluded.output_tokens, "
+    "cache_read_tokens = usage.cache_read_tokens + excluded.cache_read_tokens, "
+    "cache_creation_tokens = usage.cache_creation_tokens + excluded.cache_creation_tokens, "
+    "cost_usd = usage.cost_usd + excluded.cost_usd")
 
 
 @dataclass(frozen=True)
@@ -75,6 +58,7 @@ class ApiKey:
     created_at: float = field(default_factory=time.time)
     last_used_at: float | None = None
     revoked_at: float | None = None
+    admin: bool = False  # may use the web console's admin API (/ui/api)
 
     @property
     def active(self) -> bool:
@@ -104,7 +88,7 @@ class ApiKey:
                 "concurrency": self.concurrency, "budget_usd": self.budget_usd,
                 "spent_usd": round(self.spent_usd, 6),
                 "models": list(self.models) if self.models is not None else None,
-                "agent": self.agent, "max_turns": self.max_turns,
+                "agent": self.agent, "max_turns": self.max_turns, "admin": self.admin,
                 "created_at": int(self.created_at),
                 "last_used_at": int(self.last_used_at) if self.last_used_at else None,
                 "revoked": not self.active}
@@ -119,36 +103,29 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class KeyStore(SQLiteStore):
+class KeyStore(Store):
     """Keys and the ledger; safe across threads and across processes (the ``keys``
-    command writes while the server runs)."""
-
-    schema = _SCHEMA
-
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path)
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
-        for name, kind in _ADDED_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {kind}")
+    command writes while the server runs; replicas share a PostgreSQL store)."""
 
     # -- keys -------------------------------------------------------------------
     def create(self, name: str, *, rpm: int | None = None, concurrency: int | None = None,
                budget_usd: float | None = None, models: list[str] | None = None,
-               agent: bool = False, max_turns: int | None = None) -> tuple[ApiKey, str]:
+               agent: bool = False, max_turns: int | None = None,
+               admin: bool = False) -> tuple[ApiKey, str]:
         """A new key and its secret token (shown once; only its hash is kept)."""
         if self.find(name) is not None:
             raise ValueError(f"an active key named {name!r} exists")
         key_id, secret = secrets.token_hex(6), secrets.token_hex(24)
         key = ApiKey(key_id, name, rpm, concurrency, budget_usd,
-                     tuple(models) if models is not None else None, agent, max_turns)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO api_keys (id, name, secret_hash, rpm, concurrency, budget_usd, "
-                "models, agent, max_turns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.id, name, _hash(secret), rpm, concurrency, budget_usd,
-                 json.dumps(models) if models is not None else None, int(agent), max_turns,
-                 key.created_at))
+                     tuple(models) if models is not None else None, agent, max_turns,
+                     admin=admin)
+        self.db.run(
+            "INSERT INTO api_keys (id, name, secret_hash, rpm, concurrency, budget_usd, "
+            "models, agent, max_turns, admin, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.id, name, _hash(secret), rpm, concurrency, budget_usd,
+             json.dumps(models) if models is not None else None, int(agent), max_turns,
+             int(admin), key.created_at))
         return key, f"{KEY_PREFIX}{key_id}-{secret}"
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -157,9 +134,8 @@ class KeyStore(SQLiteStore):
         if match is None:
             return None
         key_id, secret = match.groups()
-        with self._lock:
-            row = self._db.execute("SELECT secret_hash FROM api_keys WHERE id = ? AND "
-                                   "revoked_at IS NULL", (key_id,)).fetchone()
+        row = self.db.run("SELECT secret_hash FROM api_keys WHERE id = ? AND "
+                          "revoked_at IS NULL", (key_id,)).first()
         expected = row[0] if row else _hash("")  # compare anyway: same time either way
         if not hmac.compare_digest(_hash(secret), expected) or row is None:
             return None
@@ -183,34 +159,33 @@ class KeyStore(SQLiteStore):
         return self._keys(f"SELECT * FROM api_keys {where}ORDER BY created_at", ())
 
     def any_active(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL "
-                                    "LIMIT 1").fetchone() is not None
+        return self.db.run("SELECT 1 FROM api_keys WHERE revoked_at IS NULL "
+                           "LIMIT 1").first() is not None
 
     def revoke(self, ref: str) -> ApiKey | None:
         key = self.find(ref)
         if key is None:
             return None
-        with self._lock:
-            self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?",
-                             (time.time(), key.id))
+        self.db.run("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), key.id))
         return self.get(key.id)
 
     def update(self, ref: str, *, reset_spent: bool = False,
                **limits: Any) -> ApiKey | None:
         """Change a key's limits (``rpm``, ``concurrency``, ``budget_usd``, ``models``,
-        ``max_turns``, ``agent``; a value of None is left alone, 0 or [] means no limit)."""
+        ``max_turns``, ``agent``, ``admin``; a value of None is left alone, 0 or [] means
+        no limit)."""
         key = self.find(ref)
         if key is None:
             return None
         sets: list[str] = []
         args: list[Any] = []
-        for name in ("rpm", "concurrency", "budget_usd", "models", "max_turns", "agent"):
+        for name in ("rpm", "concurrency", "budget_usd", "models", "max_turns", "agent",
+                     "admin"):
             value = limits.get(name)
             if value is None:
                 continue
             sets.append(f"{name} = ?")
-            if name == "agent":
+            if name in ("agent", "admin"):
                 args.append(int(value))
             elif name == "models":
                 args.append(json.dumps(value) if value else None)
@@ -219,9 +194,7 @@ class KeyStore(SQLiteStore):
         if reset_spent:
             sets.append("spent_usd = 0")
         if sets:
-            with self._lock:
-                self._db.execute(f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?",
-                                 (*args, key.id))
+            self.db.run(f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?", (*args, key.id))
         return self.get(key.id)
 
     # -- the ledger ---------------------------------------------------------------
@@ -235,28 +208,10 @@ class KeyStore(SQLiteStore):
                usage.input_tokens,
                usage.output_tokens, usage.cache_read_input_tokens,
                usage.cache_creation_input_tokens, cost_usd)
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.execute(
-                    "INSERT INTO usage (key_id, model, day, requests, cached_requests, "
-                    "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
-                    "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(key_id, model, day) DO UPDATE SET "
-                    "requests = requests + excluded.requests, "
-                    "cached_requests = cached_requests + excluded.cached_requests, "
-                    "input_tokens = input_tokens + excluded.input_tokens, "
-                    "output_tokens = output_tokens + excluded.output_tokens, "
-                    "cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, "
-                    "cache_creation_tokens = cache_creation_tokens + "
-                    "excluded.cache_creation_tokens, cost_usd = cost_usd + excluded.cost_usd",
-                    row)
-                self._db.execute("UPDATE api_keys SET spent_usd = spent_usd + ?, "
-                                 "last_used_at = ? WHERE id = ?", (cost_usd, now, key_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.db.transaction() as tx:
+            tx.run(_CHARGE, row)
+            tx.run("UPDATE api_keys SET spent_usd = spent_usd + ?, last_used_at = ? "
+                   "WHERE id = ?", (cost_usd, now, key_id))
 
     def usage(self, key_id: str | None = None) -> list[dict[str, Any]]:
         """Ledger rows per key, model and day (UTC), newest first."""
@@ -265,18 +220,12 @@ class KeyStore(SQLiteStore):
         if key_id is not None:
             sql += " WHERE key_id = ?"
             args = (key_id,)
-        with self._lock:
-            cursor = self._db.execute(sql + " ORDER BY day DESC, key_id, model", args)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return self.db.run(sql + " ORDER BY day DESC, key_id, model", args).dicts()
 
     def _keys(self, sql: str, args: tuple[Any, ...]) -> list[ApiKey]:
-        with self._lock:
-            cursor = self._db.execute(sql, args)
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = self.db.run(sql, args).dicts()
         return [ApiKey(r["id"], r["name"], r["rpm"], r["concurrency"], r["budget_usd"],
                        tuple(json.loads(r["models"])) if r["models"] else None,
                        bool(r["agent"]), r["max_turns"], r["spent_usd"], r["created_at"],
-                       r["last_used_at"], r["revoked_at"])
+                       r["last_used_at"], r["revoked_at"], bool(r["admin"]))
                 for r in rows]

@@ -45,7 +45,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("claude_code_api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _ALWAYS_PUBLIC = frozenset({"/health", "/docs", "/redoc", "/openapi.json",
-                            "/docs/oauth2-redirect"})
+                            "/docs/oauth2-redirect", "/ui", "/ui/"})
+# The console's page and files hold no data (its /ui/api needs an admin key).
+_PUBLIC_PREFIX = "/ui/static/"
 # A batch is admitted once (one request against requests per minute), then its items
 # run within the runner's limits; see batch/runner.py.
 MODEL_CALLS = CACHED_ROUTES | {"/v1/messages/count_tokens", "/v1/batch", "/v1/batches"}
@@ -109,7 +111,8 @@ class AccessMiddleware:
         extra = [("x-request-id", caller.request_id)]
         verdict: Verdict | None = None
         try:
-            if exchange.method != "OPTIONS" and exchange.path not in self.public:
+            if exchange.method != "OPTIONS" and exchange.path not in self.public \
+                    and not exchange.path.startswith(_PUBLIC_PREFIX):
                 caller.key = self._authenticate(headers)
             if exchange.method == "POST" and exchange.path in MODEL_CALLS \
                     and caller.key is not None:
@@ -266,7 +269,7 @@ class AccessMiddleware:
         seconds = time.monotonic() - caller.started
         status = exchange.status or 499  # nothing was sent: the client went away
         self.metrics.observe_request(caller.route, exchange.method, status, seconds,
-                                     caller.owner)
+                                     caller.owner, exchange.path)
         # Health checks and scrapes come every few seconds: debug, not info.
         level = logging.DEBUG if caller.route in _QUIET else logging.INFO
         log.log(level, "%s %s %s %.0fms", exchange.method, exchange.path, status,

@@ -6,9 +6,14 @@ parsed; a bad line fails the whole batch, as OpenAI does) → ``in_progress``
 ``completed`` with an output file (items answered 200) and an error file (the
 others), or ``cancelling`` → ``cancelled`` with the results so far.
 
-On shutdown the tasks are cancelled and their batches stay ``in_progress``;
-the next start resumes them, running only the items without a stored result.
-Everything belongs to the key that made it: another key gets 404.
+Items are claimed one at a time with a lease (``batch.lease_seconds``) that
+this process renews while it runs them, so several processes sharing a store can
+work on one batch, and the items of one that died are taken over when their
+leases end: every process sweeps the store for running batches with items
+nobody holds. On shutdown the tasks are cancelled, their leases given up, and
+their batches stay ``in_progress``; the next start (or another replica) goes on
+with the items without a stored result. Everything belongs to the key that made
+it: another key gets 404.
 """
 
 from __future__ import annotations
@@ -18,20 +23,26 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from ..access.caller import Caller
 from ..access.keys import LOCAL, KeyStore
 from ..errors import Conflict, GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from ..settings import BatchSettings
-from .models import COMPLETION_WINDOW, ENDPOINTS, CreateBatchRequest, LineError, parse_input
+from .models import (
+    COMPLETION_WINDOW,
+    ENDPOINTS,
+    BatchItem,
+    CreateBatchRequest,
+    LineError,
+    parse_input,
+)
 from .runner import Runner
-from .store import BatchStore, StoredFile
+from .store import RUNNING, BatchStore, StoredFile
 
 log = logging.getLogger(__name__)
 
-RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 MAX_REPORTED_ERRORS = 1000
 WINDOW_SECONDS = 24 * 3600
 
@@ -47,7 +58,9 @@ class Batches:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
         self._resumer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
+        self.holder = "replica_" + uuid.uuid4().hex[:12]  # whose leases are whose
 
     # -- files ---------------------------------------------------------------------
     def add_file(self, owner: str, filename: str, purpose: str, content: bytes) -> StoredFile:
@@ -126,7 +139,8 @@ class Batches:
             raise Conflict(f"the batch is {body['status']}; only a running batch can be "
                            "cancelled")
         body.update(status="cancelling", cancelling_at=int(time.time()))
-        self.store.save_batch(owner, body)
+        if not self.store.update_batch(body, RUNNING):
+            return self.get(owner, batch_id)  # it ended meanwhile
         task = self._tasks.get(batch_id)
         if task is None:
             self._finish(owner, batch_id, "cancelled")
@@ -181,15 +195,41 @@ class Batches:
         if body["status"] == "validating":
             body.update(status="in_progress", in_progress_at=int(time.time()),
                         request_counts={"total": len(items), "completed": 0, "failed": 0})
-            self.store.save_batch(owner, body)
-        done = self.store.done(batch_id)
+            self.store.update_batch(body, ("validating",))  # or another process did
+        self.store.open_items(batch_id, len(items))
         caller = self._caller(owner, batch_id)
         await self.runner.run(
-            caller, [(i, item) for i, item in enumerate(items) if i not in done],
-            self.runner.limit(caller),
-            lambda outcome: self.store.add_result(batch_id, outcome.index, outcome.ok,
-                                                  outcome.line()))
-        self._finish(owner, batch_id, "completed")
+            caller, self._claimed(batch_id, items), self.runner.limit(caller),
+            lambda outcome: self._store_result(batch_id, outcome.index, outcome.ok,
+                                               outcome.line()))
+        self._settle(owner, batch_id)
+
+    def _claimed(self, batch_id: str, items: list[BatchItem]
+                 ) -> Iterator[tuple[int, BatchItem]]:
+        """The batch's items as this process claims them, one as each lane asks."""
+        while not self._closing:
+            index = self.store.claim(batch_id, self.holder, self.settings.lease_seconds)
+            if index is None or index >= len(items):
+                return
+            yield index, items[index]
+
+    def _store_result(self, batch_id: str, index: int, ok: bool, line: dict[str, Any]
+                      ) -> None:
+        if not self.store.add_result(batch_id, index, ok, line):
+            log.info("batch %s item %d: answered elsewhere first, or the batch ended; "
+                     "this answer is dropped", batch_id, index)
+
+    def _settle(self, owner: str, batch_id: str) -> None:
+        """After this process found nothing more to claim: finish the batch if nothing
+        is left, else leave it to the processes holding its last items."""
+        found = self.store.batch(batch_id)
+        if found is None:
+            return
+        status = found[1]["status"]
+        if status == "cancelling":
+            self._finish(owner, batch_id, "cancelled")
+        elif status == "in_progress" and self.store.pending(batch_id) == 0:
+            self._finish(owner, batch_id, "completed")
 
     def _caller(self, owner: str, batch_id: str) -> Caller:
         key = None if owner == LOCAL else self.keys.get(owner)
@@ -202,7 +242,8 @@ class Batches:
         if batch_id not in self._cancelling or self._closing:
             return  # cancelled by shutdown: stays in progress, resumed on the next start
         self._cancelling.discard(batch_id)
-        if self._owned(owner, batch_id)["status"] == "cancelling":
+        found = self.store.batch(batch_id)
+        if found is not None and found[1]["status"] == "cancelling":
             self._finish(owner, batch_id, "cancelled")
 
     def _finish(self, owner: str, batch_id: str, status: str) -> None:
@@ -228,9 +269,9 @@ class Batches:
                      "request_counts": {"total": body["request_counts"]["total"],
                                         "completed": completed,
                                         "failed": len(results) - completed}})
-        self.store.finish(body, files)
-        log.info("batch %s %s: %d completed, %d failed", batch_id, status, completed,
-                 len(results) - completed)
+        if self.store.finish(body, files):
+            log.info("batch %s %s: %d completed, %d failed", batch_id, status, completed,
+                     len(results) - completed)
 
     def _fail(self, owner: str, batch_id: str, errors: list[LineError]) -> None:
         body = self._owned(owner, batch_id)
@@ -242,29 +283,54 @@ class Batches:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        self._resumer = asyncio.create_task(self._resume(), name="batch resumer")
+        if self.store.db.kind == "sqlite":
+            # One process per SQLite file: leases left by a killed run are its own.
+            self.store.release()
+        self._resumer = asyncio.create_task(self._sweep(), name="batch sweeper")
+        self._heartbeat = asyncio.create_task(self._renew(), name="batch leases")
 
-    async def _resume(self) -> None:
-        """Take up the batches a stopped server left running."""
+    async def _sweep(self) -> None:
+        """Take up running batches that no process works on: those a stopped server
+        left, and those whose holder's leases ended (a replica that died)."""
         await self.ready(120)
-        for owner, body in self.store.unfinished():
-            if body["id"] in self._tasks:
-                continue
-            if body["status"] == "cancelling":
-                self._finish(owner, body["id"], "cancelled")
-            else:
-                log.info("resuming batch %s (%s)", body["id"], body["status"])
-                self._start(owner, body["id"])
+        every = min(5.0, self.settings.lease_seconds / 4)
+        while True:
+            for owner, body in self.store.unfinished():
+                if body["id"] not in self._tasks:
+                    self._take_up(owner, body)
+            await asyncio.sleep(every)
+
+    def _take_up(self, owner: str, body: dict[str, Any]) -> None:
+        batch_id = body["id"]
+        if body["status"] == "cancelling":
+            self._finish(owner, batch_id, "cancelled")
+        elif body["status"] == "validating":
+            # Its maker validates it at once; one that is still validating after a
+            # lease's time lost its maker.
+            if time.time() - body["created_at"] > self.settings.lease_seconds:
+                self._start(owner, batch_id)
+        elif self.store.claimable(batch_id) or not self.store.pending(batch_id):
+            log.info("taking up batch %s (%s)", batch_id, body["status"])
+            self._start(owner, batch_id)
+
+    async def _renew(self) -> None:
+        """Keep this process's leases alive while it runs their items."""
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                self.store.renew(self.holder, self.settings.lease_seconds)
+            except Exception:
+                log.exception("could not renew the batch leases of %s", self.holder)
 
     async def close(self) -> None:
         self._closing = True
         tasks = list(self._tasks.values())
-        if self._resumer is not None:
-            tasks.append(self._resumer)
+        tasks += [t for t in (self._resumer, self._heartbeat) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        self.store.release(self.holder)  # the next start, or another replica, goes on
         self.store.close()
 
 

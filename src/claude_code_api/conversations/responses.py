@@ -10,7 +10,7 @@ from typing import Any
 from ..access.caller import Caller
 from ..errors import NotFound
 from ..events import Message
-from ..store.sqlite import ConversationStore, StoredResponse
+from ..store.conversations import ConversationStore, StoredResponse
 
 
 class Responses:

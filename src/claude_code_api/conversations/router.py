@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from ..deps import CallerDep, ConversationsDep, EngineDep
 from ..openapi import openai_errors
-from ..store.sqlite import Conversation
+from ..store.conversations import Conversation
 
 router = APIRouter(tags=["Conversations"])
 

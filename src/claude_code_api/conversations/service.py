@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..events import Answer, Message, Session, TurnEnd, TurnEvent, TurnRequest, fingerprint
-from ..store.sqlite import Conversation, ConversationStore
+from ..store.conversations import Conversation, ConversationStore
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 

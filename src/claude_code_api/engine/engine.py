@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import shlex
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, StreamEvent
+from claude_agent_sdk import Message as SDKMessage
 
 from ..errors import (
     GatewayError,
@@ -62,31 +61,21 @@ from ..events import (
 from ..settings import ClaudeSettings
 from .costs import Account, close_account
 from .credentials import Credentials
+from .launch import Launch
 from .live import LiveSession
 from .permissions import AgentKey, Permissions
 from .pool import Pool
 from .protocol import Worker, WorkerFactory, WorkerKey
-from .relay import SYSTEM_PLACEHOLDER, Relay, Shape
+from .relay import RELAY_END, Relay, Shape
 from .turns import StopScanner, TurnTranslator
 from .worker import Worker as CLIWorker
 from .worker import user_message
 
 log = logging.getLogger(__name__)
 
-# Set for every CLI unless the operator's configuration says otherwise.
-_CLI_ENV_DEFAULTS = {
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    # Offer exactly the client's tools: no deferred-loading placeholder tool.
-    "ENABLE_TOOL_SEARCH": "false",
-    # For some models (claude-haiku-5-5, claude-sonnet-4-5, claude-opus-4-x...) the CLI
-    # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
-    # user prompt: text the client never sent, counting down a budget nobody set.
-    "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
-}
-_OWN_PREFIX = "CLAUDE_CODE__"  # the gateway's settings in its environment
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
+_ALIVE_CHECK = 1.0  # how often a turn waiting on the relay checks its CLI is alive
 
 
 class Engine:
@@ -94,7 +83,6 @@ class Engine:
                  new_worker: WorkerFactory = CLIWorker) -> None:
         self.settings = settings
         self.new_worker = new_worker  # unit tests build in-memory workers instead
-        self.line_bytes = line_bytes  # the SDK's read buffer; None: its own 1 MiB
         self._own_root = settings.work_root is None
         root = settings.work_root or Path(tempfile.mkdtemp(prefix="claude-code-api-"))
         self.work_dir = root / "chat"
@@ -104,7 +92,7 @@ class Engine:
         self.pool = Pool(settings, self.make_worker)
         self.pool.on_idle = self._arm
         self._aborts: set[asyncio.Task[None]] = set()
-        self._launcher: str | None = None
+        self.launch = Launch(settings, self.credentials, self.work_dir, line_bytes)
         self.stats: Counter[str] = Counter()
         self.relay = Relay(self.upstream_url, credentials=self.credentials or None)
 
@@ -121,8 +109,7 @@ class Engine:
 
     def prepare(self) -> None:
         """The CLI's working directory and launcher, which every worker needs."""
-        self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._launcher = _launcher(self.work_dir.parent, self.settings.cli_path)
+        self.launch.prepare()
 
     async def close(self) -> None:
         if self._aborts:
@@ -148,67 +135,7 @@ class Engine:
 
     def options_for(self, key: WorkerKey,
                     permissions: Permissions | None = None) -> ClaudeAgentOptions:
-        """How a worker's CLI is started. Its upstream calls go through the relay
-        (``make_worker`` points ``ANTHROPIC_BASE_URL`` at the worker's lane), which puts
-        each turn's system prompt in place of ``SYSTEM_PLACEHOLDER`` and a configured
-        credential in place of the stand-in the CLI holds."""
-        credential = self.credentials.current()
-        # The SDK lays these over the gateway's own environment: blank the gateway's
-        # settings there (CLAUDE_CODE__CLAUDE__CREDENTIALS and the like), which are
-        # none of the CLI's business and may hold secrets.
-        env = {**dict.fromkeys((k for k in os.environ if k.startswith(_OWN_PREFIX)), ""),
-               **_CLI_ENV_DEFAULTS, **self.settings.env,
-               "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
-               **(credential.cli_env() if credential is not None else {})}
-        if key.agent is not None and permissions is not None:
-            return self._agent_options(key.agent, permissions, env)
-        return ClaudeAgentOptions(
-            tools=[],  # chat mode: none of Claude Code's own tools
-            system_prompt=SYSTEM_PLACEHOLDER,
-            setting_sources=[],  # no user/project settings, no CLAUDE.md
-            strict_mcp_config=True,
-            mcp_servers={},
-            cwd=str(self.work_dir),
-            cli_path=self._launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            # Chat turns are not kept as transcripts in the operator's ~/.claude;
-            # rewind_conversation works the same without them.
-            extra_args={"no-session-persistence": None},
-        )
-
-    def _agent_options(self, agent: AgentKey, permissions: Permissions,
-                       env: dict[str, str]) -> ClaudeAgentOptions:
-        """Claude Code as itself: its system prompt (the client's appended), its tools
-        in the conversation's workspace, MCP servers, every call through the policy."""
-        servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
-        prompt: dict[str, Any] = {"type": "preset", "preset": "claude_code",
-                                  "append": SYSTEM_PLACEHOLDER}
-        return ClaudeAgentOptions(
-            tools=list(agent.tools),
-            disallowed_tools=list(agent.disallowed),
-            system_prompt=prompt,  # type: ignore[arg-type]
-            setting_sources=[],  # the operator's settings and CLAUDE.md stay out
-            strict_mcp_config=True,
-            mcp_servers=servers,
-            permission_mode=agent.permission_mode,  # type: ignore[arg-type]
-            can_use_tool=permissions.can_use_tool,
-            hooks=permissions.hooks(),
-            cwd=agent.workspace,
-            add_dirs=list(agent.extra_dirs),
-            max_turns=agent.max_turns,
-            max_budget_usd=agent.max_budget_usd,
-            cli_path=self._launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            extra_args={"no-session-persistence": None},
-        )
+        return self.launch.options(key, permissions)
 
     def server_info(self) -> dict[str, Any]:
         return dict(self.pool.server_info())
@@ -229,12 +156,12 @@ class Engine:
         stopped: ``account.charge_late`` gets it then.
         """
         key = WorkerKey(agent)
-        holding = _state(session, request, request.history) if request.history else None
+        held = _held(session, request, request.history) if request.history else None
         self.credentials.pick()  # fails fast while every credential rests
-        worker = await self.pool.acquire(key, holding)
+        worker = await self.pool.acquire(key, held)
         await self._admit(worker, account)
         try:
-            async with contextlib.aclosing(self._turn(worker, request, session, holding,
+            async with contextlib.aclosing(self._turn(worker, request, session, held,
                                                       narrow, account)) as turn:
                 async for event in turn:
                     yield event
@@ -255,21 +182,29 @@ class Engine:
             raise
 
     async def _turn(self, worker: Worker, request: TurnRequest, session: Session | None,
-                    holding: str | None, narrow: frozenset[str] | None = None,
+                    held: str | None, narrow: frozenset[str] | None = None,
                     account: Account | None = None) -> AsyncGenerator[TurnEvent, None]:
-        """One attempt at the turn on ``worker``; hands the worker back at the end."""
+        """One attempt at the turn on ``worker``; hands the worker back at the end.
+
+        In chat mode the answer is read from the upstream's events as the relay passes
+        them (``_relayed``), not from the CLI's copies of them: it is complete when the
+        response ends, and the CLI's result (what the turn cost) is awaited after it,
+        off the request path (``_finish``)."""
+        relayed = worker.key.agent is None and worker.lane is not None
         translator = TurnTranslator(self.settings.retry_after_seconds,
                                     tools_visible=request.tool_choice.mode != "none",
                                     structured=request.output_schema is not None,
                                     agent=worker.key.agent is not None,
-                                    client_tools=frozenset(t.name for t in request.tools))
+                                    client_tools=frozenset(t.name for t in request.tools),
+                                    relayed=relayed)
         end: TurnEnd | None = None
         answer = Answer()
         try:
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
-            await self._deliver(worker, request, holding)
-            async for event in self._events(worker, translator, request):
+            events = await self._deliver(worker, request, held, listen=relayed)
+            source = self._relayed(worker, events) if events is not None else None
+            async for event in self._events(worker, translator, request, source):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
                     end = event
@@ -277,29 +212,32 @@ class Engine:
         finally:
             if worker.lane is not None:
                 worker.lane.end()
+            after = (*request.history, Message("user", request.prompt), answer.message())
+            now_held = _held(session, request, after) if worker.rewindable else None
             if translator.done:
-                after = (*request.history, Message("user", request.prompt), answer.message())
-                keep = _state(session, request, after) if worker.rewindable else None
-                self.pool.release(worker, keep=keep)
+                self.pool.release(worker, held=now_held)
                 # An error result's cost reached no TurnEnd: it is charged here.
                 close_account(account, None if end else translator.result, Usage())
+            elif translator.answered and end is not None:
+                self._background(self._finish(worker, now_held, account, end.usage))
             else:
                 self._abort(worker, account, end.usage if end else Usage())
 
-    async def _deliver(self, worker: Worker, request: TurnRequest, holding: str | None) -> None:
+    async def _deliver(self, worker: Worker, request: TurnRequest, held: str | None,
+                       listen: bool = False) -> asyncio.Queue[dict[str, Any]] | None:
         """Start the turn. The CLI gets a placeholder (sent ahead when the worker is
         armed); the relay sends the client's content in its place, after the earlier
-        turns the worker does not hold."""
-        warm = holding is not None and worker.holds == holding
+        turns the worker does not hold. With ``listen``, the turn's upstream events."""
+        warm = held is not None and worker.held == held
         worker.drain()
-        marker = worker.armed if (warm or worker.holds is None) and \
+        marker = worker.armed if (warm or worker.held is None) and \
             worker.model == request.model and await self._armed_ready(worker) else None
         if marker is None:
             await worker.unarm()
-            if not warm and worker.holds is not None and not await worker.reset():
+            if not warm and worker.held is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear the Claude Code session for this request")
             await worker.set_model(request.model)
-        worker.holds = None  # the session is changing: it holds nothing known until done
+        worker.held = None  # the session is changing: it holds nothing known until done
         lane = worker.lane
         assert lane is not None
         if warm:
@@ -309,6 +247,7 @@ class Engine:
                 self.stats["replayed_histories"] += 1
             lane.prefix = [m for m in map(_api_message, request.history) if m["content"]]
         content = _for_cli(request.prompt)
+        events = lane.listen() if listen else None
         if marker is not None:
             self.stats["armed_turns"] += 1
             worker.take_armed()
@@ -319,6 +258,7 @@ class Engine:
             await worker.send(user_message([{"type": "text",
                                              "text": lane.placeholder(content)}]))
         worker.turns += 1
+        return events
 
     async def _armed_ready(self, worker: Worker) -> bool:
         """Whether the worker's armed call is waiting at the relay (it was sent a
@@ -331,12 +271,18 @@ class Engine:
         return False
 
     def _arm(self, worker: Worker) -> None:
-        """An idle worker: send it the next turn's placeholder now (see ``Lane``)."""
+        """An idle clean worker: send it the next turn's placeholder now (see ``Lane``).
+        A worker holding a conversation is not armed: the next request is more often
+        a new conversation, which would have to withdraw the placeholder first."""
         if worker.armed is not None or worker.lane is None or worker.state != "idle" \
-                or not worker.alive:
+                or not worker.alive or worker.held is not None:
             return
         message = worker.arm(worker.lane.placeholder())
-        task = asyncio.create_task(self._send_armed(worker, message))
+        self._background(self._send_armed(worker, message))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Work after a response (awaited by ``close``)."""
+        task = asyncio.create_task(work)
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
@@ -353,9 +299,9 @@ class Engine:
         worker = await self.pool.acquire(WorkerKey(agent))
         try:
             await worker.unarm()
-            if worker.holds is not None and not await worker.reset():
+            if worker.held is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear a Claude Code session for this one")
-            worker.holds = None
+            worker.held = None
             await worker.set_model(model)
             if worker.lane is not None:
                 worker.lane.begin(Shape(system=system))
@@ -366,15 +312,23 @@ class Engine:
             worker.permissions.narrow = narrow
         return LiveSession(worker, self.pool, self.settings.timeout_seconds)
 
-    def forget(self, state: str) -> None:
+    def forget(self, held: str) -> None:
         """A conversation was deleted: no worker may go on holding it."""
-        self.pool.forget(state)
+        self.pool.forget(held)
 
-    async def _events(self, worker: Worker, translator: TurnTranslator,
-                      request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    async def _events(self, worker: Worker, translator: TurnTranslator, request: TurnRequest,
+                      source: AsyncGenerator[SDKMessage, None] | None = None
+                      ) -> AsyncIterator[TurnEvent]:
         scanner = StopScanner(request.stop)
+        async with contextlib.aclosing(source or self._messages(worker)) as messages:
+            async for event in self._translated(messages, translator, scanner):
+                yield event
+
+    async def _translated(self, messages: AsyncGenerator[SDKMessage, None],
+                          translator: TurnTranslator, scanner: StopScanner
+                          ) -> AsyncIterator[TurnEvent]:
         while not translator.done:
-            message = await worker.next_message(self.settings.timeout_seconds)
+            message = await anext(messages)
             for event in translator.feed(message):
                 if isinstance(event, TextDelta):
                     text = scanner.feed(event.text)
@@ -392,11 +346,64 @@ class Engine:
                     return  # before the result only when cut short or at tool calls
                 yield event
 
+    async def _messages(self, worker: Worker) -> AsyncGenerator[SDKMessage, None]:
+        while True:
+            yield await worker.next_message(self.settings.timeout_seconds)
+
+    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]]
+                       ) -> AsyncGenerator[SDKMessage, None]:
+        """The turn's messages from the relay: the upstream's events as they pass. When
+        a call brought no complete answer (an upstream error), the CLI's own messages
+        from then on: its result says what went wrong."""
+        seen = False
+        while True:
+            item = await self._relay_item(worker, events)
+            if item.get("type") != RELAY_END:
+                seen = True
+                yield StreamEvent(uuid="", session_id="", event=item)
+            elif item.get("status") != 200 or not item.get("complete"):
+                break
+        while True:
+            message = await worker.next_message(self.settings.timeout_seconds)
+            if not (seen and isinstance(message, StreamEvent | AssistantMessage)):
+                yield message  # (what was streamed already is not streamed again)
+
+    async def _relay_item(self, worker: Worker,
+                          events: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
+        """The next event; ``WorkerTimeout`` after the silence limit, ``WorkerCrashed``
+        when the CLI is gone meanwhile (its call would never come)."""
+        waited = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(events.get(), _ALIVE_CHECK)
+            waited += _ALIVE_CHECK
+            if not worker.alive:
+                raise WorkerCrashed("the Claude Code process ended unexpectedly")
+            if waited >= self.settings.timeout_seconds:
+                raise WorkerTimeout(f"Claude Code produced nothing for "
+                                    f"{self.settings.timeout_seconds:g} seconds")
+
+    # -- after the response -------------------------------------------------------
+    async def _finish(self, worker: Worker, held: str | None, account: Account | None,
+                      reported: Usage) -> None:
+        """A relayed answer was sent: the CLI's result of the turn says what it cost;
+        then the worker goes back (holding the conversation, if it may)."""
+        result: ResultMessage | None = None
+        try:
+            result = await worker.until_result(self.settings.timeout_seconds)
+        except (GatewayError, Exception) as exc:
+            log.warning("worker #%s did not finish its turn (%s); replacing it", worker.id,
+                        type(exc).__name__)
+            worker.kill()
+            self.pool.release(worker, healthy=False)
+        finally:
+            close_account(account, result, reported)
+        if result is not None:
+            self.pool.release(worker, held=held if not result.is_error else None)
+
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
-        task = asyncio.create_task(self._interrupt(worker, account, reported))
-        self._aborts.add(task)
-        task.add_done_callback(self._aborts.discard)
+        self._background(self._interrupt(worker, account, reported))
 
     async def _interrupt(self, worker: Worker, account: Account | None,
                          reported: Usage) -> None:
@@ -417,7 +424,7 @@ class Engine:
             self.pool.release(worker)
 
 
-def _state(session: Session | None, request: TurnRequest,
+def _held(session: Session | None, request: TurnRequest,
            messages: tuple[Message, ...]) -> str | None:
     """The fingerprint of a live session holding ``messages`` for this caller."""
     if session is None:
@@ -439,37 +446,3 @@ def _for_cli(blocks: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
 
 def _api_message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": _for_cli(message.content)}
-
-
-def _launcher(root: Path, cli_path: str | None) -> str | None:
-    """A wrapper that runs the CLI with PR_SET_PDEATHSIG, so that no CLI outlives a
-    gateway killed with SIGKILL (the CLI does not exit when its stdin closes while a
-    turn is in flight). Linux with util-linux's setpriv only; elsewhere None."""
-    setpriv = shutil.which("setpriv")
-    real = cli_path or str(bundled_cli())
-    if setpriv is None or not Path(real).is_file():
-        return None
-    script = root / "claude-launcher"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(setpriv)} --pdeathsig KILL -- "
-                      f"{shlex.quote(real)} \"$@\"\n")
-    script.chmod(0o700)
-    return str(script)
-
-
-def bundled_cli() -> Path:
-    import claude_agent_sdk
-
-    return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-
-
-def _log_stderr(line: str) -> None:
-    log.debug("claude: %s", line.rstrip())
-
-
-def cli_version(cli_path: str | None) -> str | None:
-    """The bundled (or configured) CLI's version, without starting it."""
-    if cli_path:
-        return None
-    with contextlib.suppress(OSError):
-        return bundled_cli().with_name("claude.version").read_text().strip() or None
-    return None

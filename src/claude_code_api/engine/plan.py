@@ -56,7 +56,7 @@ class Waiter:
 
     key: WorkerKey
     future: asyncio.Future[Worker]
-    holding: str | None = None
+    held: str | None = None
     # The worker started for it, which it gets once started.
     spawned: Worker | None = None
 
@@ -149,7 +149,7 @@ class _Planner:
         for waiter in waiting:
             if not waiter.waiting or waiter in self.served:
                 continue
-            worker = self._pick(waiter.key, waiter.holding)
+            worker = self._pick(waiter.key, waiter.held)
             if worker is not None:
                 self._give(waiter, worker)
             elif waiter is arriving and queued >= self.limits.max_queue + room:
@@ -167,10 +167,10 @@ class _Planner:
         self._set(worker, "busy")
         self.served.add(waiter)
 
-    def _pick(self, key: WorkerKey, holding: str | None) -> Worker | None:
+    def _pick(self, key: WorkerKey, held: str | None) -> Worker | None:
         idle = self._idle(key)
-        match = [w for w in idle if holding is not None and w.holds == holding]
-        clean = [w for w in idle if w.holds is None]
+        match = [w for w in idle if held is not None and w.held == held]
+        clean = [w for w in idle if w.held is None]
         if match:
             return match[0]
         if clean:
@@ -195,7 +195,7 @@ class _Planner:
     def expire(self, wanted: int) -> None:
         for worker in sorted(self._idle(), key=lambda w: w.last_used):
             idle = self.now - worker.last_used
-            if worker.holds is not None and idle > self.limits.hold_seconds:
+            if worker.held is not None and idle > self.limits.hold_seconds:
                 self._reset(worker, f"conversation idle {idle:.0f}s")
             elif idle > self.limits.idle_seconds:
                 if worker.key == DEFAULT_KEY and self._chat_workers() <= wanted:
@@ -219,7 +219,7 @@ class _Planner:
         if self.limits.max_live is None:
             return
         holders = [w for w, s in self.states.items() if s != "closed"
-                   and w.holds is not None and s != "resetting"]
+                   and w.held is not None and s != "resetting"]
         idle = sorted((w for w in holders if self.states[w] == "idle"),
                       key=lambda w: w.last_used)
         for worker in idle[:max(0, len(holders) - self.limits.max_live)]:
@@ -233,10 +233,10 @@ class _Planner:
         those, a holder is emptied only when a request needs it: ~5 ms, cheaper than
         losing a warm conversation.)"""
         mine = [(w, s) for w, s in self.states.items() if w.key == DEFAULT_KEY]
-        warm = self._starts() + sum(1 for w, s in mine if w.holds is None
+        warm = self._starts() + sum(1 for w, s in mine if w.held is None
                                     and s in ("idle", "starting", "resetting"))
         busy = sum(1 for _, s in mine if s == "busy")
-        holders = sorted((w for w, s in mine if w.holds is not None and s == "idle"),
+        holders = sorted((w for w, s in mine if w.held is not None and s == "idle"),
                          key=lambda w: w.last_used)
         # An idle holder counts as a spare for recent demand (it takes a new
         # conversation after a ~5 ms reset); only ``min_idle`` of them are worth

@@ -95,11 +95,11 @@ class Pool:
             return False
         return True
 
-    async def acquire(self, key: WorkerKey, holding: str | None = None) -> Worker:
-        """A worker for ``key``: preferably one whose live session is ``holding``."""
+    async def acquire(self, key: WorkerKey, held: str | None = None) -> Worker:
+        """A worker for ``key``: preferably one whose live session is ``held``."""
         if self._closed:
             raise Overloaded("the server is shutting down", retry_after=self._retry_after())
-        waiter = Waiter(key, asyncio.get_running_loop().create_future(), holding)
+        waiter = Waiter(key, asyncio.get_running_loop().create_future(), held)
         self._waiters.append(waiter)
         try:
             step = self._step(arriving=waiter)
@@ -124,8 +124,8 @@ class Pool:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    def release(self, worker: Worker, *, healthy: bool = True, keep: str | None = None) -> None:
-        """Hand a worker back after a turn. With ``keep`` it goes on holding that
+    def release(self, worker: Worker, *, healthy: bool = True, held: str | None = None) -> None:
+        """Hand a worker back after a turn. With ``held`` it goes on holding that
         conversation state for a warm continuation; otherwise it is reset before
         anyone else gets it. A worker whose per-turn cost limit its CLI counts over
         the process's life serves no second turn."""
@@ -134,8 +134,8 @@ class Pool:
             self._discard(worker, crashed=not worker.alive)
             return
         worker.last_used = self.clock()
-        if keep is not None and self.settings.max_live_conversations != 0:
-            worker.holds = keep
+        if held is not None and self.settings.max_live_conversations != 0:
+            worker.held = held
             worker.state = "idle"
             # The next new conversation should find a clean worker.
             self._step(upkeep=True)
@@ -176,10 +176,10 @@ class Pool:
         released. Replacements start as the queue and ``min_idle_workers`` need them."""
         self._step(upkeep=True)
 
-    def forget(self, holding: str) -> None:
+    def forget(self, held: str) -> None:
         """Reset idle workers that hold this conversation state (it was deleted)."""
         self._carry_out(Plan(reset=[(w, "its conversation was deleted") for w in self.workers
-                                    if w.state == "idle" and w.holds == holding]))
+                                    if w.state == "idle" and w.held == held]))
 
     # -- one step: decide, then carry out -------------------------------------------
     def _step(self, *, arriving: Waiter | None = None, upkeep: bool = False,
@@ -287,7 +287,7 @@ class Pool:
             self._discard(worker, crashed=False)
             return
         worker.state = "idle"
-        worker.holds = None
+        worker.held = None
         worker.last_used = self.clock()
         self._step()
 

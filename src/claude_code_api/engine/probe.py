@@ -38,7 +38,8 @@ from ..errors import (
 )
 from ..events import TurnEnd
 from ..settings import ClaudeSettings
-from .engine import Engine, bundled_cli
+from .engine import Engine
+from .launch import bundled_cli
 from .relay import Shape
 from .turns import TurnTranslator
 from .worker import Worker, WorkerKey, user_message
@@ -178,7 +179,7 @@ class Probe:
         worker = self.engine.make_worker(_KEY)
         assert isinstance(worker, Worker)  # the doctor probes the real CLI
         assert worker.lane is not None
-        worker.lane.shape = Shape(max_tokens=MAX_TOKENS)
+        worker.lane.begin(Shape(max_tokens=MAX_TOKENS))
         # Kept to say why, should the CLI exit at once.
         worker.options = dataclasses.replace(worker.options, stderr=self._stderr)
         self.worker = worker

@@ -61,7 +61,7 @@ class Worker(Protocol):
     server_info: dict[str, Any]
     turns: int
     # The fingerprint of the conversation state its live session holds, if any.
-    holds: str | None
+    held: str | None
     last_used: float
     # The next turn's placeholder, sent ahead (see ``Lane``), if any.
     armed: str | None

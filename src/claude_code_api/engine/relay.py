@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 STRUCTURED_OUTPUT = "StructuredOutput"
+RELAY_END = "relay_end"  # the last item of a call's events (``Lane.listen``)
 # Launch-time system prompt of every worker: the relay puts each turn's own in its place.
 # ASCII, so that it reads the same in any JSON encoding.
 SYSTEM_PLACEHOLDER = "[claude-code-api:system-prompt]"
@@ -125,6 +126,9 @@ class Lane:
     halted: bool = False
     armed: str | None = None  # the placeholder whose call is awaited (see ``wait``)
     held: asyncio.Event = field(default_factory=asyncio.Event)  # an armed call waits
+    # The turn's upstream events as they pass, for an engine that answers from them
+    # (``listen``); each call ends with a ``relay_end`` item.
+    events: asyncio.Queue[dict[str, Any]] | None = None
     _go: asyncio.Event = field(default_factory=asyncio.Event)
 
     def begin(self, shape: Shape) -> None:
@@ -139,6 +143,12 @@ class Lane:
     def end(self) -> None:
         """The turn is over: the CLI's next call waits for the next turn."""
         self.live = False
+        self.events = None
+
+    def listen(self) -> asyncio.Queue[dict[str, Any]]:
+        """The coming turn's upstream events, each as the relay passes it on."""
+        self.events = asyncio.Queue()
+        return self.events
 
     def arm(self, marker: str) -> None:
         """The CLI is being sent ``marker`` ahead of its turn: hold its call."""
@@ -157,6 +167,7 @@ class Lane:
         self.content.clear()
         self.shape = None
         self.halted = False
+        self.events = None
         self.disarm()
 
     def _wake(self) -> None:
@@ -267,6 +278,9 @@ class Relay:
             return JSONResponse({"type": "error", "error": {
                 "type": "invalid_request_error",
                 "message": "no turn is being served on this lane"}}, 400)
+        # A turn's call: its events go to the engine too, when it listens.
+        sink = lane.events if path == "v1/messages" and lane.live and SYSTEM_MARK in raw \
+            else None
         if path == "v1/messages":
             raw = rewrite_raw(raw, lane)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
@@ -281,13 +295,15 @@ class Relay:
             # Named as Node names network errors, so the CLI's message says which.
             code = _network_code(exc)
             log.warning("relay: the upstream could not be reached (%s)", code)
+            if sink is not None:
+                sink.put_nowait({"type": RELAY_END, "status": 502, "complete": False})
             return JSONResponse({"type": "error", "error": {
                 "type": "api_error",
                 "message": f"the upstream could not be reached ({code})"}}, 502)
         self.calls += 1
         call = Call(status=upstream.status_code)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
-        return StreamingResponse(self._stream(upstream, lane, call, started),
+        return StreamingResponse(self._stream(upstream, lane, call, started, sink),
                                  status_code=upstream.status_code, headers=out_headers)
 
     @staticmethod
@@ -334,8 +350,9 @@ class Relay:
                     "rate-limited" if status == 429 else "rejected", status, seconds)
 
     async def _stream(self, upstream: httpx.Response, lane: Lane, call: Call,
-                      started: float) -> AsyncIterator[bytes]:
-        meter = _SseMeter(call, started)
+                      started: float, sink: asyncio.Queue[dict[str, Any]] | None = None
+                      ) -> AsyncIterator[bytes]:
+        meter = _SseMeter(call, started, sink)
         client_tools = lane.shape.tool_names if lane.shape is not None else frozenset()
         try:
             async for chunk in upstream.aiter_bytes():
@@ -345,6 +362,9 @@ class Relay:
                 yield chunk
         finally:
             await upstream.aclose()
+            if sink is not None:
+                sink.put_nowait({"type": RELAY_END, "status": call.status,
+                                 "complete": meter.complete})
             call.duration_s = time.monotonic() - started
             lane.calls.append(call)
             if self.on_call is not None:
@@ -375,9 +395,12 @@ class _Embedded(uvicorn.Server):
 class _SseMeter:
     """Reads usage and the first token's time from the SSE stream going by."""
 
-    def __init__(self, call: Call, started: float) -> None:
+    def __init__(self, call: Call, started: float,
+                 sink: asyncio.Queue[dict[str, Any]] | None = None) -> None:
         self.call = call
         self.started = started
+        self.sink = sink
+        self.complete = False  # message_stop went by
         self.tools: set[str] = set()  # names of the tools called
         self.stop_reason: str | None = None
         self._buffer = b""
@@ -396,7 +419,10 @@ class _SseMeter:
             return
         if not isinstance(event, dict):
             return
+        if self.sink is not None:
+            self.sink.put_nowait(event)
         kind = event.get("type")
+        self.complete = self.complete or kind == "message_stop"
         usage: Any = None
         if kind == "message_start":
             usage = (event.get("message") or {}).get("usage")

@@ -58,6 +58,8 @@ _STOP_REASONS: dict[str, StopReason] = {
 }
 
 STRUCTURED_OUTPUT = "StructuredOutput"  # the tool the relay offers for output schemas
+# Stop reasons with which a response is the turn's complete answer (in chat mode).
+_ANSWERED = ("end_turn", "stop_sequence", "refusal", "pause_turn")
 _AGENT_LIMITS = {"error_max_turns": "the turn reached its limit of model calls (max_turns)",
                  "error_max_budget_usd": "the turn reached its cost limit (max_budget_usd)"}
 _SHOWN = 160  # characters of a tool's input or output shown as progress
@@ -76,8 +78,14 @@ class TurnTranslator:
 
     def __init__(self, retry_after: int | None = None, usage_before: Usage | None = None,
                  *, tools_visible: bool = True, structured: bool = False,
-                 agent: bool = False, client_tools: frozenset[str] = frozenset()) -> None:
+                 agent: bool = False, client_tools: frozenset[str] = frozenset(),
+                 relayed: bool = False) -> None:
         self.retry_after = retry_after
+        # Fed the upstream's events as the relay passes them (not the CLI's copies):
+        # the answer is complete at the response's end, before the CLI's result.
+        self.relayed = relayed
+        self.answered = False  # relayed: the response ended, the turn is answered
+        self._earlier = Usage()  # relayed: the turn's earlier calls' usage
         # The client's function names: a call to one ends the response.
         self.client_tools = client_tools
         # Agent mode: Claude Code's own tool calls and their outcomes are progress
@@ -123,8 +131,9 @@ class TurnTranslator:
             yield from self._result(message)
 
     def usage(self) -> Usage:
-        """What the current API call has used so far (from the stream)."""
-        return usage_of(self._usage)
+        """What the current API call has used so far (from the stream); relayed, the
+        turn's earlier calls too."""
+        return self._earlier + usage_of(self._usage)
 
     def _stream_event(self, event: dict[str, Any]) -> Iterator[TurnEvent]:
         kind = event.get("type")
@@ -132,6 +141,8 @@ class TurnTranslator:
             self._step_break = self.agent and self._text_sent
             self._streamed = ""
             self._blocks = {}
+            if self.relayed:
+                self._earlier += usage_of(self._usage)
             message = event.get("message", {})
             self.model = str(message.get("model") or self.model)
             self._usage = dict(message.get("usage") or {})
@@ -147,6 +158,8 @@ class TurnTranslator:
             elif stop == "tool_use" and self._structured_sent:
                 # The answer was the structured-output call's input: it is complete.
                 yield TurnEnd("end_turn", self.usage(), self.model)
+            elif self.relayed and stop in _ANSWERED:
+                yield from self._answered(stop, event.get("delta", {}).get("stop_sequence"))
         elif kind == "content_block_start":
             yield from self._block_start(event)
         elif kind == "content_block_delta":
@@ -187,6 +200,15 @@ class TurnTranslator:
             call = self._blocks.get(int(event.get("index", -1)))
             if call is not None:
                 yield ToolCallDelta(call, delta["partial_json"])
+
+    def _answered(self, stop: str, stop_sequence: Any) -> Iterator[TurnEvent]:
+        """Relayed: the response ended with the answer (its cost comes with the CLI's
+        result, after it: ``Account.charge_late``)."""
+        if self.structured and not self._structured_sent:
+            raise UpstreamError("Claude did not produce an answer matching the schema")
+        self.answered = True
+        yield TurnEnd(_STOP_REASONS.get(stop, "end_turn"), self.usage(), self.model,
+                      stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None)
 
     def _client(self, name: str) -> str | None:
         return name if name in self.client_tools else None

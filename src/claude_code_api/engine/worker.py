@@ -29,6 +29,7 @@ from claude_agent_sdk import (
 )
 
 from ..errors import WorkerCrashed, WorkerTimeout
+from . import control
 from .costs import Meter
 from .permissions import Permissions
 from .protocol import State as State
@@ -87,7 +88,7 @@ class Worker(WorkerProtocol):
         self.meter = Meter.starting(options)
         self.last_used = time.monotonic()
         # The fingerprint of the conversation state its live session holds, if any.
-        self.holds: str | None = None
+        self.held: str | None = None
         self._client: ClaudeSDKClient | None = None
         self._inbox: asyncio.Queue[SDKMessage | _Died] = asyncio.Queue()
         self._started: asyncio.Future[None] | None = None
@@ -345,18 +346,16 @@ class Worker(WorkerProtocol):
         return True
 
     async def _rewind(self, target: str, last: str, timeout: float) -> bool:
-        """Cut the conversation back to before ``target``. The SDK has no public
-        method for this control request."""
-        query = getattr(self._require_client(), "_query", None)
-        if query is None:
-            return False
-        request = {"subtype": "rewind_conversation", "target_message_uuid": target,
-                   "last_seen_user_message_uuid": last}
+        """Cut the conversation back to before ``target`` (see ``control.py``)."""
+        client = self._require_client()
         try:
-            response = await asyncio.wait_for(query._send_control_request(request), timeout)
+            response = await asyncio.wait_for(control.rewind(client, target, last, timeout),
+                                              timeout)
+        except control.ControlUnavailable:
+            raise
         except Exception as exc:  # the CLI died, went silent, or wrote what the SDK refused
             raise WorkerCrashed("could not clear the Claude Code session") from exc
-        if not isinstance(response, dict) or response.get("rewound") is not True:
+        if response.get("rewound") is not True:
             log.warning("worker #%s: rewind refused: %s", self.id, response)
             return False
         return True

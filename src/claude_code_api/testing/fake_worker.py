@@ -29,7 +29,7 @@ from claude_agent_sdk import Message as SDKMessage
 
 from ..engine.permissions import Permissions
 from ..engine.protocol import State, Worker, WorkerKey
-from ..engine.relay import Lane
+from ..engine.relay import RELAY_END, Lane
 from ..errors import WorkerCrashed, WorkerTimeout
 
 MODEL = "claude-sonnet-4-5"
@@ -150,7 +150,7 @@ class FakeWorker(Worker):
         self.pid: int | None = None
         self.server_info: dict[str, Any] = {}
         self.turns = 0
-        self.holds: str | None = None
+        self.held: str | None = None
         self.last_used = 0.0
         self.armed: str | None = None
         self.permissions = permissions
@@ -258,6 +258,9 @@ class FakeWorker(Worker):
         await self._play(script)
 
     async def _play(self, script: Iterable[Item]) -> None:
+        """The script, as the CLI's messages; its stream events pass the lane's relay
+        too (the upstream's call, ending when the CLI's own messages about it begin)."""
+        calling = False
         for item in script:
             if isinstance(item, Hold):
                 await item.event.wait()
@@ -265,7 +268,22 @@ class FakeWorker(Worker):
                 self.crash()
                 return
             else:
+                if isinstance(item, StreamEvent):
+                    calling = True
+                    self._relay(item.event)
+                elif calling:
+                    calling = False
+                    self._relay({"type": RELAY_END, "status": 200, "complete": True})
+                elif isinstance(item, ResultMessage) and item.api_error_status:
+                    self._relay({"type": RELAY_END, "status": item.api_error_status,
+                                 "complete": False})
                 self._put(item)
+        if calling:
+            self._relay({"type": RELAY_END, "status": 200, "complete": True})
+
+    def _relay(self, event: dict[str, Any]) -> None:
+        if self.lane is not None and self.lane.events is not None:
+            self.lane.events.put_nowait(event)
 
     def _put(self, message: SDKMessage) -> None:
         if isinstance(message, ResultMessage):
