@@ -6,6 +6,7 @@ that end when their replica dies)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -22,6 +23,7 @@ from claude_code_api.settings import (
     CacheSettings,
     RedisSettings,
     Settings,
+    StoreSettings,
 )
 from tests.conftest import free_port
 from tests.shared_redis import REDIS_URL, keys_under, redis_prefix
@@ -271,3 +273,16 @@ async def test_a_replica_closing_gives_back_its_slots_and_reservations(
     await two.limiter.release(key)
     left = {k.decode() for k in keys_under(redis_prefix)}
     assert left == {f"{redis_prefix}rpm:k-close"}  # the window outlives the requests
+
+
+async def test_a_shared_store_without_redis_is_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(store=StoreSettings(url="postgresql://cca@127.0.0.1:5432/nothing"))
+    with caplog.at_level(logging.WARNING, logger="claude_code_api.access"):
+        state = access_state(settings)
+    assert not state.shared
+    assert "redis.url is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="claude_code_api.access"):
+        access_state(Settings())  # one process on SQLite: nothing to say
+    assert caplog.text == ""

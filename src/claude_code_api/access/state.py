@@ -4,6 +4,7 @@ replica) or in Redis (``redis.url``, shared by every replica). ``app.build`` ask
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from .budgets import Held, Reservations
 from .cache import MemoryCache, ResponseCache
 from .limits import Limiter, RateLimiter
 from .redis_state import Leases, RedisCache, RedisLimiter, RedisReservations
+
+log = logging.getLogger("claude_code_api.access")
 
 
 async def _nothing() -> None:
@@ -33,6 +36,10 @@ class AccessState:
 def access_state(settings: Settings) -> AccessState:
     config = settings.redis
     if config.url is None:
+        if settings.store.target().startswith("postgresql"):
+            # A shared store means replicas, probably: each would count on its own.
+            log.warning("store.url is PostgreSQL but redis.url is not set: rate limits, "
+                        "budget reservations and the cache are this replica's own")
         return AccessState(RateLimiter(settings.auth.rpm_window_seconds), Held(),
                            MemoryCache(settings.cache))
     client = aioredis.from_url(config.url, socket_timeout=config.timeout_seconds,
