@@ -51,6 +51,20 @@ def test_the_worker_holding_the_conversation_comes_first(
     assert plan([wants_a], [clean, holder], LIMITS, now=10).assign == [(wants_a, holder)]
 
 
+def test_a_conversation_waits_for_its_holder_finishing_its_last_turn(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """Its answer was sent and the CLI is finishing that turn: the next request of the
+    conversation waits milliseconds for it rather than go cold on a clean worker."""
+    clean, finishing = worker(used=9), worker("busy", held="A")
+    wants_a, other = waiter(loop, held="A"), waiter(loop)
+    step = plan([wants_a, other], [clean, finishing], LIMITS, now=10, arriving=wants_a)
+    assert step.assign == [(other, clean)] and not step.start and not step.refuse
+    assert wants_a.waiting
+    finishing.state = "idle"
+    assert plan([wants_a], [clean, finishing], LIMITS, now=10).assign == [
+        (wants_a, finishing)]
+
+
 def test_with_room_a_waiter_starts_a_worker_and_then_waits_for_it(
         loop: asyncio.AbstractEventLoop) -> None:
     alone = waiter(loop)

@@ -37,12 +37,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, StreamEvent
+from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, StreamEvent
 from claude_agent_sdk import Message as SDKMessage
 
 from ..errors import (
     GatewayError,
     UpstreamAuthFailed,
+    UpstreamError,
     UpstreamRateLimited,
     WorkerCrashed,
     WorkerTimeout,
@@ -76,6 +77,8 @@ log = logging.getLogger(__name__)
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 _ALIVE_CHECK = 1.0  # how often a turn waiting on the relay checks its CLI is alive
+_BROKEN_STREAM = ("the upstream stream broke off after part of the answer was sent; retry "
+                  "the request")
 
 
 class Engine:
@@ -203,7 +206,8 @@ class Engine:
             if worker.permissions is not None:
                 worker.permissions.narrow = narrow
             events = await self._deliver(worker, request, held, listen=relayed)
-            source = self._relayed(worker, events) if events is not None else None
+            source = self._relayed(worker, events, translator) if events is not None \
+                else None
             async for event in self._events(worker, translator, request, source):
                 answer.feed(event)
                 if isinstance(event, TurnEnd):
@@ -219,6 +223,9 @@ class Engine:
                 # An error result's cost reached no TurnEnd: it is charged here.
                 close_account(account, None if end else translator.result, Usage())
             elif translator.answered and end is not None:
+                # Held already while the CLI finishes: the next request of this
+                # conversation waits for this worker rather than go cold elsewhere.
+                worker.held = now_held if self.settings.max_live_conversations != 0 else None
                 self._background(self._finish(worker, now_held, account, end.usage))
             else:
                 self._abort(worker, account, end.usage if end else Usage())
@@ -350,23 +357,31 @@ class Engine:
         while True:
             yield await worker.next_message(self.settings.timeout_seconds)
 
-    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]]
-                       ) -> AsyncGenerator[SDKMessage, None]:
+    async def _relayed(self, worker: Worker, events: asyncio.Queue[dict[str, Any]],
+                       translator: TurnTranslator) -> AsyncGenerator[SDKMessage, None]:
         """The turn's messages from the relay: the upstream's events as they pass. When
         a call brought no complete answer (an upstream error), the CLI's own messages
         from then on: its result says what went wrong."""
-        seen = False
+        passed = 0  # responses whose events passed the relay
         while True:
             item = await self._relay_item(worker, events)
             if item.get("type") != RELAY_END:
-                seen = True
+                passed += item.get("type") == "message_start"
                 yield StreamEvent(uuid="", session_id="", event=item)
             elif item.get("status") != 200 or not item.get("complete"):
                 break
         while True:
             message = await worker.next_message(self.settings.timeout_seconds)
-            if not (seen and isinstance(message, StreamEvent | AssistantMessage)):
-                yield message  # (what was streamed already is not streamed again)
+            if not passed:
+                yield message  # nothing was sent: the CLI's account of the turn is it
+            elif isinstance(message, ResultMessage):
+                if not message.is_error:
+                    # The CLI called again after the answer broke off: the new answer
+                    # cannot continue the part already sent. (The turn is over: its
+                    # result is the translator's, and says what it cost.)
+                    translator.done, translator.result = True, message
+                    raise UpstreamError(_BROKEN_STREAM)
+                yield message
 
     async def _relay_item(self, worker: Worker,
                           events: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
@@ -400,6 +415,8 @@ class Engine:
             close_account(account, result, reported)
         if result is not None:
             self.pool.release(worker, held=held if not result.is_error else None)
+        else:
+            worker.held = None
 
     # -- ending turns early -------------------------------------------------------
     def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:

@@ -152,6 +152,8 @@ class _Planner:
             worker = self._pick(waiter.key, waiter.held)
             if worker is not None:
                 self._give(waiter, worker)
+            elif self._finishing(waiter):
+                continue  # the worker holding its conversation is free in milliseconds
             elif waiter is arriving and queued >= self.limits.max_queue + room:
                 self.plan.refuse.append(waiter)
             elif waiter.spawned is not None and \
@@ -173,12 +175,23 @@ class _Planner:
         clean = [w for w in idle if w.held is None]
         if match:
             return match[0]
+        if held is not None and self._finishing_holder(key, held):
+            return None  # wait for it rather than rebuild the conversation elsewhere
         if clean:
             # Armed and waiting first (its call is ready at the relay), then the warmest.
             return max(clean, key=lambda w: (w.ready, w.last_used))
         if idle and self.room <= 0:
             return min(idle, key=lambda w: w.last_used)
         return None
+
+    def _finishing_holder(self, key: WorkerKey, held: str) -> bool:
+        """A busy worker already holds this conversation: its answer was sent and the
+        CLI is finishing the turn (the engine marks it as it hands the answer over)."""
+        return any(w.key == key and w.held == held and s == "busy"
+                   for w, s in self.states.items())
+
+    def _finishing(self, waiter: Waiter) -> bool:
+        return waiter.held is not None and self._finishing_holder(waiter.key, waiter.held)
 
     def _start_for(self, waiter: Waiter) -> None:
         if self.room <= 0:
