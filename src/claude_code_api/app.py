@@ -19,10 +19,9 @@ from starlette.routing import Match
 from . import __version__, ops
 from .access.accounts import Accounts
 from .access.budgets import Budgets
-from .access.cache import ResponseCache
 from .access.keys import KeyStore
-from .access.limits import RateLimiter
 from .access.middleware import AccessMiddleware
+from .access.state import access_state
 from .agent import Agents
 from .batch.router import router as batch_router
 from .batch.runner import Runner
@@ -62,14 +61,16 @@ def build(settings: Settings) -> Services:
     catalog = Catalog(settings.models.aliases)
     media = MediaResolver(settings.media)
     keys = KeyStore(database)
-    budgets = Budgets(keys, settings.auth.turn_reserve_usd)
+    # Limits, reservations and the cache: in process, or in Redis for every replica.
+    access = access_state(settings)
+    budgets = Budgets(keys, settings.auth.turn_reserve_usd, access.reservations)
     metrics = Metrics(ops.PoolGauges(engine))
     engine.relay.on_call = lambda lane, call: metrics.observe_upstream(
         call.status, call.duration_s, call.first_token_s)
     agents = Agents(settings)
     store = ConversationStore(database)
     conversations = Conversations(store)
-    limiter = RateLimiter(settings.auth.rpm_window_seconds)
+    limiter = access.limiter
     # One turn's money and limits, the same for HTTP turns and live-session turns.
     accounts = Accounts(keys, budgets, limiter, metrics)
     turns = Turns(settings, engine, catalog, media, conversations, agents, accounts)
@@ -77,7 +78,7 @@ def build(settings: Settings) -> Services:
     return Services(
         settings=settings, database=database, engine=engine, catalog=catalog, media=media,
         keys=keys, limiter=limiter, budgets=budgets,
-        cache=ResponseCache(settings.cache), metrics=metrics, agents=agents,
+        cache=access.cache, access=access, metrics=metrics, agents=agents,
         conversations=conversations, responses=Responses(store), turns=turns,
         sessions=Sessions(settings, engine, catalog, agents, accounts),
         batches=Batches(settings.batch, BatchStore(database), runner, keys,
@@ -101,6 +102,7 @@ async def close(services: Services) -> None:
     await services.batches.close()  # first: their turns are interrupted, not orphaned
     await services.engine.close()
     await services.media.close()
+    await services.access.close()
     services.database.close()  # last: the services above may still record a turn
 
 

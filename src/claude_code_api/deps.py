@@ -17,7 +17,8 @@ from .access.budgets import Budgets
 from .access.cache import ResponseCache
 from .access.caller import Caller
 from .access.keys import KeyStore
-from .access.limits import RateLimiter
+from .access.limits import Limiter
+from .access.state import AccessState
 from .agent import Agents
 from .batch.service import Batches
 from .catalog import Catalog
@@ -42,9 +43,10 @@ class Services:
     catalog: Catalog
     media: MediaResolver
     keys: KeyStore
-    limiter: RateLimiter
+    limiter: Limiter
     budgets: Budgets
     cache: ResponseCache
+    access: AccessState  # where limiter, reservations and cache keep their state
     metrics: Metrics
     agents: Agents
     conversations: Conversations
@@ -110,7 +112,7 @@ def _keys(connection: HTTPConnection) -> KeyStore:
     return services(connection).keys
 
 
-def _limiter(connection: HTTPConnection) -> RateLimiter:
+def _limiter(connection: HTTPConnection) -> Limiter:
     return services(connection).limiter
 
 
@@ -134,6 +136,6 @@ BatchesDep = Annotated[Batches, Depends(_batches)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 KeysDep = Annotated[KeyStore, Depends(_keys)]
-LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+LimiterDep = Annotated[Limiter, Depends(_limiter)]
 BudgetsDep = Annotated[Budgets, Depends(_budgets)]
 CacheDep = Annotated[ResponseCache, Depends(_cache)]

@@ -12,6 +12,7 @@
     ├── Overloaded                    429 the pool and its queue are full (Retry-After)
     ├── RateLimited                   429 the key's requests per minute or at once
     ├── BudgetExceeded                429 insufficient_quota (Anthropic: 402 billing_error)
+    ├── StateUnavailable              503 the shared state (Redis) cannot be reached
     └── UpstreamError                 an error from Claude Code or the API behind it
         ├── UpstreamRateLimited       429 the Anthropic API said 429 (Retry-After)
         ├── UpstreamOverloaded        503 the Anthropic API is overloaded or failing
@@ -108,6 +109,12 @@ class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class StateUnavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "shared_state_unavailable"
 
 
 class UpstreamError(GatewayError):

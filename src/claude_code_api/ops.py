@@ -69,10 +69,11 @@ async def stats(metrics: MetricsDep, engine: EngineDep, cache: CacheDep, keys: K
     calling key's own usage (without a key, on loopback: every key's)."""
     body = metrics.summary()
     body["pool"] = PoolGauges(engine).pool_counts()
-    body["cache"] = {"enabled": cache.enabled, "entries": len(cache), **body["cache"]}
+    body["cache"] = {"enabled": cache.enabled, "entries": await cache.entries(),
+                     **body["cache"]}
     if caller.key is not None:
-        body["key"] = {**caller.key.summary(), "running": limiter.running(caller.key.id),
-                       "reserved_usd": budgets.reserved(caller.key.id),
+        body["key"] = {**caller.key.summary(), "running": await limiter.running(caller.key.id),
+                       "reserved_usd": await budgets.reserved(caller.key.id),
                        "usage": keys.usage(caller.key.id)}
     else:
         body["keys"] = [k.summary() for k in keys.all()]

@@ -155,11 +155,23 @@ class CacheSettings(BaseModel):
     enabled: bool = Field(False, description="answer exact repeats of a request from memory")
     ttl_seconds: float = Field(3600.0, gt=0, description="how long an entry is served")
     max_entries: int = Field(1000, ge=1, description="entries kept (least recently used go "
-                                                     "first)")
+                                                     "first; in Redis the oldest)")
     max_entry_bytes: int = Field(1024 * 1024, ge=1, description="larger responses are not "
                                                                 "cached")
     shared_across_keys: bool = Field(False, description="let one key's cached answers serve "
                                      "another key's identical requests")
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(None, description="redis://host:port/db: keep rate limits, "
+                            "budget reservations and the response cache in Redis, shared by "
+                            "every replica (default: in this process)")
+    prefix: str = Field("cca:", description="the start of every Redis key the gateway uses")
+    lease_seconds: float = Field(30.0, gt=0, description="a running request's slot and "
+                                 "budget reservation end this long after a replica that died "
+                                 "last renewed them")
+    timeout_seconds: float = Field(2.0, gt=0, description="longest wait for Redis before a "
+                                   "request is answered 503")
 
 
 # Claude Code's file tools and its task list (TaskCreate..TaskUpdate took TodoWrite's
@@ -245,6 +257,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     file_access: FileAccessSettings = Field(default_factory=FileAccessSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from claude_code_api.access.budgets import Budgets
-from claude_code_api.access.cache import ResponseCache, request_key
+from claude_code_api.access.cache import MemoryCache, request_key
 from claude_code_api.access.keys import ApiKey, KeyStore
 from claude_code_api.access.limits import RateLimiter, duration
 from claude_code_api.errors import BudgetExceeded
@@ -57,31 +57,31 @@ def test_ledger_sums_per_key_model_and_day(tmp_path: Path) -> None:
     store.close()
 
 
-def test_rpm_window_slides() -> None:
+async def test_rpm_window_slides() -> None:
     clock = Clock()
     limiter = RateLimiter(60.0, clock)
     key = ApiKey("k1", "k", rpm=2)
-    first = limiter.acquire(key)
+    first = await limiter.acquire(key)
     assert first.allowed and first.headers()["x-ratelimit-remaining-requests"] == "1"
-    limiter.release(key)
+    await limiter.release(key)
     clock.now += 30
-    assert limiter.acquire(key).allowed
-    limiter.release(key)
-    refused = limiter.acquire(key)
+    assert (await limiter.acquire(key)).allowed
+    await limiter.release(key)
+    refused = await limiter.acquire(key)
     assert not refused.allowed and refused.reason == "rpm" and refused.retry_after == 30
     clock.now += 30.5  # the first request left the window
-    assert limiter.acquire(key).allowed
+    assert (await limiter.acquire(key)).allowed
 
 
-def test_concurrency_counts_until_release() -> None:
+async def test_concurrency_counts_until_release() -> None:
     limiter = RateLimiter(60.0, Clock())
     key = ApiKey("k2", "k", concurrency=1)
-    assert limiter.acquire(key).allowed
-    refused = limiter.acquire(key)
+    assert (await limiter.acquire(key)).allowed
+    refused = await limiter.acquire(key)
     assert (refused.allowed, refused.reason, refused.retry_after) == (False, "concurrency", 1)
     assert refused.headers() == {}  # no rpm limit, so no x-ratelimit-* numbers
-    limiter.release(key)
-    assert limiter.acquire(key).allowed
+    await limiter.release(key)
+    assert (await limiter.acquire(key)).allowed
 
 
 def test_openai_reset_durations() -> None:
@@ -99,18 +99,18 @@ def test_cache_key_is_canonical_and_scoped() -> None:
     assert request_key("/v1/chat/completions", "k1", None, b"{nope") is None
 
 
-def test_cache_ttl_and_lru() -> None:
+async def test_cache_ttl_and_lru() -> None:
     clock = Clock()
-    cache = ResponseCache(CacheSettings(enabled=True, ttl_seconds=10, max_entries=2,
-                                        max_entry_bytes=5), clock)
-    assert cache.put("a", b"1", "application/json")
-    assert not cache.put("big", b"123456", "application/json")
-    cache.put("b", b"2", "application/json")
-    assert cache.get("a") is not None  # a is now the most recent
-    cache.put("c", b"3", "application/json")
-    assert cache.get("b") is None and cache.get("a") is not None
+    cache = MemoryCache(CacheSettings(enabled=True, ttl_seconds=10, max_entries=2,
+                                      max_entry_bytes=5), clock)
+    assert await cache.put("a", b"1", "application/json")
+    assert not await cache.put("big", b"123456", "application/json")
+    await cache.put("b", b"2", "application/json")
+    assert await cache.get("a") is not None  # a is now the most recent
+    await cache.put("c", b"3", "application/json")
+    assert await cache.get("b") is None and await cache.get("a") is not None
     clock.now += 11
-    assert cache.get("a") is None and len(cache) == 1
+    assert await cache.get("a") is None and await cache.entries() == 0  # c expired too
     assert (cache.hits, cache.misses) == (2, 2)
 
 
@@ -125,36 +125,36 @@ def test_secrets_are_masked_in_log_lines() -> None:
     assert '"message": "hello world"' in formatted and '"path": "/v1/x"' in formatted
 
 
-def test_turns_reserve_their_share_of_a_budget_until_charged(tmp_path: Path) -> None:
+async def test_turns_reserve_their_share_of_a_budget_until_charged(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.db")
     key, _ = store.create("burst", budget_usd=0.25)
     budgets = Budgets(store, first_turn_usd=0.5)
     budgets.record("someone", "sonnet", 0.125)  # another key's turn: what a turn costs
-    first = budgets.admit(key, "sonnet")
-    second = budgets.admit(key, "sonnet")
+    first = await budgets.admit(key, "sonnet")
+    second = await budgets.admit(key, "sonnet")
     assert first is not None and second is not None
-    assert budgets.reserved(key.id) == 0.25 and budgets.running(key.id) == 2
+    assert await budgets.reserved(key.id) == 0.25 and await budgets.running(key.id) == 2
     # Nothing spent yet, but the two running turns are expected to use the budget up.
     with pytest.raises(BudgetExceeded) as refused:
-        budgets.admit(key, "sonnet")
+        await budgets.admit(key, "sonnet")
     assert "$0.2500 is reserved by 2 turns still running" in refused.value.message
     store.charge(key.id, "sonnet", Usage(), 0.1)  # the first turn's real cost...
     budgets.record(key.id, "sonnet", 0.1)
     first.release()  # ...replaces its reservation
     first.release()  # (twice changes nothing)
-    assert budgets.running(key.id) == 1
-    third = budgets.admit(key, "sonnet")  # 0.1 spent + 0.125 reserved < 0.25
+    assert await budgets.running(key.id) == 1
+    third = await budgets.admit(key, "sonnet")  # 0.1 spent + 0.125 reserved < 0.25
     assert third is not None and third.amount == 0.1  # the key's own mean
     second.release()
     third.release()
-    assert budgets.reserved(key.id) == 0
+    assert await budgets.reserved(key.id) == 0
     store.update("burst", budget_usd=0.1)  # lowered while running: refused at once
     with pytest.raises(BudgetExceeded):
-        budgets.admit(key, "sonnet")
+        await budgets.admit(key, "sonnet")
     store.close()
 
 
-def test_what_a_turn_is_expected_to_cost() -> None:
+async def test_what_a_turn_is_expected_to_cost() -> None:
     budgets = Budgets(KeyStore(":memory:"), first_turn_usd=0.1)
     assert budgets.expected("k", "opus") == 0.1  # nothing known: the configured default
     budgets.record("other", "opus", 0.3)
@@ -164,5 +164,5 @@ def test_what_a_turn_is_expected_to_cost() -> None:
         budgets.record("k", "opus", cost)
     assert budgets.expected("k", "opus") == pytest.approx(0.2)  # its recent turns only
     assert budgets.expected("k", "haiku") == 0.1
-    assert budgets.admit(None, "opus") is None  # no key, no budget: nothing held
-    assert budgets.admit(ApiKey("free", "free"), "opus") is None
+    assert await budgets.admit(None, "opus") is None  # no key, no budget: nothing held
+    assert await budgets.admit(ApiKey("free", "free"), "opus") is None

@@ -38,37 +38,37 @@ def rejected(accounts: Accounts, reason: str) -> float:
     return value or 0.0
 
 
-def test_a_turn_holds_a_slot_of_its_key_until_it_ends(accounts: Accounts) -> None:
+async def test_a_turn_holds_a_slot_of_its_key_until_it_ends(accounts: Accounts) -> None:
     key, _ = accounts.keys.create("one-at-a-time", concurrency=1)
     caller = Caller(key=accounts.current(key.id))
-    accounts.limit(caller)
+    await accounts.limit(caller)
     with pytest.raises(RateLimited, match="already has 1 request running"):
-        accounts.limit(caller)
+        await accounts.limit(caller)
     assert rejected(accounts, "concurrency") == 1
-    accounts.unlimit(caller)
-    accounts.limit(caller)  # the slot is free again
+    await accounts.unlimit(caller)
+    await accounts.limit(caller)  # the slot is free again
 
 
-def test_a_turn_is_refused_by_a_spent_budget_and_charged_to_the_ledger(
+async def test_a_turn_is_refused_by_a_spent_budget_and_charged_to_the_ledger(
         accounts: Accounts) -> None:
     key, _ = accounts.keys.create("budgeted", budget_usd=0.01)
     caller = Caller(key=accounts.current(key.id))
     account = accounts.account(caller, "sonnet")
-    account.admit()
-    assert accounts.budgets.reserved(key.id) == 0.5  # what a first turn is expected to cost
+    await account.admit()
+    assert await accounts.budgets.reserved(key.id) == 0.5  # what a first turn is expected to cost
     accounts.charge(caller, "sonnet", TurnEnd("end_turn", Usage(10, 4), "sonnet", 0.02))
     account.end()
-    assert accounts.budgets.reserved(key.id) == 0
+    assert await accounts.budgets.reserved(key.id) == 0
     [row] = accounts.keys.usage(key.id)
     assert (row["requests"], row["input_tokens"], row["output_tokens"], row["cost_usd"]) == \
         (1, 10, 4, 0.02)
     spent = Caller(key=accounts.current(key.id))
     with pytest.raises(BudgetExceeded):
-        accounts.limit(spent)
+        await accounts.limit(spent)
     assert rejected(accounts, "budget") == 1
 
 
-def test_a_revoked_key_and_a_model_the_key_may_not_use_are_refused(
+async def test_a_revoked_key_and_a_model_the_key_may_not_use_are_refused(
         accounts: Accounts) -> None:
     key, _ = accounts.keys.create("haiku-only", models=["haiku"])
     caller = Caller(key=accounts.current(key.id))

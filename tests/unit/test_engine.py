@@ -59,7 +59,7 @@ class Ledger:
         self.admitted = self.ended = 0
         self.late: list[tuple[Usage, float]] = []
 
-    def admit(self) -> None:
+    async def admit(self) -> None:
         if self.refuse is not None:
             raise self.refuse
         self.admitted += 1

@@ -29,7 +29,7 @@ from ..metrics import Metrics
 from .budgets import Budgets, Reservation
 from .caller import Caller
 from .keys import LOCAL, ApiKey, KeyStore
-from .limits import RateLimiter
+from .limits import Limiter, admit
 
 
 @dataclass(eq=False)
@@ -43,9 +43,9 @@ class TurnAccount:
     model: str
     reservation: Reservation | None = None
 
-    def admit(self) -> None:
+    async def admit(self) -> None:
         self.end()
-        self.reservation = self.accounts.budgets.admit(self.caller.key, self.model)
+        self.reservation = await self.accounts.budgets.admit(self.caller.key, self.model)
 
     def charge_late(self, usage: Usage, cost: float) -> None:
         if cost or usage != Usage():
@@ -61,7 +61,7 @@ class TurnAccount:
 
 
 class Accounts:
-    def __init__(self, keys: KeyStore, budgets: Budgets, limiter: RateLimiter,
+    def __init__(self, keys: KeyStore, budgets: Budgets, limiter: Limiter,
                  metrics: Metrics) -> None:
         self.keys = keys
         self.budgets = budgets
@@ -90,7 +90,7 @@ class Accounts:
             raise Forbidden(f"The API key `{key.name}` may not use the model `{shown}`; "
                             f"it may use: {allowed}.", param="model")
 
-    def limit(self, caller: Caller) -> None:
+    async def limit(self, caller: Caller) -> None:
         """Admit one turn against the key's spent budget and its requests per minute
         and at once, as the middleware admits a request; ``unlimit`` when it ends."""
         key = caller.key
@@ -99,14 +99,14 @@ class Accounts:
         try:
             if key.over_budget():
                 raise key.budget_error()
-            self.limiter.admit(key)
+            await admit(self.limiter, key)
         except GatewayError as exc:
             self.refused(exc)
             raise
 
-    def unlimit(self, caller: Caller) -> None:
+    async def unlimit(self, caller: Caller) -> None:
         if caller.key is not None:
-            self.limiter.release(caller.key)
+            await self.limiter.release(caller.key)
 
     def account(self, caller: Caller, model: str) -> TurnAccount:
         return TurnAccount(self, caller, model)

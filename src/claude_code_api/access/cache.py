@@ -5,7 +5,9 @@ explicit conversation id, and the request body in canonical JSON (sorted keys,
 no insignificant whitespace), so model, messages, tools, format, sampling
 parameters and ``stream`` all count. Only complete answers are stored: never an
 error, never a turn that stopped at tool calls (the caller owes results).
-Entries live in memory (LRU, bounded in count and size) for ``ttl_seconds``.
+Entries live for ``ttl_seconds``, bounded in count and size: in this process
+(``MemoryCache``, least recently used go first) or, with ``redis.url``, in Redis
+(``redis_state.RedisCache``, shared by every replica, oldest go first).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..settings import CacheSettings
 
@@ -44,7 +47,31 @@ def request_key(path: str, owner: str, conversation: str | None, body: bytes) ->
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-class ResponseCache:
+class ResponseCache(Protocol):
+    """Stored answers, wherever they are kept."""
+
+    settings: CacheSettings
+    hits: int  # this replica's lookups
+    misses: int
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def owner_part(self, owner: str) -> str: ...
+
+    async def get(self, key: str) -> Cached | None: ...
+
+    async def put(self, key: str, body: bytes, media_type: str,
+                  headers: tuple[tuple[str, str], ...] = ()) -> bool:
+        """Store an answer; False when it is larger than an entry may be."""
+        ...
+
+    async def entries(self) -> int: ...
+
+
+class MemoryCache:
+    """The cache of one process (no ``redis.url``)."""
+
     def __init__(self, settings: CacheSettings, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         self.settings = settings
@@ -60,7 +87,7 @@ class ResponseCache:
     def owner_part(self, owner: str) -> str:
         return "*" if self.settings.shared_across_keys else owner
 
-    def get(self, key: str) -> Cached | None:
+    async def get(self, key: str) -> Cached | None:
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry.stored_at > self.settings.ttl_seconds:
             del self._entries[key]
@@ -72,7 +99,7 @@ class ResponseCache:
         self.hits += 1
         return entry
 
-    def put(self, key: str, body: bytes, media_type: str,
+    async def put(self, key: str, body: bytes, media_type: str,
             headers: tuple[tuple[str, str], ...] = ()) -> bool:
         if len(body) > self.settings.max_entry_bytes:
             return False
@@ -82,5 +109,10 @@ class ResponseCache:
             self._entries.popitem(last=False)
         return True
 
-    def __len__(self) -> int:
+    async def entries(self) -> int:
+        """The entries still served (those past their TTL are dropped here)."""
+        now = self._clock()
+        for key in [k for k, e in self._entries.items()
+                    if now - e.stored_at > self.settings.ttl_seconds]:
+            del self._entries[key]
         return len(self._entries)

@@ -1,9 +1,11 @@
-"""Per-key request limits, in memory: requests per minute and requests at once.
+"""Per-key request limits: requests per minute and requests at once.
 
 Requests per minute is a sliding window (a key with ``rpm = 10`` never has more
 than ten requests started in any 60 seconds); concurrency counts requests whose
-response has not finished. Both forget a key's state when it is idle, so memory
-stays bounded by the keys in use.
+response has not finished. ``Limiter`` is the interface; ``RateLimiter`` keeps the
+counts in this process (one replica), ``redis_state.RedisLimiter`` in Redis (shared
+by every replica). The in-process one forgets a key's state when it is idle, so
+memory stays bounded by the keys in use.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..errors import RateLimited
 from .keys import ApiKey
@@ -46,6 +49,39 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
+class Limiter(Protocol):
+    """A key's requests per minute and at once, wherever the counts are kept."""
+
+    async def acquire(self, key: ApiKey) -> Verdict:
+        """Admit one request for ``key`` (call ``release`` when its response ends) or
+        say why not."""
+        ...
+
+    async def release(self, key: ApiKey) -> None:
+        """One of the key's admitted requests has ended."""
+        ...
+
+    async def running(self, key_id: str) -> int:
+        """The key's requests admitted and not yet released."""
+        ...
+
+
+async def admit(limiter: Limiter, key: ApiKey) -> Verdict:
+    """``acquire``, or raise the 429 that says which limit refused the request."""
+    verdict = await limiter.acquire(key)
+    if verdict.allowed:
+        return verdict
+    if verdict.reason == "rpm":
+        message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
+                   f"per minute. Retry in {verdict.retry_after}s.")
+    else:
+        running = f"{key.concurrency} request{'s' if key.concurrency != 1 else ''}"
+        message = (f"The API key `{key.name}` already has {running} running, its "
+                   "limit. Retry when one finishes.")
+    raise RateLimited(message, retry_after=verdict.retry_after,
+                      headers={**verdict.headers(), "x-ratelimit-reason": verdict.reason})
+
+
 @dataclass
 class _State:
     starts: deque[float] = field(default_factory=deque)
@@ -53,15 +89,15 @@ class _State:
 
 
 class RateLimiter:
+    """The limits of one process (no ``redis.url``)."""
+
     def __init__(self, window: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
         self._clock = clock
         self._states: dict[str, _State] = {}
 
-    def acquire(self, key: ApiKey) -> Verdict:
-        """Admit one request for ``key`` (call ``release`` when its response ends) or
-        say why not."""
+    async def acquire(self, key: ApiKey) -> Verdict:
         now = self._clock()
         state = self._states.setdefault(key.id, _State())
         while state.starts and state.starts[0] <= now - self.window:
@@ -75,22 +111,7 @@ class RateLimiter:
         state.running += 1
         return Verdict(True, "", 0, *self._window(key, state, now))
 
-    def admit(self, key: ApiKey) -> Verdict:
-        """``acquire``, or raise the 429 that says which limit refused the request."""
-        verdict = self.acquire(key)
-        if verdict.allowed:
-            return verdict
-        if verdict.reason == "rpm":
-            message = (f"Rate limit reached for the API key `{key.name}`: {key.rpm} requests "
-                       f"per minute. Retry in {verdict.retry_after}s.")
-        else:
-            running = f"{key.concurrency} request{'s' if key.concurrency != 1 else ''}"
-            message = (f"The API key `{key.name}` already has {running} running, its "
-                       "limit. Retry when one finishes.")
-        raise RateLimited(message, retry_after=verdict.retry_after,
-                          headers={**verdict.headers(), "x-ratelimit-reason": verdict.reason})
-
-    def release(self, key: ApiKey) -> None:
+    async def release(self, key: ApiKey) -> None:
         state = self._states.get(key.id)
         if state is None:
             return
@@ -99,7 +120,7 @@ class RateLimiter:
                                   state.starts[-1] <= self._clock() - self.window):
             del self._states[key.id]
 
-    def running(self, key_id: str) -> int:
+    async def running(self, key_id: str) -> int:
         state = self._states.get(key_id)
         return state.running if state else 0
 

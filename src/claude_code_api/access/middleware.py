@@ -27,14 +27,14 @@ from starlette.datastructures import Headers
 
 from ..body import check_text, read_within
 from ..dialects.errors import gateway_error_response, is_anthropic
-from ..errors import BudgetExceeded, GatewayError, RateLimited, Unauthorized
+from ..errors import BudgetExceeded, GatewayError, RateLimited, StateUnavailable, Unauthorized
 from ..events import Usage
 from ..logs import request_id
 from ..metrics import Metrics, route_of
-from .cache import CACHED_ROUTES, ResponseCache, request_key
+from .cache import CACHED_ROUTES, Cached, ResponseCache, request_key
 from .caller import Caller
 from .keys import ApiKey, KeyStore, looks_like_ours
-from .limits import RateLimiter, Verdict
+from .limits import Limiter, Verdict, admit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,7 +73,7 @@ class _Exchange:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, *, keys: KeyStore, limiter: RateLimiter,
+    def __init__(self, app: ASGIApp, *, keys: KeyStore, limiter: Limiter,
                  cache: ResponseCache, metrics: Metrics, auth_required: bool,
                  metrics_public: bool, max_body_bytes: int) -> None:
         self.app = app
@@ -116,7 +116,7 @@ class AccessMiddleware:
                 caller.key = self._authenticate(headers)
             if exchange.method == "POST" and exchange.path in MODEL_CALLS \
                     and caller.key is not None:
-                verdict = self._admit(caller.key)
+                verdict = await self._admit(caller.key)
                 extra += _ratelimit_headers(verdict, exchange.path)
             body: bytes | None = None
             if exchange.method == "POST" and exchange.path not in _UPLOADS:
@@ -137,7 +137,7 @@ class AccessMiddleware:
             raise
         finally:
             if verdict is not None and verdict.allowed and caller.key is not None:
-                self.limiter.release(caller.key)
+                await self.limiter.release(caller.key)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket is authenticated like a request: a key in the headers, or for
@@ -182,10 +182,10 @@ class AccessMiddleware:
                                code="missing_api_key")
         return None
 
-    def _admit(self, key: ApiKey) -> Verdict:
+    async def _admit(self, key: ApiKey) -> Verdict:
         if key.over_budget():
             raise key.budget_error()
-        return self.limiter.admit(key)
+        return await admit(self.limiter, key)
 
     def _rejected(self, exc: GatewayError) -> None:
         if isinstance(exc, Unauthorized):
@@ -204,7 +204,7 @@ class AccessMiddleware:
         if key is None or "no-store" in control:
             await self.app(scope, receive, self._sender(send, exchange, extra))
             return
-        hit = None if "no-cache" in control else self.cache.get(key)
+        hit = None if "no-cache" in control else await self._lookup(key)
         if hit is not None:
             exchange.cache = "hit"
             self.metrics.cache.labels("hit").inc()
@@ -226,8 +226,20 @@ class AccessMiddleware:
             kept = tuple((name, response_headers[name])
                          for name in ("x-conversation-id", "x-tools-ignored")
                          if name in response_headers)
-            self.cache.put(key, b"".join(exchange.body),
-                           response_headers.get("content-type", "application/json"), kept)
+            try:
+                await self.cache.put(key, b"".join(exchange.body),
+                                     response_headers.get("content-type", "application/json"),
+                                     kept)
+            except StateUnavailable:  # the answer was sent; it is just not kept
+                log.warning("the response cache could not store an answer")
+
+    async def _lookup(self, key: str) -> Cached | None:
+        """A stored answer; a cache that cannot be reached is a miss, not an error."""
+        try:
+            return await self.cache.get(key)
+        except StateUnavailable:
+            log.warning("the response cache could not be read")
+            return None
 
     def _sender(self, send: Send, exchange: _Exchange, extra: list[tuple[str, str]],
                 capture: bool = False) -> Send:

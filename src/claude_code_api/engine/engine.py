@@ -159,7 +159,7 @@ class Engine:
         held = _held(session, request, request.history) if request.history else None
         self.credentials.pick()  # fails fast while every credential rests
         worker = await self.pool.acquire(key, held)
-        self._admit(worker, account)
+        await self._admit(worker, account)
         try:
             async with contextlib.aclosing(self._turn(worker, request, session, held,
                                                       narrow, account)) as turn:
@@ -171,12 +171,12 @@ class Engine:
                 self.credentials.pick()
             raise exc
 
-    def _admit(self, worker: Worker, account: Account | None) -> None:
+    async def _admit(self, worker: Worker, account: Account | None) -> None:
         """The pool gave the request a worker: the account may still refuse it."""
         if account is None:
             return
         try:
-            account.admit()
+            await account.admit()
         except BaseException:
             self.pool.give_back(worker)
             raise

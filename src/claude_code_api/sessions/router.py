@@ -145,7 +145,7 @@ async def _start(websocket: WebSocket, sessions: Sessions, session: Session,
                  message: UserTurn) -> asyncio.Task[None] | None:
     """The turn, admitted and running; else the refusal is sent and None returned."""
     try:
-        sessions.begin(session)
+        await sessions.begin(session)
     except GatewayError as exc:
         await _send(websocket, ErrorFrame.of(exc))
         if isinstance(exc, Unauthorized):  # the key was revoked: its session ends

@@ -149,7 +149,7 @@ class Sessions:
         return session
 
     # -- a turn ---------------------------------------------------------------------
-    def begin(self, session: Session) -> None:
+    async def begin(self, session: Session) -> None:
         """Admit the session's next turn as an HTTP request is admitted, or raise the
         refusal (401, 403, 429) for the client."""
         if session.live.closed:  # nothing to admit: no turn can run
@@ -160,12 +160,12 @@ class Sessions:
                                   *self.catalog.names_for(session.model))
         if session.mode == "agent" and not self.agents.usable_by(caller):
             raise Forbidden("This session's API key may no longer use agent mode.")
-        self.accounts.limit(caller)
+        await self.accounts.limit(caller)
         account = self.accounts.account(caller, session.model)
         try:
-            account.admit()
+            await account.admit()
         except GatewayError as exc:
-            self.accounts.unlimit(caller)
+            await self.accounts.unlimit(caller)
             self.accounts.refused(exc)
             raise
         session.turn = SessionTurn(caller, account)
@@ -180,13 +180,13 @@ class Sessions:
                 if frame is None:
                     continue
                 if isinstance(frame, ResultFrame):
-                    self._charge(session, frame)
+                    await self._charge(session, frame)
                 elif isinstance(frame, AssistantFrame | StreamEventFrame):
                     self._answered(session, frame)
                 yield frame
         except GatewayError as exc:
             self.accounts.refused(exc)
-            self._end(session)  # no result is coming
+            await self._end(session)  # no result is coming
             raise
         finally:
             session.last_active = self.clock()
@@ -200,7 +200,7 @@ class Sessions:
             turn.answered = True
             self.accounts.first_token(turn.caller, session.model)
 
-    def _charge(self, session: Session, result: ResultFrame) -> None:
+    async def _charge(self, session: Session, result: ResultFrame) -> None:
         """The turn's result (its own cost: see engine/costs.py) goes to the key's
         ledger as one request, in place of what the turn reserved."""
         turn = session.turn
@@ -211,14 +211,14 @@ class Sessions:
                           result.turn_usage(), session.model, result.total_cost_usd or 0.0)
             self.accounts.charge(turn.caller, session.model, end)
         finally:
-            self._end(session)
+            await self._end(session)
 
-    def _end(self, session: Session) -> None:
+    async def _end(self, session: Session) -> None:
         """The turn is over: give back its reservation and its limits slot."""
         turn, session.turn = session.turn, None
         if turn is not None:
             turn.account.end()
-            self.accounts.unlimit(turn.caller)
+            await self.accounts.unlimit(turn.caller)
 
     async def settle(self, session: Session) -> None:
         """End a turn nobody reads any more; its cost still goes to the ledger."""
@@ -226,12 +226,12 @@ class Sessions:
         try:
             frame = cli_frame(raw) if raw is not None else None
             if isinstance(frame, ResultFrame):
-                self._charge(session, frame)
+                await self._charge(session, frame)
         except GatewayError:
             log.exception("session %s: the stopped turn's result could not be read",
                           session.id)
         finally:
-            self._end(session)  # no cost is coming if no result did
+            await self._end(session)  # no cost is coming if no result did
 
     # -- the sessions -----------------------------------------------------------------
     def get(self, caller: Caller, session_id: str) -> Session:
@@ -247,7 +247,7 @@ class Sessions:
         self._sessions.pop(session.id, None)
         await self.settle(session)
         session.live.close()
-        self._end(session)
+        await self._end(session)
         log.info("session %s closed", session.id)
 
     async def close_all(self) -> None:
@@ -258,7 +258,7 @@ class Sessions:
         for session in list(self._sessions.values()):
             self._sessions.pop(session.id, None)
             session.live.close()
-            self._end(session)
+            await self._end(session)
 
     async def _sweep(self) -> None:
         idle = self.settings.sessions.idle_seconds
@@ -268,7 +268,7 @@ class Sessions:
             for session in list(self._sessions.values()):
                 if session.live.closed:
                     self._sessions.pop(session.id, None)
-                    self._end(session)
+                    await self._end(session)
                 elif not session.live.turn_running and now - session.last_active > idle:
                     log.info("session %s idle %.0fs; closing it", session.id,
                              now - session.last_active)
