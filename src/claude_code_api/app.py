@@ -44,11 +44,13 @@ from .gateway import Turns
 from .media import MediaResolver
 from .metrics import Metrics
 from .openapi import install as install_openapi
+from .replicas import Replica, default_replica_id
 from .sessions.router import router as sessions_router
 from .sessions.service import Sessions
 from .settings import Settings
 from .store import open_database
 from .store.conversations import ConversationStore
+from .store.warm import WarmStore
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +84,21 @@ def build(settings: Settings) -> Services:
         conversations=conversations, responses=Responses(store), turns=turns,
         sessions=Sessions(settings, engine, catalog, agents, accounts),
         batches=Batches(settings.batch, BatchStore(database), runner, keys,
-                        engine.pool.wait_ready))
+                        engine.pool.wait_ready),
+        replica=Replica(settings.server.replica_id or default_replica_id(settings.server.port),
+                        WarmStore(database), lambda: _held(engine)))
+
+
+def _held(engine: Engine) -> list[str]:
+    """The conversation states this process's workers hold warm."""
+    return [w.held for w in engine.pool.workers if w.held is not None and w.alive]
 
 
 async def start(services: Services) -> None:
     await services.engine.start()
     services.sessions.start()
     services.batches.start()
+    services.replica.start()
 
 
 async def learn_models(services: Services, timeout: float) -> None:
@@ -98,6 +108,7 @@ async def learn_models(services: Services, timeout: float) -> None:
 
 
 async def close(services: Services) -> None:
+    await services.replica.close()
     await services.sessions.close_all()
     await services.batches.close()  # first: their turns are interrupted, not orphaned
     await services.engine.close()

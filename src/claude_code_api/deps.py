@@ -28,6 +28,7 @@ from .engine.engine import Engine
 from .gateway import Turns
 from .media import MediaResolver
 from .metrics import Metrics
+from .replicas import Replica
 from .sessions.service import Sessions
 from .settings import Settings
 from .store.database import Database
@@ -54,6 +55,7 @@ class Services:
     turns: Turns
     sessions: Sessions
     batches: Batches
+    replica: Replica
 
 
 def services(connection: HTTPConnection) -> Services:
@@ -124,6 +126,10 @@ def _cache(connection: HTTPConnection) -> ResponseCache:
     return services(connection).cache
 
 
+def _replica(connection: HTTPConnection) -> Replica:
+    return services(connection).replica
+
+
 CallerDep = Annotated[Caller, Depends(_caller)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TurnsDep = Annotated[Turns, Depends(_turns)]
@@ -139,3 +145,4 @@ KeysDep = Annotated[KeyStore, Depends(_keys)]
 LimiterDep = Annotated[Limiter, Depends(_limiter)]
 BudgetsDep = Annotated[Budgets, Depends(_budgets)]
 CacheDep = Annotated[ResponseCache, Depends(_cache)]
+ReplicaDep = Annotated[Replica, Depends(_replica)]

@@ -47,6 +47,9 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request "
                                 "body accepted (413 beyond); uploads to /v1/files have "
                                 "batch.max_file_bytes instead")
+    replica_id: str | None = Field(None, min_length=1, max_length=200, description="this "
+                                   "process's name among replicas sharing a store (the warm "
+                                   "conversation registry); default hostname:port")
 
     def is_loopback(self) -> bool:
         if self.host == "localhost":

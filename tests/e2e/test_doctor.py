@@ -107,7 +107,7 @@ def test_all_checks_pass_against_a_working_upstream(upstream: FakeUpstream,
     assert "answered the control handshake" in report.line("worker")
     assert "(bundled with claude-agent-sdk " in report.line("cli")
     assert report.line("store") == f"✓ store: {tmp_path / 'gateway.db'}: writable, " \
-        "created just now (schema version 3, 9 tables)"
+        "created just now (schema version 4, 10 tables)"
     assert report.line("agent") == "- agent: skipped: agent mode is off (agent.enabled)"
 
 
@@ -251,12 +251,12 @@ def test_an_existing_store_is_opened_and_migrated_not_replaced(tmp_path: Path) -
     report = doctor(tmp_path, closed_port_url(), "--offline", store__path=str(store))
     line = report.line("store")
     assert line.startswith(f"✓ store: {store}: writable, schema updated just now from "
-                           "version 0 to 3 (added ")
+                           "version 0 to 4 (added ")
     assert "column api_keys.agent, column api_keys.max_turns" in line
     assert "table conversations" in line
     again = doctor(tmp_path, closed_port_url(), "--offline", store__path=str(store))
-    assert again.line("store") == f"✓ store: {store}: writable, schema version 3, current " \
-        "(9 tables)"
+    assert again.line("store") == f"✓ store: {store}: writable, schema version 4, current " \
+        "(10 tables)"
     db = sqlite3.connect(store)
     assert db.execute("SELECT name FROM api_keys").fetchall() == [("old",)]
     db.close()

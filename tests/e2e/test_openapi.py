@@ -167,6 +167,8 @@ def test_invalid_requests_are_documented_400s(
     ("GET", "/v1/responses/resp_none/input_items", "/v1/responses/{response_id}/input_items"),
     ("GET", "/v1/conversations/conv_none", "/v1/conversations/{conversation_id}"),
     ("DELETE", "/v1/conversations/conv_none", "/v1/conversations/{conversation_id}"),
+    ("GET", "/v1/conversations/conv_none/replica",
+     "/v1/conversations/{conversation_id}/replica"),
     ("GET", "/v1/sessions/sess_none", "/v1/sessions/{session_id}"),
     ("DELETE", "/v1/sessions/sess_none", "/v1/sessions/{session_id}"),
     ("GET", "/v1/files/file-none", "/v1/files/{file_id}"),

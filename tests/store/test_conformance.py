@@ -19,15 +19,15 @@ from claude_code_api.store.database import Database, StoreError
 # -- migrations ---------------------------------------------------------------------
 def test_a_new_store_is_at_the_latest_version_and_migrating_again_changes_nothing(
         db: Database) -> None:
-    assert migrations.version(db) == migrations.LATEST == 3
-    assert migrations.migrate(db) == (3, 3)
+    assert migrations.version(db) == migrations.LATEST == 4
+    assert migrations.migrate(db) == (4, 4)
     tables = db.tables()
     assert {"schema_version", "api_keys", "usage", "conversations", "responses", "files",
-            "batches", "batch_results", "batch_items"} <= set(tables)
+            "batches", "batch_results", "batch_items", "warm_conversations"} <= set(tables)
     rows = db.run("SELECT version, name FROM schema_version ORDER BY version").rows
     assert [tuple(r) for r in rows] == [
         (1, "conversations, responses, keys, usage, files, batches"),
-        (2, "batch item leases"), (3, "admin keys")]
+        (2, "batch item leases"), (3, "admin keys"), (4, "warm conversation registry")]
     assert "admin" in db.run("SELECT * FROM api_keys").names
 
 
@@ -57,7 +57,7 @@ def test_processes_migrating_one_store_at_once_apply_each_migration_once(
         thread.join()
     assert errors == []
     db = open_database(target)
-    assert [r[0] for r in db.run("SELECT version FROM schema_version").rows] == [1, 2, 3]
+    assert [r[0] for r in db.run("SELECT version FROM schema_version").rows] == [1, 2, 3, 4]
     db.close()
 
 

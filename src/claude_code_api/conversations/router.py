@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..deps import CallerDep, ConversationsDep, EngineDep
+from ..deps import CallerDep, ConversationsDep, EngineDep, ReplicaDep
 from ..openapi import openai_errors
 from ..store.conversations import Conversation
 
@@ -34,6 +34,16 @@ async def get_conversation(conversation_id: str, conversations: ConversationsDep
     return {**_summary(conversation), "system": conversation.system,
             "messages": [{"role": m.role, "content": list(m.content)}
                          for m in conversation.messages]}
+
+
+@router.get("/v1/conversations/{conversation_id}/replica", responses=openai_errors(401, 404))
+async def conversation_replica(conversation_id: str, conversations: ConversationsDep,
+                               replica: ReplicaDep, caller: CallerDep) -> dict[str, Any]:
+    """Which replica holds the conversation warm (null: none; any replica continues it,
+    rebuilt from the store), and which replica answered this request."""
+    conversation = conversations.get(conversation_id, caller.owner)
+    return {"id": conversation.id, "object": "conversation.replica",
+            "replica": replica.holder(conversation.id), "answered_by": replica.id}
 
 
 @router.delete("/v1/conversations/{conversation_id}",

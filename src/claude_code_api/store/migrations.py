@@ -114,6 +114,17 @@ CREATE TABLE batch_items (
 CREATE INDEX batch_items_holder ON batch_items (holder)
 """
 
+# v4: which replica holds which conversation state warm (store/warm.py): one row per
+# (state fingerprint, replica), refreshed while held; rows not seen lately are stale.
+_V4 = """
+CREATE TABLE warm_conversations (
+    fingerprint TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    seen_at {real} NOT NULL,
+    PRIMARY KEY (fingerprint, replica)
+);
+CREATE INDEX warm_conversations_replica ON warm_conversations (replica)
+"""
 
 
 def _old_key_columns(db: Database, tx: Executor) -> None:
@@ -159,6 +170,7 @@ MIGRATIONS = (
               (_old_key_columns,)),
     Migration(2, "batch item leases", _V2),
     Migration(3, "admin keys", "", always=(_admin_column,)),
+    Migration(4, "warm conversation registry", _V4),
 )
 LATEST = MIGRATIONS[-1].version
 
