@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -124,6 +125,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start(services)
         learner = asyncio.create_task(learn_models(services, timeout=120))
+        # What start-up built lives as long as the server: out of the collector's way,
+        # so that a full collection (which a long request's many objects set off) does
+        # not walk it again and again (~100 ms pauses on a 2000-message request).
+        gc.freeze()
         try:
             yield
         finally:
