@@ -233,11 +233,12 @@ class Engine:
         armed); the relay sends the client's content in its place, after the earlier
         turns the worker does not hold. With ``listen``, the turn's upstream events."""
         warm = held is not None and worker.held == held
-        worker.drain()
         marker = worker.armed if (warm or worker.held is None) and \
             worker.model == request.model and await self._armed_ready(worker) else None
         if marker is None:
             await worker.unarm()
+        worker.drain()
+        if marker is None:
             if not warm and worker.held is not None and not await worker.reset():
                 raise WorkerCrashed("could not clear the Claude Code session for this request")
             await worker.set_model(request.model)
@@ -269,9 +270,14 @@ class Engine:
         moment ago, or the CLI gave up on it)."""
         if worker.armed is None or worker.lane is None:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(worker.lane.held.wait(), _ARM_WAIT)
-            return True
+        waited = 0.0
+        while waited < _ARM_WAIT:
+            if worker.result_waiting or not worker.alive:
+                return False  # the placeholder's turn ended by itself
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.lane.held.wait(), 0.05)
+                return True
+            waited += 0.05
         return False
 
     def _arm(self, worker: Worker) -> None:

@@ -241,20 +241,26 @@ class _Planner:
             self._reset(worker, "beyond max_live_conversations")
 
     def top_up(self, wanted: int) -> None:
-        """Keep clean chat workers ready (and so armed) for new conversations: as many
-        as recent demand says will be wanted together beyond those busy, at least
-        ``min_idle``; started while there is room, else made by emptying the least
-        recently used idle holders. A holder is no spare: taking a new conversation it
-        must be emptied and given the turn unarmed (~25 ms), while an armed worker
-        starts it at once, and a conversation that comes back cold costs one upstream
-        call like a warm one."""
+        """Keep clean chat workers ready for new conversations: as many as recent
+        demand says will be wanted together, started while there is room; and at least
+        ``min_idle``, for which the least recently used idle holders are emptied when
+        there is no room, so no new conversation pays a start or a reset. (Beyond
+        those, a holder is emptied only when a request needs it: ~5 ms, cheaper than
+        losing a warm conversation.)"""
         mine = [(w, s) for w, s in self.states.items() if w.key == DEFAULT_KEY]
         warm = self._starts() + sum(1 for w, s in mine if w.held is None
                                     and s in ("idle", "starting", "resetting"))
         busy = sum(1 for _, s in mine if s in ("busy", "finishing"))
         holders = sorted((w for w, s in mine if w.held is not None and s == "idle"),
                          key=lambda w: w.last_used)
-        for _ in range(max(self.limits.min_idle, wanted - busy) - warm):
+        # An idle holder counts as a spare for recent demand (it takes a new
+        # conversation after a ~5 ms reset); only ``min_idle`` of them are worth
+        # emptying a live conversation for.
+        for _ in range(wanted - busy - len(holders) - warm):
+            if self.room > 0:
+                self._spare()
+                warm += 1
+        for _ in range(self.limits.min_idle - warm):
             if self.room > 0:
                 self._spare()
             elif holders:

@@ -105,6 +105,7 @@ class Worker(WorkerProtocol):
         self.armed: str | None = None
         self._armed_uuid: str | None = None
         self._before_armed: str | None = None
+        self._armed_ended = False  # the armed placeholder's turn ended by itself
 
     def __repr__(self) -> str:
         return f"<Worker #{self.id} {self.state} pid={self.pid} turns={self.turns}>"
@@ -205,6 +206,9 @@ class Worker(WorkerProtocol):
                 if isinstance(message, ResultMessage):
                     message = self.meter.turn(message)
                     self._results += 1
+                    # A result while armed is the armed turn's own: it failed before
+                    # any turn began on it (the CLI not logged in, say).
+                    self._armed_ended = self._armed_ended or self.armed is not None
                 self._inbox.put_nowait(message)
         except asyncio.CancelledError:
             raise
@@ -298,6 +302,7 @@ class Worker(WorkerProtocol):
         the CLI prepares its upstream call, which the relay holds until a turn
         begins on the lane (``Lane.wait``)."""
         self.armed = marker
+        self._armed_ended = False
         if self.lane is not None:
             self.lane.arm(marker)
         self._before_armed = self._last_user
@@ -318,8 +323,7 @@ class Worker(WorkerProtocol):
         self.armed = None
         if self.lane is not None:
             self.lane.disarm()
-        await self.until_result(timeout)
-        self.drain()
+        await self._armed_result(timeout)
         armed = self._armed_uuid
         assert armed is not None
         if not await self._rewind(armed, armed, timeout):
@@ -327,6 +331,14 @@ class Worker(WorkerProtocol):
         self._last_user = self._before_armed
         if self._last_user is None:
             self._first_user = None
+
+    async def _armed_result(self, timeout: float) -> None:
+        """The withdrawn placeholder's turn is over (its result may have been read, or
+        dropped by ``drain``, already)."""
+        if not self._armed_ended or self.result_waiting:
+            await self.until_result(timeout)
+        self.drain()
+        self._armed_ended = False
 
     async def reset(self, timeout: float = 10.0) -> bool:
         """Empty the conversation for the next caller; False if that was not possible.
@@ -340,8 +352,7 @@ class Worker(WorkerProtocol):
             if self.lane is not None:
                 self.lane.disarm()
             self.armed = None
-            await self.until_result(timeout)
-            self.drain()
+            await self._armed_result(timeout)
         if self.lane is not None:
             self.lane.forget()
         first, last = self._first_user, self._last_user
