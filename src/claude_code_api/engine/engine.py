@@ -395,6 +395,13 @@ class Engine:
                 # The CLI ended the turn without a call reaching the relay (it was not
                 # logged in, say): its result says why.
                 return {"type": RELAY_END, "status": 0, "complete": False}
+            lane = worker.lane
+            if waited >= _ARM_WAIT and lane is not None and lane.live and lane.held.is_set():
+                # A call of this turn waits at the relay as if the lane were idle (it
+                # came in as the turn began): let it go.
+                log.warning("worker #%s: a call of the running turn was held; releasing it",
+                            worker.id)
+                lane.release()
             if waited >= self.settings.timeout_seconds:
                 raise WorkerTimeout(f"Claude Code produced nothing for "
                                     f"{self.settings.timeout_seconds:g} seconds")

@@ -170,6 +170,10 @@ class Lane:
         self.events = None
         self.disarm()
 
+    def release(self) -> None:
+        """Let a call held while a turn runs go on with it."""
+        self._wake()
+
     def _wake(self) -> None:
         self.held.clear()
         self._go.set()
