@@ -15,6 +15,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .errors import (
+    BudgetExceeded,
+    GatewayError,
+    Overloaded,
+    RateLimited,
+    Unauthorized,
+    UpstreamError,
+)
 from .events import TurnEnd, Usage
 
 PREFIX = "claude_code_api"
@@ -116,6 +124,19 @@ class Metrics:
             self.last_requests.append({"at": round(time.time(), 3), "method": method,
                                        "path": path, "status": status, "key": key,
                                        "ms": round(seconds * 1000, 1)})
+
+    def refused(self, exc: GatewayError) -> None:
+        """Count a request or turn refused or failed, by why."""
+        if isinstance(exc, Unauthorized):
+            self.rejected.labels(exc.code or "unauthorized").inc()
+        elif isinstance(exc, RateLimited):
+            self.rejected.labels(exc.headers.get("x-ratelimit-reason", "rate")).inc()
+        elif isinstance(exc, BudgetExceeded):
+            self.rejected.labels("budget").inc()
+        elif isinstance(exc, Overloaded):
+            self.rejected.labels("gateway_busy").inc()
+        elif isinstance(exc, UpstreamError):
+            self.upstream_errors.labels(exc.code or "upstream_error").inc()
 
     def observe_turn(self, end: TurnEnd, model: str, key: str) -> None:
         self.turns.labels(model, end.stop_reason).inc()

@@ -16,13 +16,9 @@ import time
 from dataclasses import dataclass
 
 from ..errors import (
-    BudgetExceeded,
     Forbidden,
     GatewayError,
-    Overloaded,
-    RateLimited,
     Unauthorized,
-    UpstreamError,
 )
 from ..events import TurnEnd, Usage
 from ..metrics import Metrics
@@ -123,13 +119,4 @@ class Accounts:
 
     def refused(self, exc: GatewayError) -> None:
         """Count a turn refused or failed, by why."""
-        if isinstance(exc, Unauthorized):
-            self.metrics.rejected.labels(exc.code or "unauthorized").inc()
-        elif isinstance(exc, RateLimited):
-            self.metrics.rejected.labels(exc.headers.get("x-ratelimit-reason", "rate")).inc()
-        elif isinstance(exc, BudgetExceeded):
-            self.metrics.rejected.labels("budget").inc()
-        elif isinstance(exc, Overloaded):
-            self.metrics.rejected.labels("gateway_busy").inc()
-        elif isinstance(exc, UpstreamError):
-            self.metrics.upstream_errors.labels(exc.code or "upstream_error").inc()
+        self.metrics.refused(exc)

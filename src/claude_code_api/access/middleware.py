@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 
 from ..body import check_text, read_within
 from ..dialects.errors import gateway_error_response, is_anthropic
-from ..errors import BudgetExceeded, GatewayError, RateLimited, StateUnavailable, Unauthorized
+from ..errors import GatewayError, StateUnavailable, Unauthorized
 from ..events import Usage
 from ..logs import request_id
 from ..metrics import Metrics, route_of
@@ -188,12 +188,7 @@ class AccessMiddleware:
         return await admit(self.limiter, key)
 
     def _rejected(self, exc: GatewayError) -> None:
-        if isinstance(exc, Unauthorized):
-            self.metrics.rejected.labels(exc.code or "unauthorized").inc()
-        elif isinstance(exc, RateLimited):
-            self.metrics.rejected.labels(exc.headers.get("x-ratelimit-reason", "rate")).inc()
-        elif isinstance(exc, BudgetExceeded):
-            self.metrics.rejected.labels("budget").inc()
+        self.metrics.refused(exc)
 
     # -- the response cache --------------------------------------------------------
     async def _cached(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
