@@ -296,18 +296,6 @@ async def test_shutdown_is_bounded_even_when_a_close_hangs(fakes: FakeWorkers) -
 
 
 @virtual
-async def test_workers_that_may_take_no_new_turns_are_retired(fakes: FakeWorkers) -> None:
-    pool = await pool_of(fakes, min_idle_workers=1)
-    (old,) = pool.workers
-    pool.usable = lambda worker: worker is not old  # e.g. its credential cools down
-    pool.retire_unusable()
-    await settle()
-    assert fake(old).closes == 1 and pool.restarts == 0
-    assert len(pool.workers) == 1 and pool.workers[0] is not old
-    await pool.close()
-
-
-@virtual
 async def test_a_conversation_idle_past_hold_seconds_is_reset(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, hold_seconds=120, idle_seconds=600)
     worker = await pool.acquire(CHAT)

@@ -13,7 +13,7 @@ The rules:
   worker being reset, or evicts the least recently used idle worker of another key;
 - an arriving request that would wait beyond ``max_queue`` (counting the room to
   start workers and the workers being reset) is refused: a 429;
-- idle workers that died, or may take no new turns (``usable``), are closed;
+- idle workers that died are closed;
 - with ``upkeep`` (and after closing a worker): idle conversations beyond
   ``max_live`` are reset, least recently used first, and spare clean chat workers
   are kept (see ``_Planner.top_up``);
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..settings import ClaudeSettings
@@ -81,11 +81,11 @@ class Plan:
 
 
 def plan(waiting: Sequence[Waiter], workers: Sequence[Worker], limits: Limits, now: float,
-         *, usable: Callable[[Worker], bool] = lambda worker: True, wanted: int = 0,
+         *, wanted: int = 0,
          arriving: Waiter | None = None, upkeep: bool = False, sweep: bool = False) -> Plan:
     """The next step for the pool; ``wanted`` is how many chat workers recent demand
     keeps, ``arriving`` a request not yet admitted to the queue."""
-    step = _Planner(workers, limits, now, usable)
+    step = _Planner(workers, limits, now)
     step.health()
     step.assign(waiting, arriving)
     if sweep:
@@ -101,11 +101,9 @@ def plan(waiting: Sequence[Waiter], workers: Sequence[Worker], limits: Limits, n
 class _Planner:
     """The workers' states as the plan so far leaves them (nothing is changed)."""
 
-    def __init__(self, workers: Sequence[Worker], limits: Limits, now: float,
-                 usable: Callable[[Worker], bool]) -> None:
+    def __init__(self, workers: Sequence[Worker], limits: Limits, now: float) -> None:
         self.limits = limits
         self.now = now
-        self.usable = usable
         self.plan = Plan()
         self.states: dict[Worker, State] = {w: w.state for w in workers}
         self.served: set[Waiter] = set()
@@ -125,10 +123,6 @@ class _Planner:
         for worker in self._idle():
             if not worker.alive:
                 self.plan.close.append((worker, "died while idle"))
-                self._gone(worker)
-            elif not self.usable(worker):
-                self.plan.evict.append((worker, "its upstream credential is no longer the "
-                                                "one in use"))
                 self._gone(worker)
 
     def _gone(self, worker: Worker) -> None:

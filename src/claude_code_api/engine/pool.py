@@ -7,9 +7,9 @@ pool carries the plan out — resolving waiters at once, starting, resetting and
 closing processes in tasks. A worker is handed back with ``release``; it is reset
 off the request path and only then becomes idle again.
 
-A worker that is no longer ``usable`` (its upstream credential is cooling down,
-or a preferred one is back) is never handed out: idle, it is retired; busy, it
-is closed when released; the pool starts fresh workers as it needs them.
+Idle clean workers are armed by the engine (``on_idle``, see ``relay.Lane``); a
+worker whose answer was sent is ``finishing`` until its CLI closes the turn. Upstream
+credentials rotate at the relay: no worker is retired for them.
 
 Time comes from ``clock`` (``time.monotonic`` unless a test drives it).
 """
@@ -47,7 +47,6 @@ class Pool:
         self.make_worker = make_worker
         self.clock = clock
         # Whether a worker may take new turns (the engine checks its credential).
-        self.usable: Callable[[Worker], bool] = lambda worker: True
         # Told of every idle worker after each assignment (the engine arms them).
         self.on_idle: Callable[[Worker], None] = lambda worker: None
         self.workers: list[Worker] = []
@@ -130,7 +129,7 @@ class Pool:
         conversation state for a warm continuation; otherwise it is reset before
         anyone else gets it. A worker whose per-turn cost limit its CLI counts over
         the process's life serves no second turn."""
-        if not healthy or not worker.alive or self._closed or not self.usable(worker) \
+        if not healthy or not worker.alive or self._closed \
                 or worker.limit_spent:
             self._discard(worker, crashed=not worker.alive)
             return
@@ -146,7 +145,7 @@ class Pool:
     def give_back(self, worker: Worker) -> None:
         """Return a worker the caller was given but did not use (its request was
         refused at admission): idle again as it was, its live session kept."""
-        if not worker.alive or self._closed or not self.usable(worker):
+        if not worker.alive or self._closed:
             self._discard(worker, crashed=not worker.alive)
             return
         worker.state = "idle"
@@ -172,11 +171,6 @@ class Pool:
                 return worker.server_info
         return {}
 
-    def retire_unusable(self) -> None:
-        """Close the idle workers that may take no new turns; busy ones follow when
-        released. Replacements start as the queue and ``min_idle_workers`` need them."""
-        self._step(upkeep=True)
-
     def forget(self, held: str) -> None:
         """Reset idle workers that hold this conversation state (it was deleted)."""
         self._carry_out(Plan(reset=[(w, "its conversation was deleted") for w in self.workers
@@ -188,7 +182,7 @@ class Pool:
         if self._closed:
             return Plan()
         step = plan(self._waiters, self.workers, self.limits, self.clock(),
-                    usable=self.usable, wanted=self._wanted(), arriving=arriving,
+                    wanted=self._wanted(), arriving=arriving,
                     upkeep=upkeep, sweep=sweep)
         self._carry_out(step)
         return step
@@ -284,7 +278,7 @@ class Pool:
             log.warning("worker #%s failed to reset (%s); replacing it", worker.id, exc)
             self._discard(worker, crashed=True)
             return
-        if not clean or not self.usable(worker):
+        if not clean:
             self._discard(worker, crashed=False)
             return
         worker.state = "idle"
