@@ -69,28 +69,27 @@ class Launch:
                **_CLI_ENV_DEFAULTS, **self.settings.env,
                "CLAUDE_CODE_MAX_RETRIES": str(self.settings.max_retries),
                **(credential.cli_env() if credential is not None else {})}
+        # Both modes: no user/project settings or CLAUDE.md, only the MCP servers given,
+        # partial messages streamed, and no transcripts in the operator's ~/.claude
+        # (rewind_conversation works the same without them).
+        common: dict[str, Any] = {
+            "setting_sources": [], "strict_mcp_config": True,
+            "cli_path": self.launcher or self.settings.cli_path, "env": env,
+            "include_partial_messages": True, "model": self.settings.default_model,
+            "stderr": _log_stderr, "max_buffer_size": self.line_bytes,
+            "extra_args": {"no-session-persistence": None}}
         if key.agent is not None and permissions is not None:
-            return self._agent_options(key.agent, permissions, env)
+            return self._agent_options(key.agent, permissions, common)
         return ClaudeAgentOptions(
             tools=[],  # chat mode: none of Claude Code's own tools
             system_prompt=SYSTEM_PLACEHOLDER,
-            setting_sources=[],  # no user/project settings, no CLAUDE.md
-            strict_mcp_config=True,
             mcp_servers={},
             cwd=str(self.work_dir),
-            cli_path=self.launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            # Chat turns are not kept as transcripts in the operator's ~/.claude;
-            # rewind_conversation works the same without them.
-            extra_args={"no-session-persistence": None},
+            **common,
         )
 
     def _agent_options(self, agent: AgentKey, permissions: Permissions,
-                       env: dict[str, str]) -> ClaudeAgentOptions:
+                       common: dict[str, Any]) -> ClaudeAgentOptions:
         """Claude Code as itself: its system prompt (the client's appended), its tools
         in the conversation's workspace, MCP servers, every call through the policy."""
         servers: dict[str, Any] = json.loads(agent.mcp_servers) if agent.mcp_servers else {}
@@ -100,8 +99,6 @@ class Launch:
             tools=list(agent.tools),
             disallowed_tools=list(agent.disallowed),
             system_prompt=prompt,  # type: ignore[arg-type]
-            setting_sources=[],  # the operator's settings and CLAUDE.md stay out
-            strict_mcp_config=True,
             mcp_servers=servers,
             permission_mode=agent.permission_mode,  # type: ignore[arg-type]
             can_use_tool=permissions.can_use_tool,
@@ -110,13 +107,7 @@ class Launch:
             add_dirs=list(agent.extra_dirs),
             max_turns=agent.max_turns,
             max_budget_usd=agent.max_budget_usd,
-            cli_path=self.launcher or self.settings.cli_path,
-            env=env,
-            include_partial_messages=True,
-            model=self.settings.default_model,
-            stderr=_log_stderr,
-            max_buffer_size=self.line_bytes,
-            extra_args={"no-session-persistence": None},
+            **common,
         )
 
 def _launcher(root: Path, cli_path: str | None) -> str | None:
