@@ -284,6 +284,27 @@ async def test_a_request_waits_for_a_slow_start(fakes: FakeWorkers) -> None:
 
 
 @virtual
+async def test_a_worker_just_started_goes_to_one_request_only(fakes: FakeWorkers) -> None:
+    """A request arriving as a worker's start returns (before the pool's task resumes)
+    does not take that worker: it was started for the request waiting on it. (Seen in
+    CI: two requests on one CLI, one got the other's answer and the other a 400.)"""
+    fakes.start_hold = Hold()
+    pool = await pool_of(fakes)
+    first = later(pool)
+    await settle()
+    arrivals: list[asyncio.Task[Worker]] = []
+    fakes.on_connected = lambda worker: arrivals.append(later(pool))
+    fakes.start_hold.release()
+    one = await first
+    await settle()
+    fakes.on_connected = None
+    other = await arrivals[0]
+    assert one is not other
+    assert (one.state, other.state) == ("busy", "busy")
+    await pool.close()
+
+
+@virtual
 async def test_shutdown_is_bounded_even_when_a_close_hangs(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, min_idle_workers=2)
     fakes.close_hangs = True

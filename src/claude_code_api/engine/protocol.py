@@ -34,8 +34,9 @@ class WorkerKey:
 class Worker(Protocol):
     """One process that serves turns, one at a time.
 
-    Lifecycle: ``start`` connects (state ``starting`` -> ``idle``); the pool moves it
-    between ``idle``, ``busy`` and ``resetting``; ``close`` ends it (``closed``).
+    Lifecycle: ``start`` connects and leaves the state ``starting``: only the pool
+    makes a worker ``idle``, and moves it between ``idle``, ``busy`` and ``resetting``
+    (the engine marks a busy one ``finishing``); ``close`` ends it (``closed``).
 
     A turn: ``send`` one stream-json user message, then ``next_message`` until the
     turn's ``ResultMessage`` (whose cost is the turn's own, not the process's running

@@ -182,7 +182,10 @@ class Worker(WorkerProtocol):
         self.server_info = info
         pid = info.get("pid")
         self.pid = pid if isinstance(pid, int) else None
-        self.state = "idle"
+        # The state stays "starting": the pool makes it idle once ``start`` has
+        # returned to it. (Set here, a request arriving before the pool's task resumes
+        # could take the worker while the pool then gives it to the request it was
+        # started for as well: two turns on one CLI.)
         self._started.set_result(None)
         pump = asyncio.create_task(self._pump(client))
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from claude_agent_sdk import (
@@ -108,6 +108,8 @@ class FakeWorkers:
         self.replies: deque[list[Item]] = deque()
         self.start_hold: Hold | None = None  # starts wait for it
         self.start_error: Exception | None = None  # starts fail with it
+        # Called as a start connects, before the pool hears of it.
+        self.on_connected: Callable[[FakeWorker], None] | None = None
         self.close_hangs = False  # closes wait for kill()
         # What an interrupted turn's result says it cost, and the output it counts.
         self.interrupt_cost = 0.002
@@ -208,7 +210,11 @@ class FakeWorker(Worker):
             raise self.factory.start_error
         self.pid = 100_000 + self.id
         self.server_info = {"pid": self.pid, "models": [{"value": "sonnet"}]}
-        self.state = "idle"
+        # As a CLI's start returns: other tasks (a request arriving) run before the
+        # pool's task resumes; the state stays "starting" for the pool to change.
+        if self.factory.on_connected is not None:
+            self.factory.on_connected(self)
+        await asyncio.sleep(0)
 
     async def close(self) -> None:
         self.closes += 1
