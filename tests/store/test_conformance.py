@@ -50,7 +50,7 @@ def test_processes_migrating_one_store_at_once_apply_each_migration_once(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=opening) for _ in range(4)]
+    threads = [threading.Thread(target=opening) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

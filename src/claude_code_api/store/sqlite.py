@@ -10,11 +10,31 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .database import Database, Executor, Result
+
+_LOCK_WAIT = 10.0  # seconds a statement waits for another connection's lock
+
+
+def _wal(db: sqlite3.Connection, wait: float) -> None:
+    """Switch the file to WAL. Connections opening a new file together (replicas,
+    the ``keys`` command) race for it, and SQLite answers the losers "database is
+    locked" at once, without the busy wait statements get: they try again."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _result(cursor: sqlite3.Cursor) -> Result:
@@ -43,10 +63,10 @@ class SQLiteDatabase(Database):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # Shared between threads under a lock; autocommit unless BEGIN says otherwise.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=10)
+                                   timeout=_LOCK_WAIT)
         self._lock = threading.Lock()
         self._closed = False
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _wal(self._db, _LOCK_WAIT)
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
 
     def run(self, sql: str, args: Sequence[Any] = ()) -> Result:
