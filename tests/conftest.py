@@ -94,9 +94,9 @@ class Gateway:
         raise AssertionError(f"condition not reached; last health: {health}")
 
     def wait_idle(self, idle: int = 1, timeout: float = 30.0) -> dict[str, Any]:
-        """Wait until no turn runs."""
-        return self.wait_for(lambda h: h["pool"]["idle"] >= idle and not h["pool"]["resetting"]
-                             and not h["pool"]["busy"], timeout)
+        """Wait until no turn runs (none is finishing either: a finishing worker may
+        still change what the pool holds)."""
+        return self.wait_for(lambda h: h["pool"]["idle"] >= idle and settled(h), timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -110,6 +110,12 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+def settled(health: dict[str, Any]) -> bool:
+    """No worker is serving, finishing or being reset (``/health``)."""
+    pool = health["pool"]
+    return not (pool["busy"] or pool["finishing"] or pool["resetting"])
 
 
 CLI = Path(sys.executable).parent / "claude-code-api"
@@ -256,8 +262,7 @@ def shared_gateway(gateways: Gateways) -> Gateway:
 def ready(gateway: Gateway, upstream: FakeUpstream) -> Gateway:
     """The gateway with a fresh script and no turn running."""
     upstream.reset()
-    gateway.wait_for(lambda h: not h["pool"]["busy"] and not h["pool"]["resetting"]
-                     and not h["pool"]["starting"])
+    gateway.wait_for(lambda h: settled(h) and not h["pool"]["starting"])
     return gateway
 
 

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway, offered_schema, structured, team_gateway
+from tests.conftest import Gateway, offered_schema, settled, structured, team_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -246,8 +246,8 @@ def test_stop_ends_the_turn_and_frees_its_worker(page: Page, gw: Gateway,
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     expect(page.get_by_role("alert")).to_have_count(0)  # stopping is not an error
     # The gateway saw the hang-up and ended the turn; no CLI process is left over.
-    gw.wait_for(lambda h: not h["pool"]["busy"] and not h["pool"]["resetting"]
-                and len(gw.cli_processes()) == h["pool"]["size"], timeout=30)
+    gw.wait_for(lambda h: settled(h) and len(gw.cli_processes()) == h["pool"]["size"],
+                timeout=30)
 
 
 def test_playground_continues_the_conversation(page: Page, tokens: dict[str, str],

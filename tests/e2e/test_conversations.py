@@ -309,6 +309,8 @@ def test_least_recently_used_sessions_are_evicted_beyond_the_limit(
                        {"role": "assistant", "content": "A noted."},
                        {"role": "user", "content": "More A."}])
         assert signatures(upstream.message_requests()[-1]) == []  # A was evicted: replayed
+        # Once A's turn is over (the CLI finishes it after the answer) it is the live one.
+        assert gateway.wait_idle()["pool"]["holding_conversations"] == 1
         chat(gateway, [{"role": "user", "content": "Conversation B."},
                        {"role": "assistant", "content": "B noted."},
                        {"role": "user", "content": "More B."}])
