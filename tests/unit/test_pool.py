@@ -174,6 +174,32 @@ async def test_recent_demand_keeps_spares_until_idle_seconds(fakes: FakeWorkers)
 
 
 @virtual
+async def test_a_peak_is_forgotten_after_idle_seconds_and_later_demand_is_not(
+        fakes: FakeWorkers) -> None:
+    pool = await pool_of(fakes, max_concurrent_sessions=4, idle_seconds=300)
+    workers = await asyncio.gather(*(pool.acquire(CHAT) for _ in range(3)))
+    for worker in workers:
+        pool.release(worker)
+    await asyncio.sleep(200)
+    pool.release(await pool.acquire(CHAT))  # one wanted at once, 200 s later
+    await asyncio.sleep(115)  # the peak of three is over 300 s old: two are closed
+    assert pool.counts()["size"] == 1
+    await asyncio.sleep(200)  # the demand for one is over 300 s old too
+    assert pool.counts()["size"] == 0
+    await pool.close()
+
+
+@virtual
+async def test_the_memory_of_demand_does_not_grow_with_traffic(fakes: FakeWorkers) -> None:
+    pool = await pool_of(fakes, max_concurrent_sessions=4, idle_seconds=300)
+    for _ in range(2000):  # a request every 0.1 s, one at a time, for 200 s
+        pool.release(await pool.acquire(CHAT))
+        await asyncio.sleep(0.1)
+    assert len(pool._demand) <= 2
+    await pool.close()
+
+
+@virtual
 async def test_a_held_conversation_leaves_a_clean_spare(fakes: FakeWorkers) -> None:
     pool = await pool_of(fakes, min_idle_workers=1)
     worker = await pool.acquire(CHAT)

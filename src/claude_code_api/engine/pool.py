@@ -58,8 +58,8 @@ class Pool:
         self._supervisor: asyncio.Task[None] | None = None
         self._closed = False
         self._first_started = asyncio.Event()
-        # (when, how many chat workers were wanted at once): recent demand, which the
-        # pool keeps warm for (see ``_wanted``).
+        # (when, how many chat workers were wanted at once), the counts decreasing:
+        # recent demand, which the pool keeps warm for (see ``_wanted``).
         self._demand: deque[tuple[float, int]] = deque()
 
     def __repr__(self) -> str:
@@ -318,7 +318,16 @@ class Pool:
         busy = sum(1 for w in self.workers if w.key == DEFAULT_KEY
                    and w.state in ("busy", "finishing"))
         queued = sum(1 for w in self._waiters if w.key == DEFAULT_KEY and w.waiting)
-        self._demand.append((now, busy + queued + refused))
+        wanted = busy + queued + refused
+        # Only the counts that may still be the peak are kept (a sliding maximum): an
+        # earlier count no larger than this one leaves the window first. So the memory
+        # and each step's look at it stay small however many requests came.
+        while self._demand and self._demand[-1][1] <= wanted:
+            self._demand.pop()
+        self._demand.append((now, wanted))
+        self._forget_demand(now)
+
+    def _forget_demand(self, now: float) -> None:
         while self._demand and now - self._demand[0][0] > self.settings.idle_seconds:
             self._demand.popleft()
 
@@ -326,9 +335,8 @@ class Pool:
         """How many chat workers to keep: the most in use at once over the last
         ``idle_seconds`` (recent demand), at least ``min_idle_workers``, at most the
         pool's size."""
-        now = self.clock()
-        peak = max((n for t, n in self._demand if now - t <= self.settings.idle_seconds),
-                   default=0)
+        self._forget_demand(self.clock())
+        peak = self._demand[0][1] if self._demand else 0
         return min(self.settings.max_concurrent_sessions,
                    max(peak, self.settings.min_idle_workers))
 
