@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake Anthropic upstream and real gateways in subprocesses.
+"""Shared fixtures: the fake Anthropic upstream and real gateways in processes of their
+own (forked from ``tests/forkserver.py``, which has imported the app once).
 
 Every end-to-end test runs the real bundled Claude Code CLI (through the gateway)
 against the scripted fake upstream on loopback, and calls the gateway over HTTP.
@@ -6,8 +7,10 @@ against the scripted fake upstream on loopback, and calls the gateway over HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -50,12 +53,86 @@ def cli_processes(pid: int) -> list[psutil.Process]:
     return out
 
 
+class ForkServer:
+    """This test process's fork server (``tests/forkserver.py``), started on first use."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "tests.forkserver"], cwd=ROOT, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._process.stdout.readline())
+        return answer
+
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path
+              ) -> ForkedProcess:
+        pid = self._ask({"start": {"argv": argv, "env": env, "cwd": str(cwd),
+                                   "log": str(log)}})["pid"]
+        return ForkedProcess(int(pid), self)
+
+    def returncode(self, pid: int) -> int | None:
+        code = self._ask({"status": pid})["returncode"]
+        return None if code is None else int(code)
+
+    def close(self) -> None:
+        if self._process is not None:
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._process.stdin.close()  # its end: it exits, saving its coverage
+            self._process.wait(30)
+            self._process.stdout.close()
+
+
+FORKS = ForkServer()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    FORKS.close()
+
+
+@dataclass
+class ForkedProcess:
+    """A gateway forked by the fork server, handled as a ``subprocess.Popen``."""
+
+    pid: int
+    server: ForkServer
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.returncode(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"gateway {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Gateway:
-    """A `claude-code-api serve` subprocess."""
+    """A `claude-code-api serve` process (forked by ``FORKS``)."""
 
     url: str
-    process: subprocess.Popen[bytes]
+    process: ForkedProcess
     config_dir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -156,9 +233,7 @@ def start_gateway(upstream: FakeUpstream, tmp: Path, api_key: str | None = "sk-a
     if api_key is not None:
         env["ANTHROPIC_API_KEY"] = api_key
     env.update({f"CLAUDE_CODE__{k.upper()}": v for k, v in settings.items()})
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([str(CLI), "serve", "--port", str(port)], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    process = FORKS.start([str(CLI), "serve", "--port", str(port)], env, tmp, log_path)
     gateway = Gateway(f"http://127.0.0.1:{port}", process, config_dir, log_path, env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

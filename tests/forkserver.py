@@ -1,0 +1,89 @@
+"""The tests' gateways, forked from one process that has imported the app.
+
+Each `claude-code-api serve` spends about 2.5 s of CPU importing the app before it does
+anything (`openai`, `anthropic`, `claude_agent_sdk` and their types), and the suite
+starts dozens. This process imports the app once; each gateway is a fork of it that
+runs `claude_code_api.cli.main(argv)` with its own environment, working directory and
+log, so from the command line on it is the same code as the console script. (The
+console script itself is started by the tests of `serve`'s own behaviour, `doctor` and
+`keys`, and by `.ci/run`'s clean install.)
+
+Spoken over stdin/stdout, a JSON object a line:
+- ``{"start": {"argv", "env", "cwd", "log"}}`` -> ``{"pid": N}``;
+- ``{"status": N}`` -> ``{"returncode": code or null}`` (null: still running).
+A fork's exit status is collected here (its parent), so a gateway's end is seen by the
+tests as a ``subprocess.Popen``'s would be (``ForkedGateway`` in conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+_ended: dict[int, int] = {}
+
+
+def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _ended[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _serve(request: dict[str, Any]) -> None:
+    """In the fork: become the gateway; never returns."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(request["cwd"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = list(request["argv"])
+    from claude_code_api.cli import main
+
+    code = 1
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def main() -> None:
+    import claude_code_api.app  # noqa: F401  (the imports every gateway shares)
+    import claude_code_api.cli  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # pytest's ^C: the tests stop us
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "start" in request:
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                _serve(request["start"])
+            reply: dict[str, Any] = {"pid": pid}
+        else:
+            _reap()
+            reply = {"returncode": _ended.get(int(request["status"]))}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
