@@ -169,6 +169,8 @@ def test_an_upstream_failure_mid_stream_ends_it_with_an_openai_error(
 
 def test_a_completion_is_not_kept_as_a_conversation(client: openai.OpenAI, gateway: Gateway,
                                                     upstream: FakeUpstream) -> None:
+    # The gateway is shared: conversations of earlier modules may be held on it.
+    held = gateway.wait_idle()["pool"]["holding_conversations"]
     before = httpx.get(gateway.base_url + "/conversations", timeout=10).json()["data"]
     upstream.script(Reply.text(" done"))
     completion = client.completions.with_raw_response.create(model="sonnet",
@@ -177,7 +179,7 @@ def test_a_completion_is_not_kept_as_a_conversation(client: openai.OpenAI, gatew
     health = gateway.wait_idle()
     after = httpx.get(gateway.base_url + "/conversations", timeout=10).json()["data"]
     assert [c["id"] for c in after] == [c["id"] for c in before]
-    assert health["pool"]["holding_conversations"] == 0
+    assert health["pool"]["holding_conversations"] <= held  # no worker kept it
 
 
 @pytest.mark.parametrize(("body", "param", "code"), [

@@ -206,6 +206,24 @@ async def test_client_tool_calls_end_the_response_and_the_turn_is_stopped(
     assert ledger.late == [(Usage(0, 3), 0.002)] and ledger.ended == 1
 
 
+@virtual()
+async def test_the_cli_is_stopped_at_tool_calls_only_once_it_has_read_the_response(
+        engine: Engine, fakes: FakeWorkers) -> None:
+    """The response is whole at the relay before the CLI has read it; interrupted
+    earlier, the CLI would not count what it cost. Its next call says it has read it."""
+    reading = Hold()
+    fakes.reply([*tool_call("lookup"), reading])  # the call ends after the hold
+    ledger = Ledger()
+    tools = (ToolSpec("lookup", "Look it up", {"type": "object"}),)
+    events = await collect(engine.stream(request(tools=tools), account=ledger))
+    assert events[-1] == TurnEnd("tool_use", Usage(3, 2), "claude-sonnet-4-5")
+    await asyncio.sleep(0.5)
+    assert only(fakes).interrupts == 0 and ledger.ended == 0
+    reading.release()
+    await asyncio.sleep(0.1)
+    assert only(fakes).interrupts == 1 and ledger.ended == 1
+
+
 @virtual(timeout_seconds=300)
 async def test_a_silent_cli_is_a_504_after_timeout_seconds(
         engine: Engine, fakes: FakeWorkers) -> None:

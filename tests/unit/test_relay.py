@@ -222,11 +222,13 @@ async def test_after_client_tool_calls_the_clis_next_call_is_held(
         first = await post(lane.url, body)
         assert '"tool_use"' in first.text and lane.halted
         assert [c.output_tokens for c in lane.calls] == [5]
+        assert not lane.blocked.is_set()
         held = asyncio.create_task(post(lane.url, body))
         await asyncio.sleep(0.3)
         assert not held.done() and len(upstream.message_requests()) == 1
+        assert lane.blocked.is_set()  # the CLI has read the response: it called again
         lane.begin(Shape())
-        assert (await held).status_code == 400
+        assert (await held).status_code == 400 and not lane.blocked.is_set()
         assert len(upstream.message_requests()) == 1
     finally:
         await relay.close()

@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 _ABORT_TIMEOUT = 10.0
 _ARM_WAIT = 5.0  # longest wait for an armed worker's call to reach the relay
 _ALIVE_CHECK = 0.25  # how often a turn waiting on the relay checks on its CLI
+_READ_BACK = 2.0  # longest wait for the CLI to read a response ended at tool calls
 
 
 class Engine:
@@ -225,7 +226,8 @@ class Engine:
                 worker.state = "finishing"
                 self._background(self._finish(worker, now_held, account, end.usage))
             else:
-                self._abort(worker, account, end.usage if end else Usage())
+                self._abort(worker, account, end.usage if end else Usage(),
+                            at_tools=end is not None and end.stop_reason == "tool_use")
 
     async def _deliver(self, worker: Worker, request: TurnRequest, held: str | None,
                        listen: bool = False) -> asyncio.Queue[dict[str, Any]] | None:
@@ -427,15 +429,30 @@ class Engine:
             worker.held = None
 
     # -- ending turns early -------------------------------------------------------
-    def _abort(self, worker: Worker, account: Account | None, reported: Usage) -> None:
-        self._background(self._interrupt(worker, account, reported))
+    @staticmethod
+    async def _read(worker: Worker) -> None:
+        """A response that ended at the client's tool calls passed the relay whole, but
+        the CLI may still be reading it: interrupted before it has, it would not count
+        what the response cost (seen as a turn charged nothing). Its next call, which
+        the relay holds (it answers "no such tool" itself), says it has read it."""
+        waited = 0.0
+        while not _read_back_done(worker) and waited < _READ_BACK:
+            await asyncio.sleep(0.01)
+            waited += 0.01
+
+    def _abort(self, worker: Worker, account: Account | None, reported: Usage,
+               at_tools: bool = False) -> None:
+        self._background(self._interrupt(worker, account, reported, at_tools))
 
     async def _interrupt(self, worker: Worker, account: Account | None,
-                         reported: Usage) -> None:
+                         reported: Usage, at_tools: bool = False) -> None:
         """End a turn the client no longer wants; keep the process if it obeys. The
-        turn's result says what it cost (``reported``: the usage its responses gave)."""
+        turn's result says what it cost (``reported``: the usage its responses gave).
+        ``at_tools``: the response ended at the client's tool calls (see ``_read``)."""
         result: ResultMessage | None = None
         try:
+            if at_tools:
+                await self._read(worker)
             await asyncio.wait_for(worker.interrupt(), _ABORT_TIMEOUT)
             result = await worker.until_result(_ABORT_TIMEOUT)
         except (GatewayError, Exception) as exc:
@@ -447,6 +464,12 @@ class Engine:
             close_account(account, result, reported)
         if result is not None:
             self.pool.release(worker)
+
+
+def _read_back_done(worker: Worker) -> bool:
+    lane = worker.lane
+    return lane is None or lane.blocked.is_set() or worker.result_waiting or \
+        not worker.alive
 
 
 def _held(session: Session | None, request: TurnRequest,

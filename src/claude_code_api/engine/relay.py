@@ -124,6 +124,9 @@ class Lane:
     # Set once a response ended at the client's tool calls: the CLI's next call (it
     # answers "no such tool" itself) is held, never sent, until the turn is ended.
     halted: bool = False
+    # Set once that next call has reached the relay: the CLI has read the response that
+    # ended at the tool calls, and counted what it cost.
+    blocked: asyncio.Event = field(default_factory=asyncio.Event)
     armed: str | None = None  # the placeholder whose call is awaited (see ``wait``)
     held: asyncio.Event = field(default_factory=asyncio.Event)  # an armed call waits
     # The turn's upstream events as they pass, for an engine that answers from them
@@ -136,6 +139,7 @@ class Lane:
         self.shape = shape
         self.calls = []  # this turn's calls
         self.halted = False
+        self.blocked.clear()
         self.live = True
         self.armed = None
         self._wake()
@@ -167,6 +171,7 @@ class Lane:
         self.content.clear()
         self.shape = None
         self.halted = False
+        self.blocked.clear()
         self.events = None
         self.disarm()
 
@@ -195,6 +200,8 @@ class Lane:
         go = self._go
         if armed:
             self.held.set()
+        else:
+            self.blocked.set()
         woken = asyncio.ensure_future(go.wait())
         waiting: set[asyncio.Future[Any]] = {woken} if gone is None else {woken, gone}
         try:

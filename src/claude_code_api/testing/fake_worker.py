@@ -173,6 +173,7 @@ class FakeWorker(Worker):
         self._feed: asyncio.Task[None] | None = None
         self._dead = False
         self._killed = asyncio.Event()
+        self._at_tools = False  # the response being relayed ended at tool calls
 
     def __repr__(self) -> str:
         return f"<FakeWorker #{self.id} {self.state} turns={self.turns}>"
@@ -289,8 +290,18 @@ class FakeWorker(Worker):
             self._relay({"type": RELAY_END, "status": 200, "complete": True})
 
     def _relay(self, event: dict[str, Any]) -> None:
-        if self.lane is not None and self.lane.events is not None:
+        if self.lane is None:
+            return
+        if self.lane.events is not None:
             self.lane.events.put_nowait(event)
+        if event.get("type") == RELAY_END and self._at_tools:
+            # As the CLI does once it has read the response: its next call (answering
+            # "no such tool" itself) reaches the relay, which holds it.
+            self._at_tools = False
+            self.lane.blocked.set()
+        elif event.get("type") == "message_delta" and \
+                event.get("delta", {}).get("stop_reason") == "tool_use":
+            self._at_tools = True
 
     def _put(self, message: SDKMessage) -> None:
         if isinstance(message, ResultMessage):
