@@ -12,7 +12,7 @@ Spoken over stdin/stdout, a JSON object a line:
 - ``{"start": {"argv", "env", "cwd", "log"}}`` -> ``{"pid": N}``;
 - ``{"status": N}`` -> ``{"returncode": code or null}`` (null: still running).
 A fork's exit status is collected here (its parent), so a gateway's end is seen by the
-tests as a ``subprocess.Popen``'s would be (``ForkedGateway`` in conftest).
+tests as a ``subprocess.Popen``'s would be (``ForkedProcess`` in conftest).
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ def _serve(request: dict[str, Any]) -> None:
     sys.argv = list(request["argv"])
     from claude_code_api.cli import main
 
-    code = 1
     try:
         code = main(sys.argv[1:])
     finally:
