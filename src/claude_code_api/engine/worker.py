@@ -192,6 +192,11 @@ class Worker(WorkerProtocol):
             await self._closing.wait()
         finally:
             pump.cancel()
+            # A call held at the relay (an armed worker's) is refused first: a CLI
+            # waiting on its call does not exit at the end of its input, and the SDK
+            # would give it 5 s before terminating it.
+            if self.lane is not None:
+                self.lane.disarm()
             # Shielded and bounded: the transport terminates, then kills the CLI.
             with contextlib.suppress(BaseException):
                 await asyncio.shield(asyncio.wait_for(client.disconnect(), 25))
