@@ -76,6 +76,23 @@ class ForkServer:
                                    "log": str(log)}})["pid"]
         return ForkedProcess(int(pid), self)
 
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+            ) -> subprocess.CompletedProcess[str]:
+        """A command that ends (``doctor``), run to its end as ``subprocess.run`` with
+        ``capture_output`` would."""
+        with tempfile.TemporaryDirectory(prefix="cca-run-") as scratch:
+            out, err = Path(scratch) / "out", Path(scratch) / "err"
+            pid = self._ask({"start": {"argv": argv, "env": env, "cwd": str(cwd),
+                                       "log": str(out), "err": str(err)}})["pid"]
+            process = ForkedProcess(int(pid), self)
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+                raise
+            return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+
     def returncode(self, pid: int) -> int | None:
         code = self._ask({"status": pid})["returncode"]
         return None if code is None else int(code)

@@ -4,12 +4,14 @@ Each `claude-code-api serve` spends about 2.5 s of CPU importing the app before 
 anything (`openai`, `anthropic`, `claude_agent_sdk` and their types), and the suite
 starts dozens. This process imports the app once; each gateway is a fork of it that
 runs `claude_code_api.cli.main(argv)` with its own environment, working directory and
-log, so from the command line on it is the same code as the console script. (The
-console script itself is started by the tests of `serve`'s own behaviour, `doctor` and
-`keys`, and by `.ci/run`'s clean install.)
+log, so from the command line on it is the same code as the console script. The
+tests of `doctor` run it here too, as a command that ends (``ForkServer.run``). (The
+console script itself is started by the tests of `serve`'s own refusals and of `keys`,
+and by `.ci/run`'s clean install.)
 
 Spoken over stdin/stdout, a JSON object a line:
-- ``{"start": {"argv", "env", "cwd", "log"}}`` -> ``{"pid": N}``;
+- ``{"start": {"argv", "env", "cwd", "log"}}`` -> ``{"pid": N}`` (with ``"err"``, a
+  file for stderr apart from the log, which then holds stdout alone);
 - ``{"status": N}`` -> ``{"returncode": code or null}`` (null: still running).
 A fork's exit status is collected here (its parent), so a gateway's end is seen by the
 tests as a ``subprocess.Popen``'s would be (``ForkedProcess`` in conftest).
@@ -45,11 +47,13 @@ def _serve(request: dict[str, Any]) -> None:
     os.chdir(request["cwd"])
     null = os.open(os.devnull, os.O_RDONLY)
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    err = os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) \
+        if request.get("err") else log
     os.dup2(null, 0)
     os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(null)
-    os.close(log)
+    os.dup2(err, 2)
+    for fd in {null, log, err}:
+        os.close(fd)
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = list(request["argv"])

@@ -1,5 +1,6 @@
-"""`claude-code-api doctor`, run as a user runs it: a subprocess with the real CLI
-behind it and the fake upstream (or no upstream at all) in front of that."""
+"""`claude-code-api doctor`, run as a user runs it: a process of its own (forked from the
+tests' fork server, which has imported the app: see tests/forkserver.py) with the real
+CLI behind it and the fake upstream (or no upstream at all) in front of that."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import CLI, Gateway, free_port
+from tests.conftest import CLI, FORKS, Gateway, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -61,8 +61,7 @@ def doctor(tmp: Path, base_url: str, *args: str, api_key: str | None = KEY,
     if "--port" not in args:
         args = (*args, "--port", str(free_port()))
     began = time.monotonic()
-    done = subprocess.run([str(CLI), "doctor", *args], env=env, cwd=tmp, capture_output=True,
-                          text=True, timeout=120)
+    done = FORKS.run([str(CLI), "doctor", *args], env, tmp, timeout=120)
     report = Report(done.returncode, done.stdout, time.monotonic() - began)
     assert done.stderr == ""  # no traceback, no log noise
     assert "Traceback" not in done.stdout
