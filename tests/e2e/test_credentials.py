@@ -29,7 +29,9 @@ OAUTH = "sk-ant-oat01-third-" + secrets.token_hex(16)
 # The operator's own key in the server's environment: configured credentials win.
 OPERATOR = "sk-ant-api03-operator-" + secrets.token_hex(16)
 SECRETS = (FIRST, SECOND, OAUTH, OPERATOR)
-COOLDOWN = 5  # longer than a cold start on a busy machine
+# Longer than a turn takes on a busy machine (the rate-limited state is read after one);
+# every test after one that rested a key waits this long for it.
+COOLDOWN = 3
 STARTED = time.time()
 
 RATE_LIMITED = Reply.error(429, "rate_limit_error", "slow down",

@@ -302,12 +302,12 @@ def test_a_cli_that_never_answers_is_given_up_on_in_bounded_time(tmp_path: Path)
     hung.write_text('#!/bin/sh\n[ "$1" = "--version" ] && echo "9.9.9 (hung)" && exit 0\n'
                     "exec sleep 120\n")
     hung.chmod(0o755)
-    report = doctor(tmp_path, closed_port_url(), "--timeout", "3",
+    report = doctor(tmp_path, closed_port_url(), "--timeout", "1",
                     claude__cli_path=str(hung))
     assert report.code == 1
     assert report.line("cli") == f"✓ cli: 9.9.9 (hung) at {hung} (claude.cli_path)"
     assert report.line("worker").startswith(
-        "✗ worker: Claude Code did not answer the control handshake within 3 s — ")
+        "✗ worker: Claude Code did not answer the control handshake within 1 s — ")
     assert report.line("upstream") == "✗ upstream: not tried: no worker started — fix the " \
         "worker check first"
     # The SDK alone would wait 60 s for the handshake; stopping the CLI takes up to 5 s.

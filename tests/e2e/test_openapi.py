@@ -26,7 +26,7 @@ TURNS: dict[str, dict[str, Any]] = {
 }
 MAX_FILE_BYTES = 512
 MAX_BODY_BYTES = 64 * 1024
-TIMEOUT_SECONDS = 5
+TIMEOUT_SECONDS = 2  # a silent upstream costs each of its four cases this long
 
 
 @pytest.fixture(scope="module")
