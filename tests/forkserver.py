@@ -19,6 +19,7 @@ tests as a ``subprocess.Popen``'s would be (``ForkedProcess`` in conftest).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -71,6 +72,12 @@ def main() -> None:
     import claude_code_api.app  # noqa: F401  (the imports every gateway shares)
     import claude_code_api.cli  # noqa: F401
 
+    # Every object alive now goes to the collector's permanent generation: a fork's
+    # collections then never walk (and so never copy) the pages the fork shares with
+    # us. Without it each fork spent about 1.1 s of CPU more (a doctor run: 1.7 s of
+    # CPU against 0.6 s).
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # pytest's ^C: the tests stop us
     for line in sys.stdin:
