@@ -215,16 +215,21 @@ def settled(health: dict[str, Any]) -> bool:
 CLI = Path(sys.executable).parent / "claude-code-api"
 
 
-def keys_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`claude-code-api keys ...` on the store at ``store``, as an operator runs it."""
+def keys_cli(store: Path, *args: str, forked: bool = False
+             ) -> subprocess.CompletedProcess[str]:
+    """`claude-code-api keys ...` on the store at ``store``, as an operator runs it (the
+    console script); ``forked``: the same command line forked from the fork server."""
     env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(CLI), "keys", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    argv = [str(CLI), "keys", *args]
+    if forked:
+        return FORKS.run(argv, env, ROOT, timeout=60)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
-def create_key(store: Path, name: str, *flags: str) -> str:
-    """A new client API key, made with the CLI; returns the key it printed once."""
-    done = keys_cli(store, "create", "--name", name, *flags)
+def create_key(store: Path, name: str, *flags: str, forked: bool = True) -> str:
+    """A new client API key, made with the CLI (forked by default: modules make dozens
+    to set up); returns the key it printed once."""
+    done = keys_cli(store, "create", "--name", name, *flags, forked=forked)
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
     assert token.startswith("sk-cca-") and "shown only once" in done.stderr

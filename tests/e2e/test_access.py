@@ -79,7 +79,7 @@ def total(samples: dict[str, float], name: str, **labels: str) -> float:
 def test_key_created_used_and_revoked_from_the_cli(gw: Gateway, upstream: FakeUpstream
                                                    ) -> None:
     store = store_of(gw)
-    token = create_key(store, "carol")
+    token = create_key(store, "carol", forked=False)  # the console script, as installed
     listed = json.loads(keys_cli(store, "list", "--json").stdout)
     carol = next(k for k in listed if k["name"] == "carol")
     assert token.split("-")[2] == carol["id"]
