@@ -7,6 +7,7 @@ against the scripted fake upstream on loopback, and calls the gateway over HTTP.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx._transports.default
 import openai
 import psutil
 import pytest
@@ -29,6 +31,13 @@ import pytest
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every httpx client (each httpx.get, each /health poll, each SDK client) builds an SSL
+# context, parsing certifi's CA file: about 20 ms of CPU, though the tests speak plain
+# HTTP on loopback, and the suite makes thousands. One context per set of arguments
+# serves them all (a context is shared by connections anyway).
+httpx._transports.default.create_ssl_context = functools.cache(  # type: ignore[assignment]
+    httpx._transports.default.create_ssl_context)
 
 
 def free_port() -> int:
