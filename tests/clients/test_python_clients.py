@@ -1,7 +1,8 @@
 """The README's Python guides, run as a user runs them: each file of guides/ is shown
 verbatim in the README, and runs here (with the gateway's real address in place of
 http://127.0.0.1:8080) in .venv-clients, where scripts/test installs the client
-libraries of the `clients` extra. One gateway for the module; the guides run at once.
+libraries of the `clients` extra. One gateway for the module; the guides run at once,
+each a process of its own (see run_guides.py).
 
 The fake upstream answers by what it is asked, like a model would: a prompt is echoed
 ("You said: ..."), a tool result is read back ("Tool said: ..."), a request offering
@@ -25,6 +26,7 @@ from tests.conftest import ROOT, Gateway, module_gateway
 pytestmark = pytest.mark.e2e
 
 GUIDES = Path(__file__).resolve().parent / "guides"
+RUNNER = Path(__file__).resolve().parent / "run_guides.py"
 PYTHON = ROOT / ".venv-clients" / "bin" / "python"
 README = ROOT / "README.md"
 PLACEHOLDER = "http://127.0.0.1:8080"
@@ -86,7 +88,9 @@ def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def outputs(gw: Gateway, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
             ) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every guide, run at once against the gateway: its exit status and output."""
+    """Every guide, run at once against the gateway, each in a process of its own
+    (forked by run_guides.py once the guides' imports are loaded): its exit status and
+    output."""
     assert PYTHON.exists(), "no .venv-clients: scripts/test installs the client libraries"
     upstream.reset()
     upstream.responder = answer
@@ -94,18 +98,21 @@ def outputs(gw: Gateway, upstream: FakeUpstream, tmp_path_factory: pytest.TempPa
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
            # LiteLLM fetches its price list from GitHub unless told to use its own copy.
            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "127.0.0.1"}
-    running: dict[str, subprocess.Popen[str]] = {}
+    scripts = []
     for name in EXPECTED:
         script = home / name
         script.write_text((GUIDES / name).read_text().replace(PLACEHOLDER, gw.url))
-        running[name] = subprocess.Popen([str(PYTHON), str(script)], cwd=home, env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True)
+        scripts.append(str(script))
+    out = tmp_path_factory.mktemp("outputs")
+    runner = subprocess.run([str(PYTHON), str(RUNNER), str(out), *scripts], cwd=home, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert runner.returncode == 0, runner.stderr[-3000:]
     done = {}
-    for name, process in running.items():
-        stdout, stderr = process.communicate(timeout=240)
-        done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout,
-                                                 stderr)
+    for name in EXPECTED:
+        code = int((out / f"{name}.code").read_text())
+        done[name] = subprocess.CompletedProcess([str(PYTHON), name], code,
+                                                 (out / f"{name}.out").read_text(),
+                                                 (out / f"{name}.err").read_text())
     return done
 
 
