@@ -87,7 +87,7 @@ class ForkServer:
 
     def run(self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
             ) -> subprocess.CompletedProcess[str]:
-        """A command that ends (``doctor``), run to its end as ``subprocess.run`` with
+        """A command that ends (``doctor``, ``keys``), run to its end as ``subprocess.run`` with
         ``capture_output`` would."""
         with tempfile.TemporaryDirectory(prefix="cca-run-") as scratch:
             out, err = Path(scratch) / "out", Path(scratch) / "err"
