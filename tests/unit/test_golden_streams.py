@@ -14,15 +14,12 @@ tests/unit/test_golden_streams.py`` rewrites the files; read their diff before c
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from claude_agent_sdk import ResultMessage, StreamEvent
 
 from claude_code_api.dialects.anthropic_messages.render import MessageFrames, StreamWriter
 from claude_code_api.dialects.openai_chat.render import ChunkWriter
@@ -33,6 +30,7 @@ from claude_code_api.dialects.openai_responses.render import ResponseFrames, Res
 from claude_code_api.dialects.streams import Writer, first_event, frames
 from claude_code_api.engine.turns import TurnTranslator
 from claude_code_api.events import TurnEvent
+from tests.unit.test_turns import recorded_events, result, stream_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RECORDED = FIXTURES / "anthropic-messages"
@@ -46,23 +44,16 @@ STREAMS = sorted(path.stem.removesuffix("_response") for path in RECORDED.glob("
 VOLATILE = re.compile(r'"(id|item_id|call_id|created|created_at|completed_at)": ?("[^"]*"|\d+)')
 
 
-def upstream_events(stream: str) -> list[dict[str, Any]]:
-    lines = (RECORDED / f"{stream}_response.sse").read_text().splitlines()
-    return [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
-
-
 def turn_events(stream: str) -> list[TurnEvent]:
     """What the engine makes of the stream in chat mode: the relay's events, then the
     CLI's result for the turn."""
     translator = TurnTranslator(relayed=True, client_tools=frozenset({"get_weather"}))
     events: list[TurnEvent] = []
-    for raw in upstream_events(stream):
-        events += translator.feed(StreamEvent(uuid="u", session_id="s", event=raw))
+    for raw in recorded_events(f"{stream}_response.sse"):
+        events += translator.feed(stream_event(raw))
     if not translator.done:
-        events += translator.feed(ResultMessage(
-            subtype="success", duration_ms=1, duration_api_ms=1, is_error=False,
-            num_turns=1, session_id="s", stop_reason="end_turn", total_cost_usd=0.001,
-            usage={"input_tokens": 10, "output_tokens": 5}))
+        events += translator.feed(result(total_cost_usd=0.001,
+                                         usage={"input_tokens": 10, "output_tokens": 5}))
     return events
 
 
@@ -92,14 +83,16 @@ async def sent(events: list[TurnEvent], writer: Writer) -> str:
 
 
 def stable(text: str) -> str:
-    """Each distinct id or clock value numbered in order of appearance: a string
-    becomes ``"<key-N>"``, a number ``N`` (so its type is still checked)."""
-    seen: dict[str, int] = {}
+    """Each distinct id or clock value numbered in order of appearance, the same value
+    the same number whatever field holds it (an ``item_id`` names its item's ``id``): a
+    string becomes ``"<key-N>"`` (the key where it first appeared), a number ``N`` (so
+    its type is still checked)."""
+    seen: dict[str, str] = {}
 
     def placeholder(match: re.Match[str]) -> str:
         key, value = match.group(1), match.group(2)
-        number = seen.setdefault(f"{key}={value}", len(seen) + 1)
-        shown = f'"<{key}-{number}>"' if value.startswith('"') else str(number)
+        number = seen.setdefault(value, f"{key}-{len(seen) + 1}")
+        shown = f'"<{number}>"' if value.startswith('"') else number.rsplit("-", 1)[1]
         return match.group(0)[:match.start(2) - match.start(0)] + shown
 
     return VOLATILE.sub(placeholder, text)
