@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,10 +225,11 @@ def settled(health: dict[str, Any]) -> bool:
 CLI = Path(sys.executable).parent / "claude-code-api"
 
 
-def keys_cli(store: Path, *args: str, forked: bool = False
+def keys_cli(store: Path, *args: str, forked: bool = True
              ) -> subprocess.CompletedProcess[str]:
-    """`claude-code-api keys ...` on the store at ``store``, as an operator runs it (the
-    console script); ``forked``: the same command line forked from the fork server."""
+    """`claude-code-api keys ...` on the store at ``store``: the command line forked from
+    the fork server; ``forked=False``: the console script itself, as an operator runs it
+    (test_access's CLI test)."""
     env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin"}
     argv = [str(CLI), "keys", *args]
     if forked:
@@ -236,8 +238,8 @@ def keys_cli(store: Path, *args: str, forked: bool = False
 
 
 def create_key(store: Path, name: str, *flags: str, forked: bool = True) -> str:
-    """A new client API key, made with the CLI (forked by default: modules make dozens
-    to set up); returns the key it printed once."""
+    """A new client API key, made with the CLI (see ``keys_cli``); returns the key it
+    printed once."""
     done = keys_cli(store, "create", "--name", name, *flags, forked=forked)
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
@@ -289,20 +291,58 @@ TOGETHER: dict[str, str] = {
 }
 
 
+# Seconds each module took in a whole run (setup, tests and teardown), written by
+# `CCA_DURATIONS=update scripts/test`: the longest modules are handed out first, so
+# that the two processes end together rather than one finishing a long module alone.
+# (Only the order depends on it; a module not listed counts 0.1 s a test.)
+DURATIONS = ROOT / "tests" / "durations.json"
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile` (scripts/test), with the modules of TOGETHER kept in one process:
-    a module's tests always run in one process, as its module-scoped gateway wants.
-    (xdist's own `loadgroup` cannot do it: it renames test ids, which pytest 9 ignores.)"""
+    """`--dist loadfile` (scripts/test), with the modules of TOGETHER kept in one process
+    (a module's tests always run in one process, as its module-scoped gateway wants;
+    xdist's own `loadgroup` cannot do it: it renames test ids, which pytest 9 ignores),
+    and the longest work handed out first (DURATIONS)."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
+    known: dict[str, float] = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
     class TogetherScheduling(LoadFileScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
             return TOGETHER.get(module, module)
 
+        def _assign_work_unit(self, node: Any) -> None:
+            if not self.ordered:  # the queue is complete by the first assignment
+                self.ordered = True
+                tests = Counter(nodeid.split("::")[0] for nodeid in self.collection or ())
+                weight: Counter[str] = Counter()
+                for module, count in tests.items():
+                    weight[TOGETHER.get(module, module)] += known.get(module, 0.1 * count)
+                for scope in sorted(self.workqueue, key=lambda s: -weight[s]):
+                    self.workqueue.move_to_end(scope)
+            super()._assign_work_unit(node)
+
     return TogetherScheduling(config, log)
+
+
+_SPENT: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::")[0]
+    _SPENT[module] = _SPENT.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if os.environ.get("CCA_DURATIONS") == "update" and not hasattr(session.config,
+                                                                    "workerinput"):
+        DURATIONS.write_text(json.dumps(
+            {m: round(s, 1) for m, s in sorted(_SPENT.items())}, indent=0) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ budgets from Claude Code's reported cost, the ledger, metrics, request ids, logs
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
 from tests.conftest import (
     CLI,
+    FORKS,
     Gateway,
     create_key,
     free_port,
@@ -80,7 +80,7 @@ def test_key_created_used_and_revoked_from_the_cli(gw: Gateway, upstream: FakeUp
                                                    ) -> None:
     store = store_of(gw)
     token = create_key(store, "carol", forked=False)  # the console script, as installed
-    listed = json.loads(keys_cli(store, "list", "--json").stdout)
+    listed = json.loads(keys_cli(store, "list", "--json", forked=False).stdout)
     carol = next(k for k in listed if k["name"] == "carol")
     assert token.split("-")[2] == carol["id"]
     assert token not in json.dumps(listed)
@@ -92,15 +92,15 @@ def test_key_created_used_and_revoked_from_the_cli(gw: Gateway, upstream: FakeUp
     answer = client.chat.completions.create(model="sonnet", messages=USER)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "hello carol"
 
-    revoked = keys_cli(store, "revoke", "carol")
+    revoked = keys_cli(store, "revoke", "carol", forked=False)
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked"] is True
     with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="sonnet", messages=USER)  # type: ignore[arg-type]
     assert caught.value.status_code == 401
-    table = keys_cli(store, "list", "--all").stdout
+    table = keys_cli(store, "list", "--all", forked=False).stdout
     assert "carol" in table and "True" in table
-    assert "carol" not in keys_cli(store, "list").stdout
-    assert keys_cli(store, "revoke", "carol").returncode == 1  # already revoked
+    assert "carol" not in keys_cli(store, "list", forked=False).stdout
+    assert keys_cli(store, "revoke", "carol", forked=False).returncode == 1  # already revoked
 
 
 def test_duplicate_active_name_is_refused(gw: Gateway) -> None:
@@ -355,9 +355,8 @@ def test_beyond_loopback_needs_a_key_to_exist(tmp_path: Path, upstream: FakeUpst
     store = tmp_path / "gateway.db"
     env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin",
            "CLAUDE_CODE__CLAUDE__WORK_ROOT": str(tmp_path / "work")}
-    refused = subprocess.run([str(CLI), "serve", "--host", "0.0.0.0", "--port",
-                              str(free_port())], env=env, capture_output=True, text=True,
-                             timeout=60)
+    refused = FORKS.run([str(CLI), "serve", "--host", "0.0.0.0", "--port",
+                         str(free_port())], env, tmp_path, timeout=60)
     assert refused.returncode == 2
     assert "keys create" in refused.stderr
     token = create_key(store, "ops")

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import CLI, Gateway, start_gateway
+from tests.conftest import CLI, FORKS, ROOT, Gateway, start_gateway
 from tests.e2e.test_conversations import turns
 from tests.postgres import temporary_database
 
@@ -28,8 +28,7 @@ def store_url() -> Iterator[str]:
 
 def keys(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"CLAUDE_CODE__STORE__URL": url, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(CLI), "keys", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return FORKS.run([str(CLI), "keys", *args], env, ROOT, timeout=60)
 
 
 def serve(upstream: FakeUpstream, root: Path, url: str) -> Gateway:

@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import CLI, Gateway, start_gateway
+from tests.conftest import CLI, FORKS, ROOT, Gateway, start_gateway
 from tests.e2e.test_batch import answering, chat_body, jsonl, wait_batch
 from tests.e2e.test_conversations import turns
 from tests.postgres import temporary_database
@@ -39,10 +39,10 @@ LEASE_SECONDS = 2.0
 
 
 def keys_command(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`claude-code-api keys ...` against the shared store, as an operator runs it."""
+    """`claude-code-api keys ...` against the shared store, as an operator runs it (forked
+    from the fork server)."""
     env = {"CLAUDE_CODE__STORE__URL": url, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(CLI), "keys", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return FORKS.run([str(CLI), "keys", *args], env, ROOT, timeout=60)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from claude_code_api.settings import Settings
-from tests.conftest import CLI, ROOT
+from tests.conftest import CLI, FORKS, ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -24,8 +23,7 @@ NGINX = (ROOT / "deploy" / "nginx.conf").read_text()
 
 
 def help_of(*args: str) -> str:
-    done = subprocess.run([str(CLI), *args, "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = FORKS.run([str(CLI), *args, "--help"], {"PATH": "/usr/bin:/bin"}, ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from claude_code_api.catalog import Catalog
 from claude_code_api.dialects.errors import _param_path
 from claude_code_api.settings import load_settings
-
-EXE = Path(sys.executable).parent / "claude-code-api"
+from tests.conftest import CLI, FORKS, ROOT
 
 
 def test_environment_names_follow_section_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,24 +51,27 @@ def test_loopback_detection() -> None:
         assert load_settings(server={"host": host}).server.is_loopback() is loopback
 
 
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command line ``claude-code-api *args``, forked from the fork server (the
+    console script itself: test_access and `.ci/run`'s clean install)."""
+    return FORKS.run([str(CLI), *args], env or {"PATH": "/usr/bin:/bin"}, ROOT, timeout=60)
+
+
 def test_serve_refuses_to_bind_beyond_loopback_without_auth() -> None:
-    done = subprocess.run([str(EXE), "serve", "--host", "0.0.0.0", "--port", "0"],
-                          capture_output=True, text=True, timeout=60)
+    done = run("serve", "--host", "0.0.0.0", "--port", "0")
     assert done.returncode == 2
     assert "loopback" in done.stderr
 
 
 def test_serve_reports_a_missing_config_file(tmp_path: Path) -> None:
-    done = subprocess.run([str(EXE), "serve", "--config", str(tmp_path / "nope.toml")],
-                          capture_output=True, text=True, timeout=60)
+    done = run("serve", "--config", str(tmp_path / "nope.toml"))
     assert done.returncode == 2
     assert "config file not found" in done.stderr
 
 
 def keys(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(EXE), "keys", *args], capture_output=True, text=True,
-                          timeout=60, env={"CLAUDE_CODE__STORE__PATH": str(store),
-                                           "PATH": "/usr/bin:/bin"})
+    return run("keys", *args, env={"CLAUDE_CODE__STORE__PATH": str(store),
+                                   "PATH": "/usr/bin:/bin"})
 
 
 def test_keys_are_named_by_id_name_or_the_whole_key(tmp_path: Path) -> None:
@@ -93,8 +94,7 @@ def test_keys_are_named_by_id_name_or_the_whole_key(tmp_path: Path) -> None:
 
 
 def test_help_lists_the_serve_flags() -> None:
-    done = subprocess.run([str(EXE), "serve", "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = run("serve", "--help")
     assert done.returncode == 0
     for flag in ("--host", "--port", "--config"):
         assert flag in done.stdout
