@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,9 +12,11 @@ from claude_code_api.access.budgets import Budgets
 from claude_code_api.access.cache import MemoryCache, request_key
 from claude_code_api.access.keys import ApiKey, KeyStore
 from claude_code_api.access.limits import RateLimiter, duration
+from claude_code_api.access.middleware import AccessMiddleware
 from claude_code_api.errors import BudgetExceeded
 from claude_code_api.events import Usage
 from claude_code_api.logs import JsonFormatter, mask
+from claude_code_api.metrics import Metrics
 from claude_code_api.settings import CacheSettings
 
 
@@ -166,3 +169,52 @@ async def test_what_a_turn_is_expected_to_cost() -> None:
     assert budgets.expected("k", "haiku") == 0.1
     assert await budgets.admit(None, "opus") is None  # no key, no budget: nothing held
     assert await budgets.admit(ApiKey("free", "free"), "opus") is None
+
+
+async def test_a_concurrency_slot_is_free_before_the_last_byte_goes_out(tmp_path: Path
+                                                                        ) -> None:
+    """A client that sends its next request as soon as it has read the last byte of a
+    streamed answer must not find its one slot still taken (a 429 it did nothing to
+    earn); a response that never ends gives the slot back too."""
+    store = KeyStore(tmp_path / "keys.db")
+    key, token = store.create("one-at-a-time", concurrency=1)
+    limiter = RateLimiter(60.0, Clock())
+
+    async def streamed(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        if scope["path"] == "/v1/messages":
+            raise OSError("the client went away")
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    class NoPool:
+        def pool_counts(self) -> dict[str, int]:
+            return {}
+
+        def pool_totals(self) -> dict[str, int]:
+            return {}
+
+    gateway = AccessMiddleware(streamed, keys=store, limiter=limiter,
+                               cache=MemoryCache(CacheSettings(enabled=False)),
+                               metrics=Metrics(NoPool()), auth_required=True,
+                               metrics_public=False, max_body_bytes=1024)
+    running_at: list[tuple[bool, int]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            running_at.append((message.get("more_body", False),
+                               await limiter.running(key.id)))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "POST", "path": path, "query_string": b"",
+                "headers": [(b"authorization", f"Bearer {token}".encode()),
+                            (b"content-length", b"2")]}
+
+    await gateway(scope("/v1/chat/completions"), receive, send)
+    assert running_at == [(True, 1), (False, 0)]
+    with pytest.raises(OSError):
+        await gateway(scope("/v1/messages"), receive, send)
+    assert await limiter.running(key.id) == 0

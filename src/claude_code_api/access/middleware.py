@@ -8,11 +8,12 @@ and checked for text that cannot be encoded (see ``body.py``), before any route
 parses it. On the way out it adds ``X-Request-ID``,
 ``x-ratelimit-*`` and ``X-Cache`` headers, records metrics and writes one
 access log line. It is plain ASGI so that a streaming response passes through
-untouched and the key's concurrency slot is held until its last byte.
+untouched and the key's concurrency slot is held until its last byte goes out.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -70,6 +71,15 @@ class _Exchange:
     size: int = 0
     finished: bool = False  # the last body chunk went out
     cache: str | None = None  # "hit" | "miss" when the cache was consulted
+    # Gives the key's concurrency slot back: just before the last body chunk goes out
+    # (a client that sends its next request on reading the last byte must find it free),
+    # or when the exchange ends without one.
+    release: Callable[[], Awaitable[None]] | None = None
+
+    async def released(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            await release()
 
 
 class AccessMiddleware:
@@ -109,7 +119,6 @@ class AccessMiddleware:
                      exchange: _Exchange) -> None:
         caller = exchange.caller
         extra = [("x-request-id", caller.request_id)]
-        verdict: Verdict | None = None
         try:
             if exchange.method != "OPTIONS" and exchange.path not in self.public \
                     and not exchange.path.startswith(_PUBLIC_PREFIX):
@@ -118,6 +127,7 @@ class AccessMiddleware:
                     and caller.key is not None:
                 verdict = await self._admit(caller.key)
                 extra += _ratelimit_headers(verdict, exchange.path)
+                exchange.release = functools.partial(self.limiter.release, caller.key)
             body: bytes | None = None
             if exchange.method == "POST" and exchange.path not in _UPLOADS:
                 body = await read_within(receive, self.max_body_bytes,
@@ -136,8 +146,7 @@ class AccessMiddleware:
             exchange.status = exchange.status or 500
             raise
         finally:
-            if verdict is not None and verdict.allowed and caller.key is not None:
-                await self.limiter.release(caller.key)
+            await exchange.released()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket is authenticated like a request: a key in the headers, or for
@@ -254,6 +263,7 @@ class AccessMiddleware:
                     exchange.body.append(chunk)
                 if not message.get("more_body", False):
                     exchange.finished = True
+                    await exchange.released()
             await send(message)
 
         return sender
