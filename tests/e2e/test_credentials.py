@@ -5,6 +5,7 @@ all rest, and secrets kept secret, from the CLIs too."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tempfile
 import time
@@ -187,7 +188,10 @@ def test_secrets_appear_in_no_log_health_or_file(gateway: Gateway) -> None:
 def files_containing(root: Path, needles: tuple[str, ...]) -> Iterator[Path]:
     """Files under ``root`` written since this module started that hold a needle."""
     wanted = [n.encode() for n in needles]
-    for path in root.rglob("*"):
+    # os.walk, not rglob: other test processes make and remove folders under /tmp
+    # meanwhile, and a folder gone mid-walk is skipped rather than an error.
+    paths = (Path(top) / name for top, _, names in os.walk(root) for name in names)
+    for path in paths:
         try:
             info = path.lstat()
             if not path.is_file() or path.is_symlink() or info.st_mtime < STARTED \
