@@ -37,6 +37,11 @@ _CLI_ENV_DEFAULTS = {
     # appends "<total_tokens>N tokens left</total_tokens>" after every tool result and
     # user prompt: text the client never sent, counting down a budget nobody set.
     "CLAUDE_CODE_TOTAL_TOKENS_REMINDER": "off",
+    # The CLI's runtime (Bun) collects garbage on a timer while idle: an idle worker
+    # spent 7.7 ms of CPU a second (3 % of a core for a pool of four, all day). Without
+    # the timer, 0.8 ms; garbage waits for the next turn's allocations, which collect
+    # as before (RSS after 300 turns: 291 vs 296 MB; idle, about 15 MB more).
+    "BUN_GC_TIMER_DISABLE": "1",
 }
 _OWN_PREFIX = "CLAUDE_CODE__"  # the gateway's settings in its environment
 
