@@ -90,3 +90,26 @@ async def test_a_client_hanging_up_closes_the_turns_events() -> None:
     await anext(sending)
     await sending.aclose()
     assert events.closed
+
+
+async def test_the_turn_is_over_before_its_last_frames_are_written() -> None:
+    """``over`` (the key's concurrency slot given back) comes once the turn ended and
+    before the frames that say so: a client that sends its next request on reading
+    ``[DONE]`` or ``message_stop`` finds the slot free. An error ends the turn too."""
+    for events, last in ((_Events(TextDelta("Hi"), TurnEnd("end_turn", Usage(3, 1))),
+                          b"data: [DONE]\n\n"),
+                         (_Events(TextDelta("Hi")), b"data: [DONE]\n\n")):
+        stream = events.stream()
+        first = await anext(stream)
+        sent: list[bytes] = []
+        seen_at: list[int] = []
+
+        async def over(sent: list[bytes] = sent, seen_at: list[int] = seen_at) -> None:
+            seen_at.append(len(sent))
+
+        writer = DataStream(ChunkWriter("c1", "m", True))
+        async for frame in frames(stream, first, writer, over):
+            sent.append(frame)
+        assert sent[-1] == last
+        # Once, after the text and before the finish (or the error) and [DONE].
+        assert seen_at == [2], (seen_at, sent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -18,6 +19,16 @@ class Caller:
     started: float = field(default_factory=time.monotonic)
     completed: bool = False  # a whole answer was produced (not a pause at tool calls)
     cacheable: bool = True  # False for answers that must not be served again (agent mode)
+    # Gives the key's concurrency slot back (set by the access middleware when a limit
+    # admitted the request): once the turn is over, before its last frames go out, so
+    # that a client sending its next request on reading them finds the slot free.
+    release: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+
+    async def released(self) -> None:
+        """The request is over as far as its key's limits go (idempotent)."""
+        release, self.release = self.release, None
+        if release is not None:
+            await release()
 
     @property
     def owner(self) -> str:

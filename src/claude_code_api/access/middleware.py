@@ -71,15 +71,6 @@ class _Exchange:
     size: int = 0
     finished: bool = False  # the last body chunk went out
     cache: str | None = None  # "hit" | "miss" when the cache was consulted
-    # Gives the key's concurrency slot back: just before the last body chunk goes out
-    # (a client that sends its next request on reading the last byte must find it free),
-    # or when the exchange ends without one.
-    release: Callable[[], Awaitable[None]] | None = None
-
-    async def released(self) -> None:
-        release, self.release = self.release, None
-        if release is not None:
-            await release()
 
 
 class AccessMiddleware:
@@ -127,7 +118,9 @@ class AccessMiddleware:
                     and caller.key is not None:
                 verdict = await self._admit(caller.key)
                 extra += _ratelimit_headers(verdict, exchange.path)
-                exchange.release = functools.partial(self.limiter.release, caller.key)
+                # Given back when the stream loop ends the turn, else just before the
+                # last body chunk goes out, else when the exchange ends without one.
+                caller.release = functools.partial(self.limiter.release, caller.key)
             body: bytes | None = None
             if exchange.method == "POST" and exchange.path not in _UPLOADS:
                 body = await read_within(receive, self.max_body_bytes,
@@ -146,7 +139,7 @@ class AccessMiddleware:
             exchange.status = exchange.status or 500
             raise
         finally:
-            await exchange.released()
+            await caller.released()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket is authenticated like a request: a key in the headers, or for
@@ -263,7 +256,7 @@ class AccessMiddleware:
                     exchange.body.append(chunk)
                 if not message.get("more_body", False):
                     exchange.finished = True
-                    await exchange.released()
+                    await exchange.caller.released()
             await send(message)
 
         return sender

@@ -102,7 +102,7 @@ async def streamed(turns: Turns, caller: Caller, call: Call, writer: Streamed
     a real status."""
     started = await run(turns, caller, call)
     first = await first_event(started.events)
-    return StreamingResponse(frames(started.events, first, writer(started)),
+    return StreamingResponse(frames(started.events, first, writer(started), caller.released),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache",
                                       **_headers(call, started)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
@@ -34,11 +34,17 @@ class Writer(Protocol):
     def end(self) -> list[bytes]: ...
 
 
+async def _nothing() -> None:
+    return None
+
+
 async def frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
-                 writer: Writer) -> AsyncIterator[bytes]:
+                 writer: Writer, over: Callable[[], Awaitable[None]] = _nothing
+                 ) -> AsyncIterator[bytes]:
     """The stream loop: ``first`` (already read, see ``first_event``), then the other
     events up to ``TurnEnd``, each written by ``writer``. The turn's events are closed
-    however the stream ends, a client hanging up included."""
+    however the stream ends, a client hanging up included. ``over`` is awaited once the
+    turn is over, before its last frames are written (``Caller.released``)."""
     following = _following(first, events, writer.ping_seconds)
     try:
         for frame in writer.start():
@@ -50,6 +56,8 @@ async def frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
                 continue
             if isinstance(event, TextReplaced):
                 raise UpstreamError(BROKEN_STREAM)
+            if isinstance(event, TurnEnd):
+                await over()
             for frame in writer.feed(event):
                 yield frame
             if isinstance(event, TurnEnd):
@@ -57,6 +65,7 @@ async def frames(events: AsyncGenerator[TurnEvent, None], first: TurnEvent,
         else:
             raise GatewayError(NO_RESULT)
     except GatewayError as exc:
+        await over()
         # After the first byte the status is sent: the error travels in the stream.
         for frame in writer.fail(exc):
             yield frame
