@@ -218,3 +218,50 @@ async def test_a_concurrency_slot_is_free_before_the_last_byte_goes_out(tmp_path
     with pytest.raises(OSError):
         await gateway(scope("/v1/messages"), receive, send)
     assert await limiter.running(key.id) == 0
+
+
+async def test_an_answer_is_cached_before_its_last_byte_and_only_whole(tmp_path: Path
+                                                                        ) -> None:
+    """The same request sent on reading the last byte is a hit; an answer larger than
+    a cache entry may be (captured only in part) is never kept, so never served cut."""
+    store = KeyStore(tmp_path / "keys.db")
+    _, token = store.create("cached")
+    cache = MemoryCache(CacheSettings(enabled=True, max_entry_bytes=64))
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        scope["state"]["caller"].completed = True
+        size = 40 if scope["path"] == "/v1/chat/completions" else 40_000
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"[" + b"1," * (size // 2),
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": b"1]"})
+
+    class NoPool:
+        def pool_counts(self) -> dict[str, int]:
+            return {}
+
+        def pool_totals(self) -> dict[str, int]:
+            return {}
+
+    gateway = AccessMiddleware(answer, keys=store, limiter=RateLimiter(60.0, Clock()),
+                               cache=cache, metrics=Metrics(NoPool()), auth_required=True,
+                               metrics_public=False, max_body_bytes=1024)
+    kept_at_end: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            kept_at_end.append(await cache.entries())
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"model": "sonnet"}', "more_body": False}
+
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "POST", "path": path, "query_string": b"",
+                "headers": [(b"authorization", f"Bearer {token}".encode()),
+                            (b"content-length", b"19")]}
+
+    await gateway(scope("/v1/chat/completions"), receive, send)
+    assert kept_at_end == [1]  # stored before the last chunk went out
+    await gateway(scope("/v1/messages"), receive, send)
+    assert kept_at_end == [1, 1]  # 40 kB: not kept, not even its first 64 bytes

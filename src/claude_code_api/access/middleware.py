@@ -71,6 +71,9 @@ class _Exchange:
     size: int = 0
     finished: bool = False  # the last body chunk went out
     cache: str | None = None  # "hit" | "miss" when the cache was consulted
+    # Run just before the last body chunk goes out (the response cache stores the answer
+    # then: the same request sent on reading the last byte must find it, on any replica).
+    before_end: Callable[[], Awaitable[None]] | None = None
 
 
 class AccessMiddleware:
@@ -214,10 +217,16 @@ class AccessMiddleware:
             return
         exchange.cache = "miss"
         self.metrics.cache.labels("miss").inc()
+        exchange.before_end = functools.partial(self._store, exchange, key)
         await self.app(scope, receive, self._sender(send, exchange, [*extra, ("x-cache", "miss")],
                                                    capture=True))
+
+    async def _store(self, exchange: _Exchange, key: str) -> None:
+        """Keep a whole answer (called as its last chunk is about to go out); one larger
+        than an entry may be was not captured whole, and is not kept."""
         caller = exchange.caller
-        if exchange.status == 200 and exchange.finished and caller.completed and \
+        whole = exchange.size <= self.cache.settings.max_entry_bytes
+        if exchange.status == 200 and exchange.finished and whole and caller.completed and \
                 caller.cacheable:
             response_headers = Headers(raw=exchange.headers)
             kept = tuple((name, response_headers[name])
@@ -227,7 +236,7 @@ class AccessMiddleware:
                 await self.cache.put(key, b"".join(exchange.body),
                                      response_headers.get("content-type", "application/json"),
                                      kept)
-            except StateUnavailable:  # the answer was sent; it is just not kept
+            except StateUnavailable:  # the answer still goes out; it is just not kept
                 log.warning("the response cache could not store an answer")
 
     async def _lookup(self, key: str) -> Cached | None:
@@ -257,6 +266,9 @@ class AccessMiddleware:
                 if not message.get("more_body", False):
                     exchange.finished = True
                     await exchange.caller.released()
+                    before_end, exchange.before_end = exchange.before_end, None
+                    if before_end is not None:
+                        await before_end()
             await send(message)
 
         return sender
