@@ -171,6 +171,34 @@ async def test_what_a_turn_is_expected_to_cost() -> None:
     assert await budgets.admit(ApiKey("free", "free"), "opus") is None
 
 
+class _NoPool:
+    def pool_counts(self) -> dict[str, int]:
+        return {}
+
+    def pool_totals(self) -> dict[str, int]:
+        return {}
+
+
+def _middleware(app: Any, store: KeyStore, limiter: RateLimiter | None = None,
+                cache: MemoryCache | None = None) -> AccessMiddleware:
+    return AccessMiddleware(app, keys=store, limiter=limiter or RateLimiter(60.0, Clock()),
+                            cache=cache or MemoryCache(CacheSettings(enabled=False)),
+                            metrics=Metrics(_NoPool()), auth_required=True,
+                            metrics_public=False, max_body_bytes=1024)
+
+
+def _post(path: str, token: str, body: bytes) -> tuple[dict[str, Any], Any]:
+    """An HTTP POST's scope and receive, as uvicorn hands them to the app."""
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {token}".encode()),
+                         (b"content-length", str(len(body)).encode())]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return scope, receive
+
+
 async def test_a_concurrency_slot_is_free_before_the_last_byte_goes_out(tmp_path: Path
                                                                         ) -> None:
     """A client that sends its next request as soon as it has read the last byte of a
@@ -187,17 +215,7 @@ async def test_a_concurrency_slot_is_free_before_the_last_byte_goes_out(tmp_path
             raise OSError("the client went away")
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
-    class NoPool:
-        def pool_counts(self) -> dict[str, int]:
-            return {}
-
-        def pool_totals(self) -> dict[str, int]:
-            return {}
-
-    gateway = AccessMiddleware(streamed, keys=store, limiter=limiter,
-                               cache=MemoryCache(CacheSettings(enabled=False)),
-                               metrics=Metrics(NoPool()), auth_required=True,
-                               metrics_public=False, max_body_bytes=1024)
+    gateway = _middleware(streamed, store, limiter)
     running_at: list[tuple[bool, int]] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -205,18 +223,10 @@ async def test_a_concurrency_slot_is_free_before_the_last_byte_goes_out(tmp_path
             running_at.append((message.get("more_body", False),
                                await limiter.running(key.id)))
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    def scope(path: str) -> dict[str, Any]:
-        return {"type": "http", "method": "POST", "path": path, "query_string": b"",
-                "headers": [(b"authorization", f"Bearer {token}".encode()),
-                            (b"content-length", b"2")]}
-
-    await gateway(scope("/v1/chat/completions"), receive, send)
+    await gateway(*_post("/v1/chat/completions", token, b"{}"), send)
     assert running_at == [(True, 1), (False, 0)]
     with pytest.raises(OSError):
-        await gateway(scope("/v1/messages"), receive, send)
+        await gateway(*_post("/v1/messages", token, b"{}"), send)
     assert await limiter.running(key.id) == 0
 
 
@@ -237,31 +247,14 @@ async def test_an_answer_is_cached_before_its_last_byte_and_only_whole(tmp_path:
                     "more_body": True})
         await send({"type": "http.response.body", "body": b"1]"})
 
-    class NoPool:
-        def pool_counts(self) -> dict[str, int]:
-            return {}
-
-        def pool_totals(self) -> dict[str, int]:
-            return {}
-
-    gateway = AccessMiddleware(answer, keys=store, limiter=RateLimiter(60.0, Clock()),
-                               cache=cache, metrics=Metrics(NoPool()), auth_required=True,
-                               metrics_public=False, max_body_bytes=1024)
+    gateway = _middleware(answer, store, cache=cache)
     kept_at_end: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body"):
             kept_at_end.append(await cache.entries())
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"model": "sonnet"}', "more_body": False}
-
-    def scope(path: str) -> dict[str, Any]:
-        return {"type": "http", "method": "POST", "path": path, "query_string": b"",
-                "headers": [(b"authorization", f"Bearer {token}".encode()),
-                            (b"content-length", b"19")]}
-
-    await gateway(scope("/v1/chat/completions"), receive, send)
+    await gateway(*_post("/v1/chat/completions", token, b'{"model": "sonnet"}'), send)
     assert kept_at_end == [1]  # stored before the last chunk went out
-    await gateway(scope("/v1/messages"), receive, send)
+    await gateway(*_post("/v1/messages", token, b'{"model": "sonnet"}'), send)
     assert kept_at_end == [1, 1]  # 40 kB: not kept, not even its first 64 bytes
