@@ -8,7 +8,8 @@ and checked for text that cannot be encoded (see ``body.py``), before any route
 parses it. On the way out it adds ``X-Request-ID``,
 ``x-ratelimit-*`` and ``X-Cache`` headers, records metrics and writes one
 access log line. It is plain ASGI so that a streaming response passes through
-untouched and the key's concurrency slot is held until its last byte goes out.
+untouched and the key's concurrency slot is held until the answer is over (it is
+given back just before the last bytes go out, see ``Caller.release``).
 """
 
 from __future__ import annotations
