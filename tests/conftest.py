@@ -225,12 +225,15 @@ def settled(health: dict[str, Any]) -> bool:
 CLI = Path(sys.executable).parent / "claude-code-api"
 
 
-def keys_cli(store: Path, *args: str, forked: bool = True
+def keys_cli(store: Path | str, *args: str, forked: bool = True
              ) -> subprocess.CompletedProcess[str]:
-    """`claude-code-api keys ...` on the store at ``store``: the command line forked from
-    the fork server; ``forked=False``: the console script itself, as an operator runs it
-    (test_access's CLI test)."""
-    env = {"CLAUDE_CODE__STORE__PATH": str(store), "PATH": "/usr/bin:/bin"}
+    """`claude-code-api keys ...` on the store at ``store`` (a SQLite file, or a
+    PostgreSQL URL given as a string): the command line forked from the fork server;
+    ``forked=False``: the console script itself, as an operator runs it (test_access's
+    CLI test)."""
+    setting = "CLAUDE_CODE__STORE__URL" if isinstance(store, str) else \
+        "CLAUDE_CODE__STORE__PATH"
+    env = {setting: str(store), "PATH": "/usr/bin:/bin"}
     argv = [str(CLI), "keys", *args]
     if forked:
         return FORKS.run(argv, env, ROOT, timeout=60)
@@ -293,7 +296,7 @@ TOGETHER: dict[str, str] = {
 
 # Seconds each module took in a whole run (setup, tests and teardown), written by
 # `CCA_DURATIONS=update scripts/test`: the longest modules are handed out first, so
-# that the two processes end together rather than one finishing a long module alone.
+# that the test processes end together rather than one finishing a long module alone.
 # (Only the order depends on it; a module not listed counts 0.1 s a test.)
 DURATIONS = ROOT / "tests" / "durations.json"
 

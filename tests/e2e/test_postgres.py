@@ -5,7 +5,6 @@ restart, and the ledger the command reads is the one the gateway wrote."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import CLI, FORKS, ROOT, Gateway, start_gateway
+from tests.conftest import Gateway, keys_cli, start_gateway
 from tests.e2e.test_conversations import turns
 from tests.postgres import temporary_database
 
@@ -26,11 +25,6 @@ def store_url() -> Iterator[str]:
         yield url
 
 
-def keys(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"CLAUDE_CODE__STORE__URL": url, "PATH": "/usr/bin:/bin"}
-    return FORKS.run([str(CLI), "keys", *args], env, ROOT, timeout=60)
-
-
 def serve(upstream: FakeUpstream, root: Path, url: str) -> Gateway:
     root.mkdir()
     gateway = start_gateway(upstream, root, store__url=url, auth__required="true")
@@ -41,7 +35,7 @@ def serve(upstream: FakeUpstream, root: Path, url: str) -> Gateway:
 def test_keys_conversations_and_responses_live_in_postgresql(
         upstream: FakeUpstream, tmp_path: Path, store_url: str) -> None:
     upstream.reset()
-    made = keys(store_url, "create", "--name", "team")
+    made = keys_cli(store_url, "create", "--name", "team")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     first = serve(upstream, tmp_path / "a", store_url)
@@ -80,14 +74,14 @@ def test_keys_conversations_and_responses_live_in_postgresql(
         client.close()
     finally:
         second.stop()
-    usage = keys(store_url, "usage", "team", "--json")
+    usage = keys_cli(store_url, "usage", "team", "--json")
     assert usage.returncode == 0, usage.stderr
     assert sum(row["requests"] for row in json.loads(usage.stdout)) == 4
 
 
 def test_an_unreachable_postgresql_is_a_clear_error(tmp_path: Path) -> None:
     url = "postgresql://postgres:hunter2secret@127.0.0.1:1/nowhere"
-    done = keys(url, "list")
+    done = keys_cli(url, "list")
     assert done.returncode == 2
     assert done.stderr.startswith("claude-code-api: PostgreSQL at "
                                   "postgresql://postgres:***@127.0.0.1:1/nowhere: ")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import CLI, FORKS, ROOT, Gateway, start_gateway
+from tests.conftest import Gateway, keys_cli, start_gateway
 from tests.e2e.test_batch import answering, chat_body, jsonl, wait_batch
 from tests.e2e.test_conversations import turns
 from tests.postgres import temporary_database
@@ -36,13 +35,6 @@ pytestmark = pytest.mark.e2e
 
 REPLICAS = 3
 LEASE_SECONDS = 2.0
-
-
-def keys_command(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`claude-code-api keys ...` against the shared store, as an operator runs it (forked
-    from the fork server)."""
-    env = {"CLAUDE_CODE__STORE__URL": url, "PATH": "/usr/bin:/bin"}
-    return FORKS.run([str(CLI), "keys", *args], env, ROOT, timeout=60)
 
 
 @dataclass
@@ -107,7 +99,7 @@ def store_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def admin_token(store_url: str) -> str:
-    made = keys_command(store_url, "create", "--name", "ops", "--admin")
+    made = keys_cli(store_url, "create", "--name", "ops", "--admin")
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
@@ -151,7 +143,7 @@ def cluster(three: Cluster, upstream: FakeUpstream) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def token(admin_token: str, store_url: str) -> str:
-    made = keys_command(store_url, "create", "--name", "team")
+    made = keys_cli(store_url, "create", "--name", "team")
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
