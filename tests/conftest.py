@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx._transports.default
@@ -30,6 +30,9 @@ import psutil
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, ToolUse
+
+if TYPE_CHECKING:
+    import anthropic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,15 +166,27 @@ class Gateway:
     config_dir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    clients: list[openai.OpenAI] = field(default_factory=list)
+    clients: list[openai.OpenAI | anthropic.Anthropic] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def client(self, **kw: Any) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=self.base_url, api_key="test-key", max_retries=0,
-                               timeout=60, **kw)
+    # A test's SDK clients are made here, so that they are closed (close_clients, at the
+    # latest when the gateway stops): one left to the garbage collector may have its
+    # socket collected before the client, a ResourceWarning that fails whatever test
+    # happens to be running then.
+    def client(self, api_key: str = "test-key", **kw: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=self.base_url, api_key=api_key,
+                               **{"max_retries": 0, "timeout": 60, **kw})
+        self.clients.append(client)
+        return client
+
+    def anthropic(self, api_key: str = "test-key", **kw: Any) -> anthropic.Anthropic:
+        import anthropic  # only the modules that use it pay for its import
+
+        client = anthropic.Anthropic(base_url=self.url, api_key=api_key,
+                                     **{"max_retries": 0, "timeout": 60, **kw})
         self.clients.append(client)
         return client
 

@@ -87,7 +87,7 @@ def test_key_created_used_and_revoked_from_the_cli(gw: Gateway, upstream: FakeUp
     secret = token.rsplit("-", 1)[1]
     assert secret.encode() not in store.read_bytes()  # only the hash is kept
 
-    client = openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=0)
+    client = gw.client(api_key=token)
     upstream.script(Reply.text("hello carol"))
     answer = client.chat.completions.create(model="sonnet", messages=USER)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "hello carol"
@@ -126,13 +126,13 @@ def test_openai_dialects_refuse_without_a_valid_key(gw: Gateway, token: str | No
 
 def test_anthropic_dialect_refuses_in_its_own_shape(gw: Gateway, tokens: dict[str, str],
                                                     upstream: FakeUpstream) -> None:
-    bad = anthropic.Anthropic(base_url=gw.url, api_key="sk-cca-bad", max_retries=0)
+    bad = gw.anthropic(api_key="sk-cca-bad")
     with pytest.raises(anthropic.AuthenticationError) as caught:
         bad.messages.create(model="sonnet", max_tokens=50, messages=USER)  # type: ignore[arg-type]
     assert caught.value.status_code == 401
     assert caught.value.body == {"type": "error", "error": {
         "type": "authentication_error", "message": caught.value.body["error"]["message"]}}
-    good = anthropic.Anthropic(base_url=gw.url, api_key=tokens["alice"], max_retries=0)
+    good = gw.anthropic(api_key=tokens["alice"])
     upstream.script(Reply.text("hi from x-api-key"))
     message = good.messages.create(model="sonnet", max_tokens=50, messages=USER)  # type: ignore[arg-type]
     assert message.content[0].text == "hi from x-api-key"  # type: ignore[union-attr]
@@ -173,7 +173,7 @@ def test_requests_per_minute_tripped_and_reset(gw: Gateway, tokens: dict[str, st
     assert "2 requests per minute" in refused.json()["error"]["message"]
     assert 1 <= int(refused.headers["retry-after"]) <= WINDOW
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
-    client = openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=0)
+    client = gw.client(api_key=token)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="sonnet", messages=USER)  # type: ignore[arg-type]
     time.sleep(float(refused.headers["retry-after"]) + 0.2)
@@ -185,7 +185,7 @@ def test_concurrent_requests_tripped_and_reset(gw: Gateway, tokens: dict[str, st
                                                upstream: FakeUpstream) -> None:
     token = tokens["single"]
     upstream.script(Reply.text("a slow answer in five words", chunk_delay=0.4))
-    client = openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=0)
+    client = gw.client(api_key=token)
     with client.chat.completions.create(model="sonnet", messages=USER,  # type: ignore[arg-type]
                                         stream=True) as stream:
         refused = chat(gw, token)
@@ -252,7 +252,7 @@ def test_an_answer_cut_short_is_still_charged(gw: Gateway, tokens: dict[str, str
 # -- whose conversations ------------------------------------------------------------------
 def test_conversations_and_responses_belong_to_their_key(gw: Gateway, tokens: dict[str, str],
                                                          upstream: FakeUpstream) -> None:
-    alice = openai.OpenAI(base_url=gw.base_url, api_key=tokens["alice"], max_retries=0)
+    alice = gw.client(api_key=tokens["alice"])
     bob = {"Authorization": f"Bearer {tokens['bob']}"}
     upstream.script(Reply.text("alice's secret plan"), Reply.text("stored answer"))
     answer = alice.chat.completions.with_raw_response.create(

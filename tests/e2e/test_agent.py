@@ -249,9 +249,8 @@ def test_agent_mode_refused_where_not_enabled(shared_gateway: Gateway) -> None:
 
 
 def test_anthropic_clients_see_progress_as_thinking(gw: Gateway, upstream: FakeUpstream) -> None:
-    import anthropic
 
-    client = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    client = gw.anthropic(api_key="unused")
     target = workspace(gw, "conv-anthropic") / "x.txt"
     upstream.script(step(ToolUse("Write", {"file_path": str(target), "content": "x"})),
                     Reply.text("written"), Reply.text("and again"))

@@ -59,9 +59,7 @@ def post_batch(gateway: Gateway, token: str, requests: list[dict[str, Any]],
 
 
 def client(gateway: Gateway, token: str) -> openai.OpenAI:
-    api = openai.OpenAI(base_url=gateway.base_url, api_key=token, max_retries=0, timeout=60)
-    gateway.clients.append(api)  # closed after the test
-    return api
+    return gateway.client(api_key=token)  # closed when the gateway stops
 
 
 @contextmanager

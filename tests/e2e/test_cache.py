@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 
@@ -126,7 +125,7 @@ def test_cache_control_no_cache_and_ttl(gw: Gateway, upstream: FakeUpstream) -> 
 
 def test_anthropic_messages_are_cached_and_ledgered(gw: Gateway, tokens: dict[str, str],
                                                     upstream: FakeUpstream) -> None:
-    client = anthropic.Anthropic(base_url=gw.url, api_key=tokens["bob"], max_retries=0)
+    client = gw.anthropic(api_key=tokens["bob"])
     upstream.script(Reply.text("claude once"))
     request: dict[str, Any] = {"model": "sonnet", "max_tokens": 100,
                                "messages": [{"role": "user", "content": "anthropic cache"}]}

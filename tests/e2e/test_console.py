@@ -393,7 +393,7 @@ def test_a_key_is_created_used_shown_in_usage_revoked_and_refused(
     shot(page, "keys")
 
     upstream.script(Reply.text("Hello from the new key.", input_tokens=120, output_tokens=7))
-    client = openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=0, timeout=60)
+    client = gw.client(api_key=token)
     reply = client.chat.completions.create(model="sonnet",
                                            messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content == "Hello from the new key."
@@ -472,7 +472,7 @@ def test_the_live_view_shows_a_batch_progress(page: Page, gw: Gateway,
     lines = [{"custom_id": f"item-{i}", "method": "POST", "url": "/v1/chat/completions",
               "body": {"model": "sonnet", "messages": [{"role": "user", "content": f"n{i}"}]}}
              for i in range(3)]
-    api = openai.OpenAI(base_url=gw.base_url, api_key=tokens["app"], max_retries=0, timeout=60)
+    api = gw.client(api_key=tokens["app"])
     uploaded = api.files.create(purpose="batch", file=(
         "requests.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()))
     batch = api.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",

@@ -40,10 +40,9 @@ def test_keys_conversations_and_responses_live_in_postgresql(
     token = made.stdout.strip()
     first = serve(upstream, tmp_path / "a", store_url)
     try:
-        client = openai.OpenAI(base_url=first.base_url, api_key=token, max_retries=0)
+        client = first.client(api_key=token)
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=first.base_url, api_key=token[:-4] + "0000",
-                          max_retries=0).models.list()
+            first.client(api_key=token[:-4] + "0000").models.list()
         upstream.script(Reply.text("Noted, Oslo."), Reply.text("Noted, teal."))
         reply = client.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "Trip: Oslo."}],
@@ -51,14 +50,13 @@ def test_keys_conversations_and_responses_live_in_postgresql(
         assert reply.choices[0].message.content == "Noted, Oslo."
         stored = client.responses.create(model="sonnet", input="Colour: teal.")
         assert stored.output_text == "Noted, teal."
-        client.close()
     finally:
         first.stop()
     # Nothing went to the SQLite file store.path names.
     assert not (tmp_path / "a" / "gateway.db").exists()
     second = serve(upstream, tmp_path / "b", store_url)
     try:
-        client = openai.OpenAI(base_url=second.base_url, api_key=token, max_retries=0)
+        client = second.client(api_key=token)
         upstream.script(Reply.text("Oslo."), Reply.text("Teal."))
         again = client.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "Where?"}],
@@ -71,7 +69,6 @@ def test_keys_conversations_and_responses_live_in_postgresql(
         assert follow.output_text == "Teal."
         assert turns(upstream.message_requests()[-1])[:2] == [
             ("user", "Colour: teal."), ("assistant", "Noted, teal.")]
-        client.close()
     finally:
         second.stop()
     usage = keys_cli(store_url, "usage", "team", "--json")

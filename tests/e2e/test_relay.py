@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import anthropic
 import psutil
 import pytest
 
@@ -46,7 +45,7 @@ def test_one_worker_alternating_shapes_sends_each_turns_own(gateway: Gateway,
                                                             upstream: FakeUpstream) -> None:
     started = gateway.health()["pool"]["started"]
     chat = gateway.client()
-    messages = anthropic.Anthropic(base_url=gateway.url, api_key="unused")
+    messages = gateway.anthropic(api_key="unused")
     ask = [{"role": "user", "content": "Hello?"}]
     for _ in range(2):
         chat.chat.completions.create(model="sonnet", max_tokens=256, messages=[

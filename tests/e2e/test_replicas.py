@@ -153,10 +153,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def api(gateway: Gateway, token: str) -> openai.OpenAI:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=token, max_retries=0,
-                           timeout=60)
-    gateway.clients.append(client)
-    return client
+    return gateway.client(api_key=token)
 
 
 def say(gateway: Gateway, token: str, conversation: str, text: str) -> str:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
@@ -99,7 +98,7 @@ def test_a_concurrency_limit_is_shared(pair: tuple[Gateway, Gateway], tokens: di
     token = tokens["single"]
     words = "a slow answer that runs longer than two leases"
     upstream.script(Reply.text(words, chunk_delay=0.4))
-    client = openai.OpenAI(base_url=a.base_url, api_key=token, max_retries=0)
+    client = a.client(api_key=token)
     with client.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "slow"}], stream=True,
             extra_headers={"Cache-Control": "no-store"}) as stream:
@@ -151,7 +150,7 @@ def test_a_budget_reservation_on_one_replica_holds_the_other(
     a, b = pair
     token = tokens["budget"]  # $0.000001: what one turn reserves is more than that
     upstream.script(Reply.text("an answer that takes its time", chunk_delay=0.3))
-    client = openai.OpenAI(base_url=a.base_url, api_key=token, max_retries=0)
+    client = a.client(api_key=token)
     no_store = {"Cache-Control": "no-store"}
     with client.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "spend"}], stream=True,
