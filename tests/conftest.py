@@ -116,13 +116,10 @@ class ForkServer:
             self._process.stdin.close()  # its end: it exits, saving its coverage
             self._process.wait(30)
             self._process.stdout.close()
+            self._process = None
 
 
 FORKS = ForkServer()
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    FORKS.close()
 
 
 @dataclass
@@ -357,6 +354,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The fork server ends (saving its coverage) before this test process tells xdist it
+    # has finished (xdist's hook wraps this one): the controller then combines the
+    # coverage files, and one still being written vanished under it (CoverageWarning).
+    FORKS.close()
     if os.environ.get("CCA_DURATIONS") == "update" and not hasattr(session.config,
                                                                     "workerinput"):
         DURATIONS.write_text(json.dumps(
