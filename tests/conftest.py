@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -67,20 +68,48 @@ def cli_processes(pid: int) -> list[psutil.Process]:
 
 
 class ForkServer:
-    """This test process's fork server (``tests/forkserver.py``), started on first use."""
+    """The run's fork server (``tests/forkserver.py``): pytest's main process starts it
+    (``pytest_configure``) and ends it once the tests are over; each test process
+    connects to its socket, named by ``$CCA_FORKSERVER``, on first use."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._answers: Any = None
+        self._lock = threading.Lock()  # one request at a time on our connection
+
+    def launch(self) -> None:
+        """Start it (pytest's main process): it listens once it has imported the app."""
+        path = Path(tempfile.mkdtemp(prefix="cca-forks-")) / "socket"
+        os.environ["CCA_FORKSERVER"] = str(path)  # xdist's workers inherit it
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.forkserver", str(path)],
+                                         cwd=ROOT, stdin=subprocess.PIPE)
+
+    def _connect(self) -> None:
+        path = os.environ["CCA_FORKSERVER"]
+        deadline = time.monotonic() + 120
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the fork server did not start listening") from None
+                time.sleep(0.05)
+        self._sock, self._answers = sock, sock.makefile("rb")
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "tests.forkserver"], cwd=ROOT, text=True,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps(request) + "\n")
-        self._process.stdin.flush()
-        answer: dict[str, Any] = json.loads(self._process.stdout.readline())
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+            assert self._sock is not None
+            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            line = self._answers.readline()
+        if not line:
+            raise RuntimeError("the fork server has gone")
+        answer: dict[str, Any] = json.loads(line)
         return answer
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path
@@ -111,11 +140,16 @@ class ForkServer:
         return None if code is None else int(code)
 
     def close(self) -> None:
+        """Hang up; and (pytest's main process) end the server, which then saves its
+        coverage."""
+        if self._sock is not None:
+            self._answers.close()
+            self._sock.close()
+            self._sock = None
         if self._process is not None:
-            assert self._process.stdin is not None and self._process.stdout is not None
-            self._process.stdin.close()  # its end: it exits, saving its coverage
+            assert self._process.stdin is not None
+            self._process.stdin.close()
             self._process.wait(30)
-            self._process.stdout.close()
             self._process = None
 
 
@@ -353,11 +387,23 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _SPENT[module] = _SPENT.get(module, 0.0) + report.duration
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
+        FORKS.launch()  # importing the app meanwhile: it listens by the first test
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
+    """Once every test has run (and every test process has ended), the fork server
+    ends, saving its coverage: inside pytest-cov's wrapper of this hook, which then
+    combines the coverage files (one still being written vanishes under it)."""
+    try:
+        return (yield)
+    finally:
+        FORKS.close()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # The fork server ends (saving its coverage) before this test process tells xdist it
-    # has finished (xdist's hook wraps this one): the controller then combines the
-    # coverage files, and one still being written vanished under it (CoverageWarning).
-    FORKS.close()
     if os.environ.get("CCA_DURATIONS") == "update" and not hasattr(session.config,
                                                                     "workerinput"):
         DURATIONS.write_text(json.dumps(
