@@ -89,37 +89,42 @@ def _serve(request: dict[str, Any], inherited: list[socket.socket]) -> NoReturn:
     os._exit(code)
 
 
-def _libraries() -> list[str]:
-    """The modules outside the package that its code imports (read from its source,
-    without importing it)."""
+def _package() -> tuple[list[str], list[str]]:
+    """The package's modules, and the modules outside it that their code imports (read
+    from its source, without importing it)."""
     spec = importlib.util.find_spec("claude_code_api")
     assert spec is not None and spec.submodule_search_locations is not None
-    names: set[str] = set()
-    for path in Path(list(spec.submodule_search_locations)[0]).rglob("*.py"):
+    root = Path(list(spec.submodule_search_locations)[0])
+    modules, libraries = [], set()
+    for path in sorted(root.rglob("*.py")):
+        parts = ("claude_code_api", *path.relative_to(root).with_suffix("").parts)
+        modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
+                libraries.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-    return sorted(n for n in names if n.split(".")[0] != "claude_code_api")
+                libraries.add(node.module)
+    return modules, sorted(n for n in libraries if n.split(".")[0] != "claude_code_api")
 
 
-def _import_app() -> None:
-    """The app imported, its libraries first with coverage paused: their import under
-    the tracer took 4.3 s of CPU instead of 2.8, and none of their lines is measured.
-    The package's own lines (its definitions run once, here) are."""
+def _import_package() -> None:
+    """Every module of the package imported: its libraries first, with coverage paused
+    (their import under the tracer took 4.3 s of CPU instead of 2.8, and none of their
+    lines is measured), then its own modules, measured: their definitions run here once
+    for the whole run (the test processes collect the tests untraced: conftest)."""
     import coverage
 
+    modules, libraries = _package()
     measuring = coverage.Coverage.current()
     if measuring is not None:
         measuring.stop()
-    for name in _libraries():
+    for name in libraries:
         with contextlib.suppress(Exception):  # an optional one not installed
             importlib.import_module(name)
     if measuring is not None:
         measuring.start()
-    import claude_code_api.app  # noqa: F401  (the imports every gateway shares)
-    import claude_code_api.cli  # noqa: F401
+    for name in modules:
+        importlib.import_module(name)
 
 
 class _Connection:
@@ -153,7 +158,7 @@ class _Connection:
 
 
 def main() -> None:
-    _import_app()
+    _import_package()
 
     # Coverage (patch = fork) starts a new collector in each fork, which notes where it
     # was made with inspect.stack(): that maps every loaded module to its file, realpath
