@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx._transports.default
+import httpx2._transports.default
 import openai
 import psutil
 import pytest
@@ -43,12 +44,14 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Every httpx client (each httpx.get, each /health poll, each SDK client) builds an SSL
-# context, parsing certifi's CA file: about 20 ms of CPU, though the tests speak plain
-# HTTP on loopback, and the suite makes thousands. One context per set of arguments
-# serves them all (a context is shared by connections anyway).
-httpx._transports.default.create_ssl_context = functools.cache(  # type: ignore[assignment]
-    httpx._transports.default.create_ssl_context)
+# Every httpx client (each httpx.get, each /health poll) and every SDK client (openai's
+# and anthropic's are built on httpx2, a fork of httpx) builds an SSL context, parsing
+# the system's CA file: about 20 ms of CPU, though the tests speak plain HTTP on
+# loopback, and the suite makes thousands. One context per set of arguments serves them
+# all (a context is shared by connections anyway).
+for _transports in (httpx._transports.default, httpx2._transports.default):
+    _transports.create_ssl_context = functools.cache(  # type: ignore[attr-defined]
+        _transports.create_ssl_context)  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
