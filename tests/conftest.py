@@ -160,6 +160,7 @@ class ForkServer:
             self._process.stdin.close()
             self._process.wait(30)
             self._process = None
+            shutil.rmtree(Path(os.environ["CCA_FORKSERVER"]).parent, ignore_errors=True)
 
 
 FORKS = ForkServer()
