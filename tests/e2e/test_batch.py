@@ -58,10 +58,6 @@ def post_batch(gateway: Gateway, token: str, requests: list[dict[str, Any]],
                       headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
 
-def client(gateway: Gateway, token: str) -> openai.OpenAI:
-    return gateway.client(api_key=token)  # closed when the gateway stops
-
-
 @contextmanager
 def watching(gateway: Gateway) -> Iterator[dict[str, int]]:
     """The most workers and busy workers /health showed while the block ran."""
@@ -236,7 +232,7 @@ def test_hanging_up_cancels_the_unfinished_items(gw: Gateway, upstream: FakeUpst
 def test_file_batch_runs_in_the_background_with_output_and_error_files(
         gw: Gateway, upstream: FakeUpstream, tokens: dict[str, str]) -> None:
     answering(upstream, delay=0.1)
-    api = client(gw, tokens["alice"])
+    api = gw.client(api_key=tokens["alice"])
     lines = [{"custom_id": f"f{i}", "method": "POST", "url": "/v1/chat/completions",
               "body": chat_body(f"f{i}")} for i in range(6)]
     lines[4]["body"]["model"] = "gpt-nonexistent"
@@ -287,7 +283,7 @@ def test_file_batch_runs_in_the_background_with_output_and_error_files(
 def test_another_key_cannot_see_files_or_batches(gw: Gateway, upstream: FakeUpstream,
                                                  tokens: dict[str, str]) -> None:
     answering(upstream, delay=0)
-    alice, bob = client(gw, tokens["alice"]), client(gw, tokens["bob"])
+    alice, bob = gw.client(api_key=tokens["alice"]), gw.client(api_key=tokens["bob"])
     uploaded = alice.files.create(file=("mine.jsonl", jsonl([
         {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
          "body": chat_body("a")}])), purpose="batch")
@@ -311,7 +307,7 @@ def test_another_key_cannot_see_files_or_batches(gw: Gateway, upstream: FakeUpst
 def test_cancel_stops_a_running_batch_and_keeps_what_was_done(
         gw: Gateway, upstream: FakeUpstream, tokens: dict[str, str]) -> None:
     answering(upstream, delay=0.5)
-    api = client(gw, tokens["alice"])
+    api = gw.client(api_key=tokens["alice"])
     lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
               "body": chat_body(f"c{i}")} for i in range(30)]
     uploaded = api.files.create(file=("many.jsonl", jsonl(lines)), purpose="batch")
@@ -336,7 +332,7 @@ def test_cancel_stops_a_running_batch_and_keeps_what_was_done(
 
 def test_bad_files_and_batch_requests_get_openai_errors(gw: Gateway,
                                                         tokens: dict[str, str]) -> None:
-    api = client(gw, tokens["alice"])
+    api = gw.client(api_key=tokens["alice"])
     with pytest.raises(openai.BadRequestError) as bad:
         api.files.create(file=("x.jsonl", b"{}\n"), purpose="fine-tune")
     assert bad.value.body["param"] == "purpose"  # type: ignore[index]
@@ -360,7 +356,7 @@ def test_bad_files_and_batch_requests_get_openai_errors(gw: Gateway,
 
 
 def test_uploads_over_the_size_limit_get_413(gw: Gateway, tokens: dict[str, str]) -> None:
-    api = client(gw, tokens["alice"])
+    api = gw.client(api_key=tokens["alice"])
     with pytest.raises(openai.APIStatusError) as too_big:
         api.files.create(file=("big.jsonl", b"x" * (MAX_FILE_BYTES + 1)), purpose="batch")
     assert too_big.value.status_code == 413

@@ -4,7 +4,7 @@ a stream began end it in the dialect's own terms (issue 12)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -19,23 +19,7 @@ pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 LONE = "\ud800"  # a valid JSON escape, and no character: it has no UTF-8 encoding
-Claude = Callable[[Gateway], anthropic.Anthropic]
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
-
-
-@pytest.fixture
-def claude_of() -> Iterator[Claude]:
-    """An anthropic client for a gateway, closed after the test."""
-    made: list[anthropic.Anthropic] = []
-
-    def make(gateway: Gateway) -> anthropic.Anthropic:
-        made.append(anthropic.Anthropic(base_url=gateway.url, api_key="sk-any",
-                                        max_retries=0, timeout=60))
-        return made[-1]
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def raw_post(gateway: Gateway, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -129,7 +113,7 @@ NOWHERE = "http://no-such-host.invalid/cat.png"  # .invalid never resolves (RFC 
 
 
 def test_an_image_host_that_does_not_resolve_is_a_400_naming_the_image(
-        gateway: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+        gateway: Gateway, upstream: FakeUpstream) -> None:
     client = gateway.client()
     with pytest.raises(openai.BadRequestError) as chat_error:
         client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": [
@@ -143,10 +127,11 @@ def test_an_image_host_that_does_not_resolve_is_a_400_naming_the_image(
             {"type": "input_image", "image_url": NOWHERE, "detail": "auto"}]}])
     assert responses_error.value.param == "input[0].content[1].image_url"
     with pytest.raises(anthropic.BadRequestError) as messages_error:
-        claude_of(gateway).messages.create(model="sonnet", max_tokens=32, messages=[{
-            "role": "user", "content": [
-                {"type": "text", "text": "What is this?"},
-                {"type": "image", "source": {"type": "url", "url": NOWHERE}}]}])
+        gateway.anthropic(api_key="sk-any").messages.create(
+            model="sonnet", max_tokens=32, messages=[{
+                "role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "url", "url": NOWHERE}}]}])
     error = messages_error.value.body["error"]  # type: ignore[index]
     assert error["type"] == "invalid_request_error"
     assert error["message"].startswith("messages[0].content[1].source: image refused: ")
@@ -160,12 +145,14 @@ PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4DwABAQEABR
 
 
 def test_an_image_in_a_tool_result_is_checked_like_any_other(
-        gateway: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+        gateway: Gateway, upstream: FakeUpstream) -> None:
+    claude = gateway.anthropic(api_key="sk-any")
+
     def ask(data: str) -> Any:
         result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": data}}]}
-        return claude_of(gateway).messages.create(
+        return claude.messages.create(
             model="sonnet", max_tokens=32, tools=[{"name": "snap", "input_schema": WEATHER}],
             messages=[{"role": "user", "content": "Take a picture"},
                       {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
@@ -219,8 +206,8 @@ def test_a_message_of_two_mib_is_answered(limited: Gateway, upstream: FakeUpstre
     assert limited.health()["pool"]["restarts"] == 0
 
 
-def test_a_body_over_the_limit_is_413_in_each_dialect(limited: Gateway, upstream: FakeUpstream,
-                                                      claude_of: Claude) -> None:
+def test_a_body_over_the_limit_is_413_in_each_dialect(limited: Gateway,
+                                                      upstream: FakeUpstream) -> None:
     text = "x" * (5 * MiB)
     with pytest.raises(openai.APIStatusError) as openai_error:
         limited.client().chat.completions.create(
@@ -229,8 +216,8 @@ def test_a_body_over_the_limit_is_413_in_each_dialect(limited: Gateway, upstream
     assert openai_error.value.code == "request_too_large"
     assert "server.max_body_bytes" in openai_error.value.message
     with pytest.raises(anthropic.APIStatusError) as anthropic_error:
-        claude_of(limited).messages.create(model="sonnet", max_tokens=32,
-                                           messages=[{"role": "user", "content": text}])
+        limited.anthropic(api_key="sk-any").messages.create(
+            model="sonnet", max_tokens=32, messages=[{"role": "user", "content": text}])
     assert anthropic_error.value.status_code == 413
     body = anthropic_error.value.body
     assert body["type"] == "error"  # type: ignore[index]
@@ -282,13 +269,13 @@ def impatient(upstream: FakeUpstream,
     yield from module_gateway(upstream, tmp_path_factory, claude__timeout_seconds="3")
 
 
-def test_the_gateways_timeout_is_a_504_timeout_error(impatient: Gateway, upstream: FakeUpstream,
-                                                     claude_of: Claude) -> None:
+def test_the_gateways_timeout_is_a_504_timeout_error(impatient: Gateway,
+                                                     upstream: FakeUpstream) -> None:
     gateway = ready(impatient, upstream)
     upstream.script(Reply.text("one two three", stall_after_deltas=1, stall=20))
     with pytest.raises(anthropic.APIStatusError) as caught:
-        claude_of(gateway).messages.create(model="sonnet", max_tokens=32,
-                                           messages=[{"role": "user", "content": "hi"}])
+        gateway.anthropic(api_key="sk-any").messages.create(
+            model="sonnet", max_tokens=32, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 504
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "timeout_error"
@@ -297,11 +284,12 @@ def test_the_gateways_timeout_is_a_504_timeout_error(impatient: Gateway, upstrea
 
 
 def test_the_gateways_timeout_mid_stream_is_a_timeout_error_event(
-        impatient: Gateway, upstream: FakeUpstream, claude_of: Claude) -> None:
+        impatient: Gateway, upstream: FakeUpstream) -> None:
     gateway = ready(impatient, upstream)
     upstream.script(Reply.text("one two three", stall_after_deltas=1, stall=20))
     received: list[str] = []
-    with pytest.raises(anthropic.APIStatusError) as caught, claude_of(gateway).messages.stream(
+    claude = gateway.anthropic(api_key="sk-any")
+    with pytest.raises(anthropic.APIStatusError) as caught, claude.messages.stream(
             model="sonnet", max_tokens=32, messages=[{"role": "user", "content": "hi"}]) as stream:
         received.extend(stream.text_stream)
     assert received == ["one"]  # the stream had begun: the error came inside it

@@ -152,12 +152,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def api(gateway: Gateway, token: str) -> openai.OpenAI:
-    return gateway.client(api_key=token)
-
-
 def say(gateway: Gateway, token: str, conversation: str, text: str) -> str:
-    reply = api(gateway, token).chat.completions.create(
+    reply = gateway.client(api_key=token).chat.completions.create(
         model="sonnet", messages=[{"role": "user", "content": text}],
         extra_headers={"X-Conversation-ID": conversation})
     return reply.choices[0].message.content or ""
@@ -190,7 +186,7 @@ def test_a_key_made_through_one_replica_works_on_all_and_its_revocation_reaches_
     assert made.status_code == 200, made.text
     carol, key_id = made.json()["token"], made.json()["key"]["id"]
     for gateway in cluster:
-        assert [m.id for m in api(gateway, carol).models.list()]
+        assert [m.id for m in gateway.client(api_key=carol).models.list()]
     revoked = httpx.delete(f"{cluster[1].url}/ui/api/keys/{key_id}",
                            headers=bearer(admin_token), timeout=10)
     assert revoked.status_code == 200, revoked.text
@@ -198,7 +194,7 @@ def test_a_key_made_through_one_replica_works_on_all_and_its_revocation_reaches_
     for gateway in cluster:
         while True:
             try:
-                api(gateway, carol).models.list()
+                gateway.client(api_key=carol).models.list()
             except openai.AuthenticationError:
                 break
             assert time.monotonic() - at < 1.0, f"{gateway.url} still takes the key"
@@ -210,14 +206,14 @@ def test_a_key_made_through_one_replica_works_on_all_and_its_revocation_reaches_
 def test_a_stored_response_made_on_one_replica_continues_on_another(
         cluster: Cluster, upstream: FakeUpstream, token: str) -> None:
     upstream.script(Reply.text("Noted, teal."), Reply.text("Teal."))
-    first = api(cluster[0], token).responses.create(model="sonnet", input="Colour: teal.")
+    first = cluster[0].client(api_key=token).responses.create(model="sonnet", input="Colour: teal.")
     assert first.output_text == "Noted, teal."
-    follow = api(cluster[2], token).responses.create(
+    follow = cluster[2].client(api_key=token).responses.create(
         model="sonnet", input="Which colour?", previous_response_id=first.id)
     assert follow.output_text == "Teal."
     assert turns(upstream.message_requests()[-1])[:3] == [
         ("user", "Colour: teal."), ("assistant", "Noted, teal."), ("user", "Which colour?")]
-    again = api(cluster[1], token).responses.retrieve(follow.id)
+    again = cluster[1].client(api_key=token).responses.retrieve(follow.id)
     assert again.output_text == "Teal."
 
 
@@ -283,7 +279,7 @@ def test_a_batch_completes_once_per_item_after_a_replica_running_it_is_killed(
     count = 12
     lines = [{"custom_id": f"item-{i}", "method": "POST", "url": "/v1/chat/completions",
               "body": chat_body(f"item-{i}")} for i in range(count)]
-    made_on = api(cluster[0], token)
+    made_on = cluster[0].client(api_key=token)
     uploaded = made_on.files.create(file=("items.jsonl", jsonl(lines)), purpose="batch")
     batch = made_on.batches.create(input_file_id=uploaded.id,
                                    endpoint="/v1/chat/completions", completion_window="24h")
@@ -291,7 +287,7 @@ def test_a_batch_completes_once_per_item_after_a_replica_running_it_is_killed(
     wait_batch(made_on, batch.id, lambda b: b.request_counts.completed >= 2)
     cluster[0].wait_for(lambda h: h["pool"]["busy"] >= 1, timeout=30)
     cluster.kill(0)
-    other = api(cluster[1], token)
+    other = cluster[1].client(api_key=token)
     done = wait_batch(other, batch.id, lambda b: b.status == "completed", timeout=120)
     assert (done.request_counts.completed, done.request_counts.failed) == (count, 0)
     output = [json.loads(line) for line in
