@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +36,7 @@ from .conversations.responses import Responses
 from .conversations.router import router as conversations_router
 from .conversations.service import Conversations
 from .deps import Services
+from .dialects.anthropic_messages.render import LAZY_IMPORTS as ANTHROPIC_IMPORTS
 from .dialects.anthropic_messages.router import router as anthropic_router
 from .dialects.errors import describe_validation, error_response, gateway_error_response
 from .dialects.openai_chat.router import router as openai_router
@@ -108,6 +111,20 @@ async def learn_models(services: Services, timeout: float) -> None:
         services.catalog.learn(services.engine.server_info())
 
 
+def warm(modules: Iterable[str]) -> None:
+    """Import, in a thread of its own, what the code imports on first use: the server
+    starts without waiting for them, and a first request that needs one waits at most
+    for the rest of its import."""
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the request that needs it will say why
+                log.exception("could not import %s", name)
+
+    threading.Thread(target=run, name="warm-imports", daemon=True).start()
+
+
 async def close(services: Services) -> None:
     await services.replica.close()
     await services.sessions.close_all()
@@ -124,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start(services)
+        warm(ANTHROPIC_IMPORTS)
         learner = asyncio.create_task(learn_models(services, timeout=120))
         # What start-up built lives as long as the server: out of the collector's way,
         # so that a full collection (which a long request's many objects set off) does
