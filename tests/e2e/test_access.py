@@ -7,9 +7,8 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -23,9 +22,15 @@ from tests.conftest import (
     create_key,
     free_port,
     keys_cli,
+    lazy_import,
     start_gateway,
     team_gateway,
 )
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    anthropic = lazy_import("anthropic")
 
 pytestmark = pytest.mark.e2e
 

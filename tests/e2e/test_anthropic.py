@@ -7,15 +7,19 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import pytest
 
 from claude_code_api.engine.launch import bundled_cli
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway
+from tests.conftest import Gateway, lazy_import
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    anthropic = lazy_import("anthropic")
 
 pytestmark = pytest.mark.e2e
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import openai
 import pydantic
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply, Text, Thinking, ToolUse
-from tests.conftest import Gateway, offered_schema, structured
+from tests.conftest import Gateway, lazy_import, offered_schema, structured
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    anthropic = lazy_import("anthropic")
 
 pytestmark = pytest.mark.e2e
 

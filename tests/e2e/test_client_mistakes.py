@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import openai
 import pytest
 
 from claude_code_api.testing.fake_upstream import FakeUpstream, Reply
-from tests.conftest import Gateway, module_gateway, ready, serving, start_gateway
+from tests.conftest import (
+    Gateway,
+    lazy_import,
+    module_gateway,
+    ready,
+    serving,
+    start_gateway,
+)
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    anthropic = lazy_import("anthropic")
 
 pytestmark = pytest.mark.e2e
 
