@@ -130,8 +130,9 @@ def test_the_graph_sees_relative_and_function_level_imports() -> None:
     assert f"{PACKAGE}.app" in graph[f"{PACKAGE}.cli"]
 
 
-def test_the_app_starts_without_the_anthropic_sdk_and_warms_it_after(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_the_app_imports_the_anthropic_sdk_only_when_used_or_warmed(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
     """The anthropic package (about 3,700 modules, 40 % of the app's imports) is imported
     when a non-streaming Messages body is first built, and ahead of that in a thread once
     the server has started (``app.warm``), which logs a module it cannot import."""
@@ -143,9 +144,13 @@ def test_the_app_starts_without_the_anthropic_sdk_and_warms_it_after(
 
     from claude_code_api import app
 
+    (tmp_path / "cca_warm_probe.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
     with caplog.at_level(logging.ERROR, "claude_code_api.app"):
-        app.warm(["claude_code_api.no_such_module"])
+        app.warm(["cca_warm_probe", "claude_code_api.no_such_module"])  # in this order
         deadline = time.monotonic() + 10
         while not caplog.records and time.monotonic() < deadline:
             time.sleep(0.01)
+    assert "cca_warm_probe" in sys.modules
     assert caplog.records[0].getMessage() == "could not import claude_code_api.no_such_module"
+    monkeypatch.delitem(sys.modules, "cca_warm_probe")
